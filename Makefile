@@ -1,0 +1,49 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+PORT ?= 4566
+
+.PHONY: help venv test lint typecheck unit demo local-aws bench clean
+
+help:
+	@echo "make demo       - run the main job end to end on the embedded default"
+	@echo "make test       - lint, type-check and run the whole test suite"
+	@echo "make local-aws  - start the local AWS emulator on 127.0.0.1:$(PORT)"
+	@echo "make bench      - conversion benchmark against the seed's approach"
+
+# The virtualenv is built from the committed lock only: the same versions everywhere.
+$(BIN)/.installed: requirements-dev.txt requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements-dev.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+demo: venv
+	$(BIN)/python -m dynamo_lake_demo
+
+local-aws: venv
+	$(BIN)/python -m local_aws --port $(PORT)
+
+bench: venv
+	$(BIN)/python benchmarks/bench_convert.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var demo-out

@@ -1,0 +1,84 @@
+"""The ``dynamo-lake`` command: the core's jobs from a shell, one JSON line out.
+
+``dynamo-lake convert <manifest-summary.json> --lake <table folder>`` converts one export.
+S3 settings come from the usual AWS environment variables (``AWS_ENDPOINT_URL`` included).
+Errors exit non-zero with one line that names the problem; no traceback for expected ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from dynamo_lake.convert import convert_export
+from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.lake_writer import COMPRESSIONS
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynamo-lake", description="DynamoDB exports into an S3 data lake, losslessly."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser(
+        "convert",
+        help="convert one PITR export (full or incremental) into lake rows",
+        description="Convert one DynamoDB export into Parquet CDC rows in a lake table. "
+        "Prints a one-line JSON summary.",
+    )
+    convert.add_argument(
+        "source", help="s3:// URI of the export's manifest-summary.json, or a local path to it"
+    )
+    convert.add_argument(
+        "--lake",
+        required=True,
+        help="the lake table: s3://bucket/dynamo-cdc/<database>/<table> or a local folder",
+    )
+    convert.add_argument("--compression", choices=COMPRESSIONS, default="zstd")
+    convert.add_argument(
+        "--workers", type=int, default=1, help="processes converting data files (default 1)"
+    )
+    convert.add_argument(
+        "--max-bad-lines",
+        type=int,
+        default=0,
+        help="lines that may fail to parse (kept under _errors/) before the export fails",
+    )
+    convert.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.workers < 1 or args.max_bad_lines < 0:
+        print("dynamo-lake: --workers must be >= 1 and --max-bad-lines >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = convert_export(
+            args.source,
+            args.lake,
+            compression=args.compression,
+            workers=args.workers,
+            max_bad_lines=args.max_bad_lines,
+        )
+    except DynamoLakeError as exc:
+        print(f"dynamo-lake: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(orjson.dumps(result.summary()).decode())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The lossless item codec: DynamoDB JSON in, canonical ``data`` JSON out.
+
+Every writer of the lake's ``data`` column (backfill, Firehose Lambda, repair) calls
+:func:`item_to_data`, so a row from an export and a row from the stream are byte-identical
+for the same item. Canonical form (the lake contract):
+
+* object keys sorted by Unicode code point at every depth, no insignificant whitespace,
+  UTF-8 (never ASCII-escaped; control characters escaped as JSON requires);
+* ``N`` written as a JSON number with DynamoDB's own digits (never through a float);
+* ``B`` as base64 (standard alphabet, padded); ``BOOL``; ``NULL`` as ``null``;
+  ``M`` an object, ``L`` an array;
+* ``SS`` sorted by code point, ``NS`` by numeric value, ``BS`` by the decoded bytes.
+
+Input is DynamoDB JSON as exports and stream records carry it: each attribute value is a
+one-key object ``{"<tag>": value}`` with binary values as base64 strings. The hot path does
+no path bookkeeping; when it fails, a second, path-tracking walk names the attribute.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from dynamo_lake.errors import InvalidItemError
+
+__all__ = ["canonical_json", "item_to_data", "item_to_plain", "number_text"]
+
+# JSON's number grammar (RFC 8259). DynamoDB renders numbers in this form already.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_DUMPS_OPTIONS = orjson.OPT_SORT_KEYS
+
+
+class _Invalid(Exception):
+    """Internal: raised by the fast walk; the slow walk turns it into InvalidItemError."""
+
+
+def number_text(text: object) -> str:
+    """Return ``text`` as a JSON number literal with the same digits, or raise ``_Invalid``.
+
+    DynamoDB's own renderings (``1E+125``, ``-0``, ``0.000001``) are valid JSON and pass
+    unchanged. Other finite decimal spellings (``+5``, ``.5``, ``5.``) are rewritten by
+    :class:`~decimal.Decimal` without changing the value; NaN, infinities, blanks and
+    anything that is not a number are refused.
+    """
+    if type(text) is not str:
+        raise _Invalid(f"N must be a string of digits, got {type(text).__name__}")
+    if _JSON_NUMBER.fullmatch(text):
+        return text
+    if text.strip() != text or not text:
+        raise _Invalid(f"N {text!r} is not a number")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _Invalid(f"N {text!r} is not a number") from None
+    if not value.is_finite():
+        raise _Invalid(f"N {text!r} is not a finite number")
+    rendered = str(value)
+    if not _JSON_NUMBER.fullmatch(rendered):  # pragma: no cover - Decimal always conforms
+        raise _Invalid(f"N {text!r} cannot be written as a JSON number")
+    return rendered
+
+
+def _binary_text(text: object) -> tuple[bytes, str]:
+    if type(text) is not str:
+        raise _Invalid(f"B must be a base64 string, got {type(text).__name__}")
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _Invalid(f"B {_preview(text)} is not valid base64 ({exc})") from None
+    return raw, binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _string(value: object) -> str:
+    if type(value) is not str:
+        raise _Invalid(f"S must be a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if type(value) is not bool:
+        raise _Invalid(f"BOOL must be true or false, got {value!r}")
+    return value
+
+
+def _null(value: object) -> None:
+    if value is not True:
+        raise _Invalid(f"NULL must be true, got {value!r}")
+    return None
+
+
+def _number(value: object) -> orjson.Fragment:
+    return orjson.Fragment(number_text(value))
+
+
+def _binary(value: object) -> str:
+    return _binary_text(value)[1]
+
+
+def _list_of(value: object, tag: str) -> list[Any]:
+    if type(value) is not list:
+        raise _Invalid(f"{tag} must be an array, got {type(value).__name__}")
+    return value
+
+
+def _string_set(value: object) -> list[str]:
+    return sorted(_string(member) for member in _list_of(value, "SS"))
+
+
+def _number_set(value: object) -> list[orjson.Fragment]:
+    texts = [number_text(member) for member in _list_of(value, "NS")]
+    texts.sort(key=lambda text: (Decimal(text), text))
+    return [orjson.Fragment(text) for text in texts]
+
+
+def _binary_set(value: object) -> list[str]:
+    pairs = [_binary_text(member) for member in _list_of(value, "BS")]
+    pairs.sort()
+    return [text for _, text in pairs]
+
+
+def _map(value: object) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise _Invalid(f"M must be an object, got {type(value).__name__}")
+    return {name: _attribute(member) for name, member in value.items()}
+
+
+def _list(value: object) -> list[Any]:
+    return [_attribute(member) for member in _list_of(value, "L")]
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "S": _string,
+    "N": _number,
+    "B": _binary,
+    "BOOL": _bool,
+    "NULL": _null,
+    "M": _map,
+    "L": _list,
+    "SS": _string_set,
+    "NS": _number_set,
+    "BS": _binary_set,
+}
+
+
+def _attribute(typed: object) -> Any:
+    if type(typed) is not dict or len(typed) != 1:
+        raise _Invalid(_shape_problem(typed))
+    ((tag, value),) = typed.items()
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        raise _Invalid(f"unknown type tag {tag!r} (expected one of {', '.join(_DECODERS)})")
+    return decoder(value)
+
+
+def _shape_problem(typed: object) -> str:
+    if type(typed) is not dict:
+        return f"expected a typed value like {{\"S\": ...}}, got {type(typed).__name__}"
+    if not typed:
+        return "no type tag (an attribute value needs exactly one, e.g. {\"S\": ...})"
+    return f"two or more type tags {sorted(typed)} (an attribute value has exactly one)"
+
+
+def _plain_item(item: object) -> dict[str, Any]:
+    if type(item) is not dict:
+        raise _Invalid(f"an item must be an object of attributes, got {type(item).__name__}")
+    return {name: _attribute(typed) for name, typed in item.items()}
+
+
+def item_to_plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Decode a DynamoDB JSON item to plain values ready for :func:`canonical_json`.
+
+    Numbers come back as :class:`orjson.Fragment` (their digits, untouched), sets as sorted
+    lists, binary as base64 strings. Raises :class:`InvalidItemError` naming the path.
+    """
+    try:
+        return _plain_item(item)
+    except _Invalid:
+        _raise_with_path(item)
+        raise  # pragma: no cover - _raise_with_path always raises
+
+
+def canonical_json(plain: Mapping[str, Any]) -> str:
+    """Serialize decoded values canonically (sorted keys, compact, UTF-8)."""
+    try:
+        return orjson.dumps(plain, option=_DUMPS_OPTIONS).decode("utf-8")
+    except orjson.JSONEncodeError as exc:
+        # Lone surrogates cannot occur in DynamoDB strings, but a hand-built record can
+        # carry them; say so rather than writing invalid UTF-8.
+        raise InvalidItemError("$", f"cannot be written as UTF-8 JSON: {exc}") from None
+
+
+def item_to_data(item: Mapping[str, Any]) -> str:
+    """Return the canonical ``data`` JSON of one DynamoDB JSON item.
+
+    >>> item_to_data({"b": {"N": "1E+125"}, "a": {"SS": ["y", "x"]}})
+    '{"a":["x","y"],"b":1E+125}'
+    """
+    return canonical_json(item_to_plain(item))
+
+
+# --- the slow walk: only runs after the fast one failed, to name the attribute --------
+
+
+def _raise_with_path(item: object) -> None:
+    if type(item) is not dict:
+        raise InvalidItemError("$", f"an item must be an object, got {type(item).__name__}")
+    for name, typed in item.items():
+        _check(typed, f"$.{_segment(name)}")
+    raise InvalidItemError("$", "item could not be decoded")  # pragma: no cover
+
+
+def _segment(name: str) -> str:
+    return name if name.isidentifier() else orjson.dumps(name).decode("utf-8")
+
+
+def _check(typed: object, path: str) -> None:
+    try:
+        _attribute_shallow(typed)
+    except _Invalid as exc:
+        raise InvalidItemError(path, str(exc)) from None
+    assert type(typed) is dict
+    ((tag, value),) = typed.items()
+    if tag == "M":
+        for name, member in value.items():
+            _check(member, f"{path}.M.{_segment(name)}")
+    elif tag == "L":
+        for index, member in enumerate(value):
+            _check(member, f"{path}.L[{index}]")
+    elif tag in ("SS", "NS", "BS"):
+        member_decoder = {"SS": _string, "NS": number_text, "BS": _binary_text}[tag]
+        for index, member in enumerate(value):
+            try:
+                member_decoder(member)
+            except _Invalid as exc:
+                raise InvalidItemError(f"{path}.{tag}[{index}]", str(exc)) from None
+
+
+def _attribute_shallow(typed: object) -> None:
+    """Validate one level: the tag, and scalar values; containers only for their type."""
+    if type(typed) is not dict or len(typed) != 1:
+        raise _Invalid(_shape_problem(typed))
+    ((tag, value),) = typed.items()
+    if tag == "M":
+        if type(value) is not dict:
+            raise _Invalid(f"M must be an object, got {type(value).__name__}")
+    elif tag in ("L", "SS", "NS", "BS"):
+        _list_of(value, tag)
+    elif tag in _DECODERS:
+        _DECODERS[tag](value)
+    else:
+        raise _Invalid(f"unknown type tag {tag!r} (expected one of {', '.join(_DECODERS)})")

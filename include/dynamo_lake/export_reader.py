@@ -1,0 +1,351 @@
+"""Reading a DynamoDB point-in-time export exactly as AWS lays it out in S3.
+
+The only way in is manifest-summary.json: it names manifest-files.json, which names each
+data file (keys from the bucket root; incremental exports share one data folder, so a
+prefix is never listed). Every object is checked against what the manifests promise: the
+``.md5`` files of both manifests, each data file's ``md5Checksum`` (base64 MD5 of the
+stored gzip object) and ``itemCount``, and the gzip stream's own end marker. Data files
+are streamed in chunks, so memory does not grow with the file.
+
+A local path works too when it sits inside a directory that mirrors the bucket: keys are
+resolved against that directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dynamo_lake.cdc import (
+    CdcRow,
+    parse_aws_time,
+    row_from_full_export_line,
+    row_from_incremental_export_line,
+)
+from dynamo_lake.errors import (
+    DynamoLakeError,
+    ExportFormatError,
+    ExportIntegrityError,
+    StorageError,
+)
+from dynamo_lake.storage import Location, S3Options, resolve
+
+__all__ = [
+    "BadLine",
+    "DataFile",
+    "ExportManifest",
+    "ExportSummary",
+    "read_manifest",
+    "read_rows",
+]
+
+log = logging.getLogger(__name__)
+
+FULL_EXPORT = "FULL_EXPORT"
+INCREMENTAL_EXPORT = "INCREMENTAL_EXPORT"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """The facts of manifest-summary.json that conversion needs (parsed tolerantly)."""
+
+    export_arn: str
+    export_type: str
+    output_format: str
+    item_count: int
+    manifest_files_key: str
+    output_view: str = "NEW_AND_OLD_IMAGES"
+    export_time: int | None = None  # µs; full exports
+    export_from_time: int | None = None  # µs; incremental exports
+    export_to_time: int | None = None
+    table_arn: str | None = None
+    s3_bucket: str | None = None
+
+    @property
+    def export_id(self) -> str:
+        return self.export_arn.rsplit("/", 1)[-1]
+
+    @property
+    def is_incremental(self) -> bool:
+        return self.export_type == INCREMENTAL_EXPORT
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One line of manifest-files.json."""
+
+    key: str
+    item_count: int
+    md5_checksum: str
+    etag: str | None = None
+
+    @property
+    def stem(self) -> str:
+        """The file's name without folders or ``.json.gz``: unique within an export."""
+        name = self.key.rsplit("/", 1)[-1]
+        for suffix in (".json.gz", ".ion.gz", ".gz"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    """A verified export: where it is, what it is, and its data files."""
+
+    uri: str
+    bucket_root: Location
+    summary: ExportSummary
+    data_files: tuple[DataFile, ...]
+
+    def data_file_location(self, data_file: DataFile) -> Location:
+        return self.bucket_root.child(data_file.key)
+
+    def data_file(self, key: str) -> DataFile:
+        for candidate in self.data_files:
+            if candidate.key == key:
+                return candidate
+        raise ExportFormatError(f"{key} is not a data file of export {self.summary.export_id}")
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that could not become a row, with where it was and why."""
+
+    location: str
+    line_number: int
+    text: bytes
+    reason: str
+
+
+def _md5_b64(payload: bytes) -> str:
+    return base64.b64encode(hashlib.md5(payload, usedforsecurity=False).digest()).decode()
+
+
+def _read_checked_json(location: Location, check_md5: bool = True) -> bytes:
+    payload = location.read_bytes()
+    if not check_md5:
+        return payload
+    md5_location = Location(
+        location.filesystem,
+        location.path.rsplit(".", 1)[0] + ".md5",
+        location.uri.rsplit(".", 1)[0] + ".md5",
+    )
+    try:
+        expected = md5_location.read_bytes().decode("ascii", "replace").strip()
+    except StorageError:
+        # Older exports and the docs name it .checksum; tolerate either, or none.
+        log.warning("%s has no .md5 beside it; its content is not checked", location.uri)
+        return payload
+    actual = _md5_b64(payload)
+    if expected != actual and expected != hashlib.md5(payload, usedforsecurity=False).hexdigest():
+        raise ExportIntegrityError(
+            location.uri, f"MD5 mismatch: .md5 file says {expected}, content has {actual}"
+        )
+    return payload
+
+
+def _bucket_root(summary_location: Location, summary_key: str) -> Location:
+    if summary_location.is_s3:
+        bucket = summary_location.path.split("/", 1)[0]
+        return Location(summary_location.filesystem, bucket, f"s3://{bucket}")
+    if not summary_location.path.endswith("/" + summary_key):
+        raise ExportFormatError(
+            f"{summary_location.uri} is not at its S3 key {summary_key!r} below a directory "
+            "that mirrors the bucket; copy the export with its folders intact "
+            "(aws s3 sync s3://<bucket>/<prefix> <dir>/<prefix>)"
+        )
+    root = summary_location.path[: -len(summary_key) - 1]
+    return Location(summary_location.filesystem, root, root)
+
+
+def _parse_summary(raw: dict[str, Any], uri: str) -> ExportSummary:
+    try:
+        export_type = raw.get("exportType") or (
+            INCREMENTAL_EXPORT if "exportFromTime" in raw else FULL_EXPORT
+        )
+        summary = ExportSummary(
+            export_arn=str(raw["exportArn"]),
+            export_type=str(export_type),
+            output_format=str(raw.get("outputFormat") or "DYNAMODB_JSON"),
+            item_count=int(raw.get("itemCount") or 0),
+            manifest_files_key=str(raw["manifestFilesS3Key"]),
+            output_view=str(raw.get("outputView") or "NEW_AND_OLD_IMAGES"),
+            export_time=parse_aws_time(raw["exportTime"]) if raw.get("exportTime") else None,
+            export_from_time=(
+                parse_aws_time(raw["exportFromTime"]) if raw.get("exportFromTime") else None
+            ),
+            export_to_time=parse_aws_time(raw["exportToTime"]) if raw.get("exportToTime") else None,
+            table_arn=raw.get("tableArn"),
+            s3_bucket=raw.get("s3Bucket"),
+        )
+    except (KeyError, TypeError, ValueError, DynamoLakeError) as exc:
+        raise ExportFormatError(f"{uri}: not a manifest-summary.json ({exc!r})") from None
+    if summary.output_format != "DYNAMODB_JSON":
+        raise ExportFormatError(
+            f"{uri}: export format {summary.output_format} is not supported; "
+            "export with ExportFormat=DYNAMODB_JSON"
+        )
+    if summary.export_type not in (FULL_EXPORT, INCREMENTAL_EXPORT):
+        raise ExportFormatError(f"{uri}: unknown exportType {summary.export_type!r}")
+    if summary.export_type == FULL_EXPORT and summary.export_time is None:
+        raise ExportFormatError(f"{uri}: a full export's summary needs exportTime")
+    return summary
+
+
+def read_manifest(source: str, s3: S3Options | None = None) -> ExportManifest:
+    """Read and verify manifest-summary.json and manifest-files.json of one export."""
+    summary_location = resolve(source, s3)
+    if not summary_location.path.endswith("manifest-summary.json"):
+        raise ExportFormatError(
+            f"{source}: give the export's manifest-summary.json (from DescribeExport's "
+            "ExportManifest), not a folder"
+        )
+    try:
+        raw = orjson.loads(_read_checked_json(summary_location))
+    except orjson.JSONDecodeError as exc:
+        raise ExportFormatError(f"{summary_location.uri}: not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ExportFormatError(f"{summary_location.uri}: not a manifest-summary.json object")
+    summary = _parse_summary(raw, summary_location.uri)
+    summary_key = summary.manifest_files_key.rsplit("/", 1)[0] + "/manifest-summary.json"
+    root = _bucket_root(summary_location, summary_key)
+    files_location = root.child(summary.manifest_files_key)
+    data_files = []
+    for number, line in enumerate(_read_checked_json(files_location).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = orjson.loads(line)
+            data_files.append(
+                DataFile(
+                    key=str(entry["dataFileS3Key"]),
+                    item_count=int(entry["itemCount"]),
+                    md5_checksum=str(entry["md5Checksum"]),
+                    etag=entry.get("etag"),
+                )
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ExportIntegrityError(
+                f"{files_location.uri}:{number}", f"not a manifest-files.json line ({exc!r})"
+            ) from None
+    listed = sum(data_file.item_count for data_file in data_files)
+    if listed != summary.item_count:
+        raise ExportIntegrityError(
+            files_location.uri,
+            f"data files list {listed} items but manifest-summary.json says {summary.item_count}",
+        )
+    return ExportManifest(summary_location.uri, root, summary, tuple(data_files))
+
+
+def _gzip_chunks(location: Location, expected_md5: str) -> Iterator[bytes]:
+    """Decompressed chunks of one gzip object, checking its MD5 and completeness."""
+    digest = hashlib.md5(usedforsecurity=False)
+    decompressor = zlib.decompressobj(wbits=31)
+    member_open = False  # bytes fed to a gzip member whose end we have not seen yet
+    try:
+        stream = location.filesystem.open_input_stream(location.path, compression=None)
+    except FileNotFoundError:
+        raise ExportIntegrityError(location.uri, "listed in manifest-files.json but missing") from None
+    with stream:
+        while compressed := stream.read(_CHUNK):
+            digest.update(compressed)
+            try:
+                while compressed:
+                    member_open = True
+                    yield decompressor.decompress(compressed)
+                    compressed = b""
+                    if decompressor.eof:  # concatenated gzip members are legal
+                        member_open = False
+                        compressed = decompressor.unused_data
+                        decompressor = zlib.decompressobj(wbits=31)
+            except zlib.error as exc:
+                raise ExportIntegrityError(location.uri, f"corrupt gzip data ({exc})") from None
+    if member_open:
+        raise ExportIntegrityError(location.uri, "truncated gzip data (the stream has no end)")
+    actual = base64.b64encode(digest.digest()).decode()
+    if actual != expected_md5:
+        raise ExportIntegrityError(
+            location.uri,
+            f"MD5 mismatch: manifest-files.json says {expected_md5}, object has {actual}",
+        )
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """Batches of complete lines (without newlines) from a stream of byte chunks."""
+    pending = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        parts = (pending + chunk).split(b"\n")
+        pending = parts.pop()
+        if parts:
+            yield parts
+    if pending:
+        yield [pending]
+
+
+RowBuilder = Callable[[Any], CdcRow]
+
+
+def _row_builder(summary: ExportSummary) -> RowBuilder:
+    if summary.is_incremental:
+        view = summary.output_view
+        return lambda line: row_from_incremental_export_line(line, view)
+    export_time = summary.export_time
+    assert export_time is not None
+    return lambda line: row_from_full_export_line(line, export_time)
+
+
+def read_rows(
+    manifest: ExportManifest,
+    data_file: DataFile,
+    on_bad_line: Callable[[BadLine], None] | None = None,
+) -> Iterator[list[CdcRow]]:
+    """Rows of one data file, in batches, verified against the manifest when exhausted.
+
+    A line that cannot become a row raises :class:`ExportIntegrityError` naming the file and
+    line, unless ``on_bad_line`` is given: then it is handed over and counted. When the file
+    ends, its MD5 and item count are checked; a mismatch raises even though batches were
+    already yielded, so callers stage rows and publish only after the generator finishes.
+    """
+    location = manifest.data_file_location(data_file)
+    build = _row_builder(manifest.summary)
+    rows_seen = 0
+    bad_seen = 0
+    line_number = 0
+    loads = orjson.loads
+    for lines in _lines(_gzip_chunks(location, data_file.md5_checksum)):
+        batch: list[CdcRow] = []
+        append = batch.append
+        for line in lines:
+            line_number += 1
+            if not line.strip():
+                continue
+            try:
+                append(build(loads(line)))
+            except (orjson.JSONDecodeError, DynamoLakeError, TypeError, AttributeError) as exc:
+                reason = str(exc) or type(exc).__name__
+                if isinstance(exc, orjson.JSONDecodeError):
+                    reason = f"malformed JSON ({exc})"
+                if on_bad_line is None:
+                    raise ExportIntegrityError(f"{location.uri}:{line_number}", reason) from None
+                on_bad_line(BadLine(location.uri, line_number, line, reason))
+                bad_seen += 1
+        rows_seen += len(batch)
+        if batch:
+            yield batch
+    if rows_seen + bad_seen != data_file.item_count:
+        raise ExportIntegrityError(
+            location.uri,
+            f"item count mismatch: manifest-files.json says {data_file.item_count}, "
+            f"file has {rows_seen + bad_seen} lines",
+        )
