@@ -56,13 +56,14 @@ class CdcRow(NamedTuple):
 
 def row_uuid(op: str, time_stamp: int, data: str) -> str:
     """The deterministic event id of the lake contract (see the module docstring)."""
-    digest = bytearray(
-        hashlib.sha256(f"{op}\x1f{time_stamp}\x1f{data}".encode()).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: custom, hash-based
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = _sha256(f"{op}\x1f{time_stamp}\x1f{data}".encode()).hexdigest()
+    # Version 8 (custom, hash-based) and the RFC 9562 variant, set on the hex digits.
+    variant = _VARIANT_DIGITS[int(text[16], 16) & 3]
+    return f"{text[:8]}-{text[8:12]}-8{text[13:16]}-{variant}{text[17:20]}-{text[20:32]}"
+
+
+_sha256 = hashlib.sha256
+_VARIANT_DIGITS = "89ab"
 
 
 def make_row(op: Op, time_stamp: int, data: str) -> CdcRow:

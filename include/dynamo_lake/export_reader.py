@@ -254,7 +254,9 @@ def _gzip_chunks(location: Location, expected_md5: str) -> Iterator[bytes]:
     try:
         stream = location.filesystem.open_input_stream(location.path, compression=None)
     except FileNotFoundError:
-        raise ExportIntegrityError(location.uri, "listed in manifest-files.json but missing") from None
+        raise ExportIntegrityError(
+            location.uri, "listed in manifest-files.json but missing"
+        ) from None
     with stream:
         while compressed := stream.read(_CHUNK):
             digest.update(compressed)

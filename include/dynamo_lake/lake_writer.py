@@ -137,7 +137,24 @@ class _PartitionFile:
         self.rows_in_file = 0
         self._writer: pq.ParquetWriter | None = None
         self._stream: pa.NativeFile | None = None
-        self.pending: list[CdcRow] = []
+        # Pending rows are held as four flat columns, not as row tuples: strings are not
+        # tracked by the garbage collector, tuples are, and tens of thousands of them make
+        # every collection slow.
+        self.uuids: list[str] = []
+        self.ops: list[str] = []
+        self.stamps: list[int] = []
+        self.datas: list[str] = []
+
+    def add(self, rows: list[CdcRow]) -> None:
+        uuids, ops, stamps, datas = zip(*rows, strict=True)
+        self.uuids.extend(uuids)
+        self.ops.extend(ops)
+        self.stamps.extend(stamps)
+        self.datas.extend(datas)
+
+    @property
+    def pending(self) -> int:
+        return len(self.uuids)
 
     def _name(self) -> str:
         return f"{self._owner.group}-{self._owner.source}-{self.part:05d}.parquet"
@@ -162,13 +179,22 @@ class _PartitionFile:
     def flush(self, final: bool = False) -> None:
         """Write full row groups; with ``final``, the remainder too."""
         settings = self._owner.settings
-        while self.pending and (final or len(self.pending) >= settings.row_group_rows):
+        while self.pending and (final or self.pending >= settings.row_group_rows):
             room = settings.max_rows_per_file - self.rows_in_file
-            take = self.pending[: min(room, settings.row_group_rows)]
-            self.pending = self.pending[len(take) :]
+            take = min(room, settings.row_group_rows, self.pending)
+            table = pa.Table.from_arrays(
+                [
+                    pa.array(self.uuids[:take], pa.string()),
+                    pa.array(self.ops[:take], pa.string()),
+                    pa.array(self.stamps[:take], pa.timestamp("us", tz="UTC")),
+                    pa.array(self.datas[:take], pa.string()),
+                ],
+                schema=CDC_SCHEMA,
+            )
+            del self.uuids[:take], self.ops[:take], self.stamps[:take], self.datas[:take]
             writer = self._writer or self._open()
-            writer.write_table(_table(take), row_group_size=settings.row_group_rows)
-            self.rows_in_file += len(take)
+            writer.write_table(table, row_group_size=settings.row_group_rows)
+            self.rows_in_file += take
             if self.rows_in_file >= settings.max_rows_per_file:
                 self.close()
 
@@ -185,19 +211,6 @@ class _PartitionFile:
         self._stream = None
         self.part += 1
         self.rows_in_file = 0
-
-
-def _table(rows: list[CdcRow]) -> pa.Table:
-    uuids, ops, stamps, datas = zip(*rows, strict=True)
-    return pa.Table.from_arrays(
-        [
-            pa.array(uuids, pa.string()),
-            pa.array(ops, pa.string()),
-            pa.array(stamps, pa.timestamp("us", tz="UTC")),
-            pa.array(datas, pa.string()),
-        ],
-        schema=CDC_SCHEMA,
-    )
 
 
 class StagedWriter:
@@ -243,9 +256,9 @@ class StagedWriter:
             target = self._partitions.get(partition)
             if target is None:
                 target = self._partitions[partition] = _PartitionFile(self, partition)
-            target.pending.extend(partition_rows)
+            target.add(partition_rows)
             self.rows += len(partition_rows)
-            if len(target.pending) >= self.settings.row_group_rows:
+            if target.pending >= self.settings.row_group_rows:
                 target.flush()
 
     def close(self) -> list[StagedFile]:
@@ -259,7 +272,7 @@ class StagedWriter:
         for target in self._partitions.values():
             try:
                 target.close()
-            except Exception:  # noqa: BLE001 - cleaning up after the real error
+            except Exception:  # cleaning up after the real error; keep that one
                 log.warning("could not close a partial file of %s", self.source)
         self._partitions.clear()
         self.table.clear_staging(self.group, self.source)

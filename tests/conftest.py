@@ -1,0 +1,31 @@
+"""Shared fixtures: sample exports in AWS's layout, and the local AWS stack (dev/local_aws)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sample_export import write_sample_export
+
+ExportFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def bucket_root(tmp_path: Path) -> Path:
+    root = tmp_path / "bucket"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def make_export(bucket_root: Path) -> ExportFactory:
+    """Write an export into ``bucket_root``; returns the manifest-summary.json path."""
+
+    def factory(**options: Any) -> Path:
+        options.setdefault("items", 300)
+        options.setdefault("files", 3)
+        return write_sample_export(bucket_root, **options)
+
+    return factory
