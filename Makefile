@@ -37,7 +37,7 @@ test: lint typecheck
 	$(BIN)/pytest
 
 demo: venv
-	$(BIN)/python -m dynamo_lake_demo
+	$(BIN)/python dev/demo.py
 
 local-aws: venv
 	$(BIN)/python -m local_aws --port $(PORT)
