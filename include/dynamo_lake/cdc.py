@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from dynamo_lake.codec import item_to_data
+from dynamo_lake.codec import item_to_data_bytes
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
 __all__ = [
@@ -56,10 +56,16 @@ class CdcRow(NamedTuple):
 
 def row_uuid(op: str, time_stamp: int, data: str) -> str:
     """The deterministic event id of the lake contract (see the module docstring)."""
-    text = _sha256(f"{op}\x1f{time_stamp}\x1f{data}".encode()).hexdigest()
+    return _uuid_text(_sha256(f"{op}\x1f{time_stamp}\x1f{data}".encode()).hexdigest())
+
+
+def _uuid_text(hexdigest: str) -> str:
     # Version 8 (custom, hash-based) and the RFC 9562 variant, set on the hex digits.
-    variant = _VARIANT_DIGITS[int(text[16], 16) & 3]
-    return f"{text[:8]}-{text[8:12]}-8{text[13:16]}-{variant}{text[17:20]}-{text[20:32]}"
+    variant = _VARIANT_DIGITS[int(hexdigest[16], 16) & 3]
+    return (
+        f"{hexdigest[:8]}-{hexdigest[8:12]}-8{hexdigest[13:16]}-"
+        f"{variant}{hexdigest[17:20]}-{hexdigest[20:32]}"
+    )
 
 
 _sha256 = hashlib.sha256
@@ -67,7 +73,15 @@ _VARIANT_DIGITS = "89ab"
 
 
 def make_row(op: Op, time_stamp: int, data: str) -> CdcRow:
+    """A row for ``data`` that is already canonical JSON (as from the codec)."""
     return CdcRow(row_uuid(op, time_stamp, data), op, time_stamp, data)
+
+
+def _row(op: Op, time_stamp: int, data: bytes) -> CdcRow:
+    """:func:`make_row` from the codec's bytes: hashes them without another encode."""
+    digest = _sha256(f"{op}\x1f{time_stamp}\x1f".encode())
+    digest.update(data)
+    return CdcRow(_uuid_text(digest.hexdigest()), op, time_stamp, data.decode("utf-8"))
 
 
 def parse_aws_time(text: str) -> int:
@@ -103,9 +117,9 @@ def _image(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return image
 
 
-def _data(image: Mapping[str, Any], name: str) -> str:
+def _data(image: Mapping[str, Any], name: str) -> bytes:
     try:
-        return item_to_data(image)
+        return item_to_data_bytes(image)
     except InvalidItemError as exc:
         # Re-root the path at the image so the message says where in the record it is.
         raise InvalidItemError(f"{name}{exc.path[1:]}", exc.reason) from None
@@ -116,7 +130,7 @@ def row_from_full_export_line(line: Mapping[str, Any], export_time: int) -> CdcR
     item = _image(line, "Item")
     if item is None:
         raise InvalidRecordError('a full-export line needs an "Item" object')
-    return make_row("I", export_time, _data(item, "Item"))
+    return _row("I", export_time, _data(item, "Item"))
 
 
 def row_from_incremental_export_line(
@@ -135,13 +149,13 @@ def row_from_incremental_export_line(
     old_image = _image(line, "OldImage")
     if new_image is not None:
         op: Op = "I" if old_image is None and output_view == "NEW_AND_OLD_IMAGES" else "U"
-        return make_row(op, time_stamp, _data(new_image, "NewImage"))
+        return _row(op, time_stamp, _data(new_image, "NewImage"))
     if old_image is not None:
-        return make_row("D", time_stamp, _data(old_image, "OldImage"))
+        return _row("D", time_stamp, _data(old_image, "OldImage"))
     keys = _image(line, "Keys")
     if not keys:
         raise InvalidRecordError("an incremental-export line needs Keys, NewImage or OldImage")
-    return make_row("D", time_stamp, _data(keys, "Keys"))
+    return _row("D", time_stamp, _data(keys, "Keys"))
 
 
 def _write_timestamp(line: Mapping[str, Any]) -> int:
@@ -192,4 +206,4 @@ def row_from_stream_record(record: Mapping[str, Any]) -> CdcRow:
             f"a {record.get('eventName')} record needs dynamodb.{name} "
             "(is the stream view NEW_AND_OLD_IMAGES?)"
         )
-    return make_row(op, time_stamp, _data(image, name))
+    return _row(op, time_stamp, _data(image, name))

@@ -28,7 +28,14 @@ import orjson
 
 from dynamo_lake.errors import InvalidItemError
 
-__all__ = ["canonical_json", "item_to_data", "item_to_plain", "number_text"]
+__all__ = [
+    "canonical_json",
+    "canonical_json_bytes",
+    "item_to_data",
+    "item_to_data_bytes",
+    "item_to_plain",
+    "number_text",
+]
 
 # JSON's number grammar (RFC 8259). DynamoDB renders numbers in this form already.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -51,7 +58,8 @@ def number_text(text: object) -> str:
         raise _Invalid(f"N must be a string of digits, got {type(text).__name__}")
     if _JSON_NUMBER.fullmatch(text):
         return text
-    if text.strip() != text or not text:
+    # Decimal also takes "1_000", " 5" and non-ASCII digits; DynamoDB and JSON do not.
+    if not text or not text.isascii() or "_" in text or text.strip() != text:
         raise _Invalid(f"N {text!r} is not a number")
     try:
         value = Decimal(text)
@@ -138,26 +146,56 @@ def _list(value: object) -> list[Any]:
 
 
 def _attributes(typed_values: dict[str, Any]) -> dict[str, Any]:
-    """Decode an object of typed values (an item or an ``M``); the hot loop of the codec.
+    """Decode an object of typed values (an item or an ``M``): the hot loop of the codec.
 
-    S and N, most attributes of real items, are decoded inline: a function call per
-    attribute costs more than the decoding itself.
+    The common tags are decoded inline, since a function call per attribute costs more
+    than the decoding itself; anything unusual (and every error) goes to ``_attribute``.
     """
     plain: dict[str, Any] = {}
     for name, typed in typed_values.items():
-        if type(typed) is dict and len(typed) == 1:
-            for tag, value in typed.items():
-                if type(value) is str:
-                    if tag == "S":
-                        plain[name] = value
-                        break
-                    if tag == "N" and (value.isdigit() or _JSON_NUMBER_MATCH(value)):
-                        plain[name] = _FRAGMENT(value)
-                        break
-                plain[name] = _attribute(typed)
-        else:
+        try:
+            ((tag, value),) = typed.items()
+        except (AttributeError, ValueError):  # not an object, or not exactly one tag
             plain[name] = _attribute(typed)
+            continue
+        kind = type(value)
+        if kind is str:
+            if tag == "S":
+                plain[name] = value
+                continue
+            if tag == "N" and _JSON_NUMBER_MATCH(value):
+                plain[name] = _FRAGMENT(value)
+                continue
+        elif kind is dict:
+            if tag == "M":
+                plain[name] = _attributes(value)
+                continue
+        elif kind is bool:
+            if tag == "BOOL":
+                plain[name] = value
+                continue
+        elif kind is list:
+            if tag == "L":
+                plain[name] = [_member(member) for member in value]
+                continue
+            if tag == "SS" and all(type(member) is str for member in value):
+                plain[name] = sorted(value)
+                continue
+        plain[name] = _DECODERS[tag](value) if tag in _DECODERS else _attribute(typed)
     return plain
+
+
+def _member(typed: Any) -> Any:
+    """One element of an ``L``: maps and strings inline, the rest through ``_attribute``."""
+    try:
+        ((tag, value),) = typed.items()
+    except (AttributeError, ValueError):
+        return _attribute(typed)
+    if tag == "M" and type(value) is dict:
+        return _attributes(value)
+    if tag == "S" and type(value) is str:
+        return value
+    return _attribute(typed)
 
 
 _JSON_NUMBER_MATCH = _JSON_NUMBER.fullmatch
@@ -215,14 +253,24 @@ def item_to_plain(item: Mapping[str, Any]) -> dict[str, Any]:
         raise  # pragma: no cover - _raise_with_path always raises
 
 
-def canonical_json(plain: Mapping[str, Any]) -> str:
-    """Serialize decoded values canonically (sorted keys, compact, UTF-8)."""
+def canonical_json_bytes(plain: Mapping[str, Any]) -> bytes:
+    """Serialize decoded values canonically (sorted keys, compact) as UTF-8 bytes."""
     try:
-        return orjson.dumps(plain, option=_DUMPS_OPTIONS).decode("utf-8")
+        return orjson.dumps(plain, option=_DUMPS_OPTIONS)
     except orjson.JSONEncodeError as exc:
         # Lone surrogates cannot occur in DynamoDB strings, but a hand-built record can
         # carry them; say so rather than writing invalid UTF-8.
         raise InvalidItemError("$", f"cannot be written as UTF-8 JSON: {exc}") from None
+
+
+def canonical_json(plain: Mapping[str, Any]) -> str:
+    """Serialize decoded values canonically (sorted keys, compact, UTF-8)."""
+    return canonical_json_bytes(plain).decode("utf-8")
+
+
+def item_to_data_bytes(item: Mapping[str, Any]) -> bytes:
+    """:func:`item_to_data` as UTF-8 bytes (what hashing and Parquet want anyway)."""
+    return canonical_json_bytes(item_to_plain(item))
 
 
 def item_to_data(item: Mapping[str, Any]) -> str:
@@ -231,7 +279,7 @@ def item_to_data(item: Mapping[str, Any]) -> str:
     >>> item_to_data({"b": {"N": "1E+125"}, "a": {"SS": ["y", "x"]}})
     '{"a":["x","y"],"b":1E+125}'
     """
-    return canonical_json(item_to_plain(item))
+    return item_to_data_bytes(item).decode("utf-8")
 
 
 # --- the slow walk: only runs after the fast one failed, to name the attribute --------
