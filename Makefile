@@ -40,7 +40,7 @@ demo: venv
 	$(BIN)/python dev/demo.py
 
 local-aws: venv
-	$(BIN)/python -m local_aws --port $(PORT)
+	PYTHONPATH=dev $(BIN)/python -m local_aws --port $(PORT)
 
 bench: venv
 	$(BIN)/python benchmarks/bench_convert.py

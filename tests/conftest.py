@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from sample_export import write_sample_export
 
+pytest_plugins = ["local_aws.pytest_plugin"]
+
 ExportFactory = Callable[..., Path]
 
 
