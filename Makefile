@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 PORT ?= 4566
 
-.PHONY: help venv test lint typecheck unit demo local-aws bench clean
+.PHONY: help venv test lint typecheck unit demo local-aws bench clean lambda-zip
 
 help:
 	@echo "make demo       - run the main job end to end on the embedded default"
@@ -29,6 +29,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/cfn-lint include/cloudformation/*.yaml
 
 typecheck: venv
 	$(BIN)/mypy
@@ -41,6 +42,9 @@ demo: venv
 
 local-aws: venv
 	PYTHONPATH=dev $(BIN)/python -m local_aws --port $(PORT)
+
+lambda-zip: venv
+	$(BIN)/python dev/build_lambda_zip.py --output build/lambda.zip
 
 bench: venv
 	$(BIN)/python benchmarks/bench_convert.py

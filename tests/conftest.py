@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sample_export import write_sample_export
 
 pytest_plugins = ["local_aws.pytest_plugin"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Airflow reads its configuration when first imported: point it at a throw-away home before
+# any test imports it. The metadata database is created by the `airflow_db` fixture.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="dynamo-lake-airflow-"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__PARALLELISM"] = "2"
+os.environ.setdefault("DYNAMO_LAKE_EXPORT_POLL_SECONDS", "1")
 
 ExportFactory = Callable[..., Path]
 

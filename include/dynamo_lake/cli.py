@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import orjson
 
+from dynamo_lake.contract import COMPRESSIONS
 from dynamo_lake.convert import convert_export
 from dynamo_lake.errors import DynamoLakeError
-from dynamo_lake.lake_writer import COMPRESSIONS
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -24,7 +24,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 import orjson
 import pyarrow as pa
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from dynamo_lake.cdc import CdcRow
+from dynamo_lake.contract import COMPRESSIONS, Compression
 from dynamo_lake.errors import LakeWriteError
 from dynamo_lake.storage import Location
 
@@ -48,8 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Compression = Literal["zstd", "gzip", "snappy"]
-COMPRESSIONS: tuple[Compression, ...] = ("zstd", "gzip", "snappy")
 
 CDC_SCHEMA = pa.schema(
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid as uuid_module
 
 import pytest
+
 from dynamo_lake.cdc import (
     micros_to_datetime,
     parse_aws_time,

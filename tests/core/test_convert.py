@@ -13,6 +13,7 @@ import duckdb
 import orjson
 import pyarrow.parquet as pq
 import pytest
+
 from dynamo_lake.convert import convert_export
 from dynamo_lake.errors import ExportFormatError, ExportIntegrityError, LakeWriteError
 from dynamo_lake.export_reader import read_manifest, read_rows

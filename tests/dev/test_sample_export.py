@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from sample_export import DEFAULT_EXPORT_TIME, main, write_sample_export
 
 EXPORT_ID = re.compile(r"0\d{13}-[0-9a-f]{8}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from local_aws.history import TableHistory
 
 KEYS = ["a", "b", "c"]

@@ -11,9 +11,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import local_aws
 import pytest
 from conftest import create_table, put
+
+import local_aws
 from local_aws.seed import SampleTable
 
 DEV = str(Path(local_aws.__file__).resolve().parent.parent)

@@ -1,0 +1,110 @@
+"""The deferrable export operator: start a DynamoDB export idempotently, wait in the triggerer.
+
+Unlike the provider's DynamoDBToS3Operator it sends a deterministic ClientToken (a retried
+task attaches to the export it already started), never holds a worker slot while the
+export runs, and returns the export's ARN and manifest for the tasks after it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:  # the core's AWS side is imported when a task runs, not at DAG parsing
+    from dynamo_lake.backfill import ExportRequest, ExportState
+
+
+class ExportFailed(AirflowFailException):
+    """The export ended FAILED, or cannot be started: a retry would not help."""
+
+
+class DynamoDBExportOperator(BaseOperator):
+    """Run one planned :class:`~dynamo_lake.backfill.ExportRequest` (given as its JSON dict).
+
+    :param export_request: the request, as planned by the backfill's plan task
+    :param poll_interval: seconds between DescribeExport calls while waiting
+    :param max_wait: how long the export may take before the task fails (AWS has no SLA)
+    """
+
+    template_fields = ("export_request",)
+    ui_color = "#f0e4ff"
+
+    def __init__(
+        self,
+        *,
+        export_request: dict[str, Any],
+        poll_interval: float = 30.0,
+        max_wait: timedelta = timedelta(hours=24),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.export_request = export_request
+        self.poll_interval = poll_interval
+        self.max_wait = max_wait
+
+    def _request(self) -> ExportRequest:
+        from dynamo_lake.backfill import ExportRequest
+
+        return ExportRequest.from_json(dict(self.export_request))
+
+    def _client(self, request: ExportRequest) -> Any:
+        from dynamo_lake.airflow.hooks import aws_client
+
+        return aws_client("dynamodb", request.aws_conn_id, request.region)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from dynamo_lake.airflow.backfill_tasks import PERMANENT
+        from dynamo_lake.airflow.triggers import ExportCompletionTrigger
+        from dynamo_lake.backfill import describe_export, start_export
+
+        request = self._request()
+        client = self._client(request)
+        try:
+            arn = start_export(client, request)
+        except PERMANENT as exc:
+            raise ExportFailed(str(exc)) from exc
+        state = describe_export(client, arn)
+        if state.done:
+            return self._finish(request, state)
+        self.log.info(
+            "%s: %s is %s; waiting in the triggerer", request.describe(), arn, state.status
+        )
+        self.defer(
+            trigger=ExportCompletionTrigger(
+                export_arn=arn,
+                aws_conn_id=request.aws_conn_id,
+                region_name=request.region,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=self.max_wait,
+        )
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("status") == "error":
+            raise ExportFailed(f"waiting for the export failed: {event.get('message')}")
+        from dynamo_lake.backfill import ExportState
+
+        return self._finish(self._request(), ExportState(**event["state"]))
+
+    def _finish(self, request: ExportRequest, state: ExportState) -> dict[str, Any]:
+        if state.status != "COMPLETED" or not state.manifest_uri:
+            raise ExportFailed(f"{request.describe()}: {state.failure_reason()}")
+        self.log.info(
+            "%s: %s completed with %s items", request.describe(), state.export_arn, state.item_count
+        )
+        return {
+            "sequence": request.sequence,
+            "export_arn": state.export_arn,
+            "manifest_uri": state.manifest_uri,
+            "item_count": state.item_count,
+            "mode": request.mode,
+            "export_time": request.export_time,
+            "export_from": request.export_from,
+            "export_to": request.export_to,
+            "client_token": request.client_token,
+        }

@@ -1,0 +1,573 @@
+"""The backfill job without Airflow: check the source, plan exports, start and watch them,
+plan and convert batches of data files, and commit what was converted.
+
+The DAG (``dags/dynamodb_backfill.py``) wires these functions into tasks; each function
+is idempotent on its own, so a retried task repeats its work and writes the same names:
+
+* an export is started with a ClientToken derived from the run and its parameters, so a
+  retried start attaches to the export it already started (AWS keeps tokens 8 hours);
+* a batch converts into ``_staging/<export id>/`` of the lake table and leaves a receipt;
+* the commit checks every receipt against the manifest, then publishes, registers the Glue
+  table, and writes the backfill record. Before it, readers see nothing of the run.
+
+Times here are timezone-aware ``datetime``s in UTC; the API takes and returns them as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+from botocore.exceptions import ClientError
+
+from dynamo_lake.config import TableConfig
+from dynamo_lake.convert import FileConversion, convert_data_file, publish_export
+from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.export_reader import ExportManifest, read_manifest
+from dynamo_lake.lake_writer import LakeTable, StagedFile, WriterSettings
+from dynamo_lake.storage import S3Options, resolve
+
+__all__ = [
+    "BackfillPlan",
+    "ExportFailedError",
+    "ExportRequest",
+    "ExportState",
+    "ExportWindowError",
+    "PitrUnavailableError",
+    "PitrWindow",
+    "SourceError",
+    "check_source",
+    "commit_exports",
+    "convert_batch",
+    "describe_export",
+    "plan_backfill",
+    "plan_batches",
+    "split_window",
+    "start_export",
+]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["full", "incremental"]
+MIN_WINDOW = timedelta(minutes=15)
+MAX_WINDOW = timedelta(hours=24)
+RECEIPTS = "_receipts"
+BACKFILLS = "_backfills"
+
+# FailureCodes AWS documents or returns for exports, in plain words.
+_FAILURE_ADVICE = {
+    "S3NoSuchBucket": "the export bucket does not exist; create it or fix export_bucket",
+    "AccessDenied": "DynamoDB may not write to the export bucket/prefix; grant s3:PutObject "
+    "(and kms:GenerateDataKey for a KMS key) to the account's DynamoDB export",
+    "S3AccessDenied": "DynamoDB may not write to the export bucket/prefix; grant s3:PutObject",
+    "LimitExceededException": "too many exports at once (300 concurrent or 100 TB); retry later",
+    "KMSAccessDenied": "the KMS key does not let DynamoDB encrypt the export",
+}
+
+
+class SourceError(DynamoLakeError):
+    """The table or a bucket named in the configuration cannot be used."""
+
+
+class PitrUnavailableError(SourceError):
+    """Point-in-time recovery is off for the table."""
+
+
+class ExportWindowError(DynamoLakeError):
+    """Requested export times lie outside what PITR can export, or are malformed."""
+
+
+class ExportFailedError(DynamoLakeError):
+    """DynamoDB reported the export FAILED (or it cannot be started)."""
+
+
+@dataclass(frozen=True)
+class PitrWindow:
+    earliest: datetime
+    latest: datetime
+
+    def describe(self) -> str:
+        return f"{_iso(self.earliest)} to {_iso(self.latest)}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: str | datetime | None, name: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ExportWindowError(
+                f"{name} {value!r} is not an ISO-8601 time; write e.g. 2024-06-01T12:00:00Z"
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """One ExportTableToPointInTime call, fully determined before it is made."""
+
+    table: str
+    table_arn: str
+    aws_conn_id: str
+    region: str | None
+    bucket: str
+    prefix: str
+    mode: Mode
+    client_token: str
+    export_time: str | None = None
+    export_from: str | None = None
+    export_to: str | None = None
+    kms_key_id: str | None = None
+    sequence: int = 0
+
+    def api_arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "TableArn": self.table_arn,
+            "S3Bucket": self.bucket,
+            "S3Prefix": self.prefix,
+            "ClientToken": self.client_token,
+            "ExportFormat": "DYNAMODB_JSON",
+        }
+        if self.kms_key_id:
+            arguments["S3SseAlgorithm"] = "KMS"
+            arguments["S3SseKmsKeyId"] = self.kms_key_id
+        if self.mode == "full":
+            arguments["ExportType"] = "FULL_EXPORT"
+            if self.export_time:
+                arguments["ExportTime"] = datetime.fromisoformat(self.export_time)
+        else:
+            arguments["ExportType"] = "INCREMENTAL_EXPORT"
+            arguments["IncrementalExportSpecification"] = {
+                "ExportFromTime": datetime.fromisoformat(str(self.export_from)),
+                "ExportToTime": datetime.fromisoformat(str(self.export_to)),
+                "ExportViewType": "NEW_AND_OLD_IMAGES",
+            }
+        return arguments
+
+    def describe(self) -> str:
+        if self.mode == "full":
+            return f"full export of {self.table} at {self.export_time}"
+        return f"incremental export of {self.table} for [{self.export_from}, {self.export_to})"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ExportRequest:
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """What a run will do: the exports in order, and whether it only looks (dry run)."""
+
+    table: str
+    mode: Mode
+    lake_uri: str
+    exports: tuple[ExportRequest, ...]
+    pitr_window: str
+    dry_run: bool = False
+    compression: str = "zstd"
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "mode": self.mode,
+            "lake_uri": self.lake_uri,
+            "pitr_window": self.pitr_window,
+            "dry_run": self.dry_run,
+            "compression": self.compression,
+            "notes": list(self.notes),
+            "exports": [request.to_json() for request in self.exports],
+        }
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def check_source(dynamodb: Any, s3: Any, config: TableConfig) -> tuple[str, PitrWindow]:
+    """The table's ARN and PITR window; raise a plain-words error if anything is missing."""
+    try:
+        table_arn = dynamodb.describe_table(TableName=config.dynamodb_table)["Table"]["TableArn"]
+    except ClientError as exc:
+        if _error_code(exc) == "ResourceNotFoundException":
+            raise SourceError(
+                f"DynamoDB table {config.dynamodb_table!r} (configured as {config.name!r}) "
+                f"does not exist in {config.region or 'the connection region'}; fix "
+                "dynamodb_table or region in the tables file"
+            ) from None
+        raise
+    backups = dynamodb.describe_continuous_backups(TableName=config.dynamodb_table)
+    pitr = backups["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
+    if pitr.get("PointInTimeRecoveryStatus") != "ENABLED":
+        raise PitrUnavailableError(
+            f"Point-in-time recovery is off for table {config.dynamodb_table!r}: enable it with "
+            f"`aws dynamodb update-continuous-backups --table-name {config.dynamodb_table} "
+            "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true`; exports "
+            "can cover times from then on"
+        )
+    window = PitrWindow(
+        pitr["EarliestRestorableDateTime"].astimezone(UTC),
+        pitr["LatestRestorableDateTime"].astimezone(UTC),
+    )
+    for role, bucket in (
+        ("export_bucket", config.export_bucket),
+        ("lake_bucket", config.lake_bucket),
+    ):
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            code = _error_code(exc)
+            reason = (
+                "does not exist" if code in ("404", "NoSuchBucket") else f"is not usable ({code})"
+            )
+            raise SourceError(
+                f"S3 bucket {bucket!r} ({role} of {config.name!r}) {reason}; create it or fix "
+                f"{role} in the tables file"
+            ) from None
+    return table_arn, window
+
+
+def split_window(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """Consecutive windows of at most 24 hours covering ``[start, end)``, near-equal in length.
+
+    Equal parts (rather than 24 h and a remainder) keep every part above the 15-minute
+    minimum whenever the whole window is.
+    """
+    total = end - start
+    parts = max(1, math.ceil(total / MAX_WINDOW))
+    step_seconds = total.total_seconds() / parts
+    bounds = [start + timedelta(seconds=int(step_seconds * index)) for index in range(parts)]
+    return list(zip(bounds, [*bounds[1:], end], strict=True))
+
+
+def client_token(*parts: object) -> str:
+    """A ClientToken for ExportTableToPointInTime from anything that identifies the request."""
+    text = "\x1f".join(str(part) for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:36]
+
+
+def plan_backfill(
+    config: TableConfig,
+    table_arn: str,
+    window: PitrWindow,
+    *,
+    mode: str,
+    run_key: str,
+    export_time: str | datetime | None = None,
+    export_from: str | datetime | None = None,
+    export_to: str | datetime | None = None,
+    compression: str | None = None,
+    dry_run: bool = False,
+) -> BackfillPlan:
+    """Check the requested times against the PITR window and decide the exports.
+
+    ``run_key`` identifies the DAG run (its run id): with the parameters it makes the
+    ClientTokens, so the same run asks for the same exports however often it is retried.
+    """
+    notes: list[str] = []
+    prefix = f"{config.export_prefix_for_runs}/{_safe(run_key)}"
+    template = ExportRequest(
+        table=config.name,
+        table_arn=table_arn,
+        aws_conn_id=config.aws_conn_id,
+        region=config.region,
+        bucket=config.export_bucket,
+        prefix=prefix,
+        mode="full",
+        client_token="",
+        kms_key_id=config.kms_key_id,
+    )
+    if mode == "full":
+        if export_from or export_to:
+            raise ExportWindowError(
+                "export_from/export_to are for mode 'incremental'; a full export takes export_time"
+            )
+        moment = _parse_time(export_time, "export_time")
+        if moment is None:
+            moment = window.latest
+            notes.append(f"export_time not given: using the latest restorable time {_iso(moment)}")
+        if not window.earliest <= moment <= window.latest:
+            raise ExportWindowError(
+                f"export_time {_iso(moment)} is outside the table's point-in-time window "
+                f"{window.describe()}; choose a time inside it"
+            )
+        token = client_token(run_key, config.name, table_arn, "full", _iso(moment))
+        exports = [replace(template, client_token=token, export_time=moment.isoformat())]
+    elif mode == "incremental":
+        if export_time:
+            raise ExportWindowError("export_time is for mode 'full'; give export_from/export_to")
+        start = _parse_time(export_from, "export_from")
+        end = _parse_time(export_to, "export_to")
+        if start is None:
+            raise ExportWindowError("mode 'incremental' needs export_from (and export_to)")
+        if end is None:
+            end = window.latest
+            notes.append(f"export_to not given: using the latest restorable time {_iso(end)}")
+        if end - start < MIN_WINDOW:
+            raise ExportWindowError(
+                f"the window [{_iso(start)}, {_iso(end)}) is shorter than DynamoDB's 15-minute "
+                "minimum for incremental exports"
+            )
+        if start < window.earliest or end > window.latest:
+            raise ExportWindowError(
+                f"the window [{_iso(start)}, {_iso(end)}) is outside the table's point-in-time "
+                f"window {window.describe()}; choose times inside it"
+            )
+        parts = split_window(start, end)
+        if len(parts) > 1:
+            notes.append(f"window longer than 24 hours: split into {len(parts)} exports")
+        exports = [
+            replace(
+                template,
+                mode="incremental",
+                client_token=client_token(
+                    run_key, config.name, table_arn, "incremental", _iso(a), _iso(b)
+                ),
+                export_from=a.isoformat(),
+                export_to=b.isoformat(),
+                sequence=index,
+            )
+            for index, (a, b) in enumerate(parts)
+        ]
+    else:
+        raise ExportWindowError(f"mode must be 'full' or 'incremental', got {mode!r}")
+    return BackfillPlan(
+        table=config.name,
+        mode=mode,  # type: ignore[arg-type]
+        lake_uri=config.lake_uri,
+        exports=tuple(exports),
+        pitr_window=window.describe(),
+        dry_run=dry_run,
+        compression=compression or config.compression,
+        notes=tuple(notes),
+    )
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:200]
+
+
+def start_export(dynamodb: Any, request: ExportRequest) -> str:
+    """Start (or, with the same ClientToken, re-attach to) the export; return its ARN."""
+    try:
+        response = dynamodb.export_table_to_point_in_time(**request.api_arguments())
+    except ClientError as exc:
+        code = _error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code == "PointInTimeRecoveryUnavailableException":
+            raise PitrUnavailableError(
+                f"Point-in-time recovery is off for {request.table}: {message}"
+            ) from None
+        if code == "InvalidExportTimeException":
+            raise ExportWindowError(f"{request.describe()}: {message}") from None
+        if code == "ExportConflictException":
+            raise ExportFailedError(
+                f"{request.describe()}: an export with ClientToken {request.client_token} "
+                "was started with other parameters (ExportConflictException); start a new run"
+            ) from None
+        if code == "LimitExceededException":
+            raise ExportFailedError(f"{request.describe()}: {_FAILURE_ADVICE[code]}") from None
+        raise
+    arn = str(response["ExportDescription"]["ExportArn"])
+    log.info(
+        "%s: export %s (%s)", request.describe(), arn, response["ExportDescription"]["ExportStatus"]
+    )
+    return arn
+
+
+@dataclass(frozen=True)
+class ExportState:
+    export_arn: str
+    status: str
+    manifest_uri: str | None = None
+    item_count: int | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status != "IN_PROGRESS"
+
+    def failure_reason(self) -> str:
+        advice = _FAILURE_ADVICE.get(self.failure_code or "", "")
+        words = f"{self.failure_code}: {self.failure_message}" if self.failure_code else self.status
+        return f"export {self.export_arn} failed ({words})" + (f": {advice}" if advice else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe_export(dynamodb: Any, export_arn: str) -> ExportState:
+    description = dynamodb.describe_export(ExportArn=export_arn)["ExportDescription"]
+    manifest = description.get("ExportManifest")
+    return ExportState(
+        export_arn=export_arn,
+        status=str(description["ExportStatus"]),
+        manifest_uri=f"s3://{description['S3Bucket']}/{manifest}" if manifest else None,
+        item_count=description.get("ItemCount"),
+        failure_code=description.get("FailureCode"),
+        failure_message=description.get("FailureMessage"),
+        start_time=_iso(description["StartTime"]) if description.get("StartTime") else None,
+        end_time=_iso(description["EndTime"]) if description.get("EndTime") else None,
+    )
+
+
+# --- conversion in batches -------------------------------------------------------------
+
+
+def plan_batches(
+    manifest: ExportManifest, target_bytes: int, max_batches: int = 1024
+) -> list[list[str]]:
+    """Group the export's data files into batches of about ``target_bytes`` (gzip size).
+
+    Sizes come from one HEAD per data file; files keep manifest order so batches (and
+    their ids) are the same on every retry. At most ``max_batches`` (Airflow maps them to
+    task instances; raise ``batch_size_mb`` for a larger export).
+    """
+    filesystem = manifest.bucket_root.filesystem
+    paths = [manifest.data_file_location(data_file).path for data_file in manifest.data_files]
+    sizes = [info.size or 0 for info in filesystem.get_file_info(paths)] if paths else []
+    batches: list[list[str]] = []
+    current: list[str] = []
+    current_bytes = 0
+    for data_file, size in zip(manifest.data_files, sizes, strict=True):
+        if current and current_bytes + size > target_bytes:
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(data_file.key)
+        current_bytes += size
+    if current:
+        batches.append(current)
+    if len(batches) > max_batches:
+        raise DynamoLakeError(
+            f"{len(batches)} batches exceed the limit of {max_batches}; raise batch_size_mb"
+        )
+    return batches
+
+
+def _receipt_location(table: LakeTable, export_id: str, batch: int) -> Any:
+    return table.staging(export_id).child(RECEIPTS, f"batch-{batch:05d}.json")
+
+
+def convert_batch(
+    manifest_uri: str,
+    keys: Sequence[str],
+    lake_uri: str,
+    batch: int,
+    s3: S3Options | None = None,
+    compression: str = "zstd",
+) -> dict[str, Any]:
+    """Convert some data files of an export into staging and leave a receipt; return counts."""
+    manifest = read_manifest(manifest_uri, s3)
+    table = LakeTable(resolve(lake_uri, s3))
+    settings = WriterSettings(compression=compression)  # type: ignore[arg-type]
+    conversions = [
+        convert_data_file(manifest, manifest.data_file(key), table, settings) for key in keys
+    ]
+    receipt = {
+        "export_id": manifest.summary.export_id,
+        "batch": batch,
+        "files": [_conversion_json(conversion) for conversion in conversions],
+    }
+    _receipt_location(table, manifest.summary.export_id, batch).write_bytes(orjson.dumps(receipt))
+    return {
+        "export_id": manifest.summary.export_id,
+        "batch": batch,
+        "data_files": len(conversions),
+        "rows": sum(c.rows for c in conversions),
+        "bad_lines": sum(c.bad_lines for c in conversions),
+    }
+
+
+def _conversion_json(conversion: FileConversion) -> dict[str, Any]:
+    raw = asdict(conversion)
+    raw["staged"] = [asdict(item) for item in conversion.staged]
+    return raw
+
+
+def _conversion_from_json(raw: dict[str, Any]) -> FileConversion:
+    staged = tuple(StagedFile(**item) for item in raw.pop("staged"))
+    return FileConversion(staged=staged, **raw)
+
+
+def commit_exports(
+    exports: Sequence[dict[str, Any]],
+    lake_uri: str,
+    batches_per_export: dict[str, int],
+    s3: S3Options | None = None,
+    max_bad_lines: int = 0,
+) -> list[dict[str, Any]]:
+    """Verify and publish each export's batches, in the order given; return per-export facts.
+
+    ``exports`` are dicts with ``manifest_uri`` (and anything else worth recording);
+    ``batches_per_export`` maps an export id to how many batches were planned for it.
+    """
+    table = LakeTable(resolve(lake_uri, s3))
+    committed = []
+    for export in exports:
+        manifest = read_manifest(export["manifest_uri"], s3)
+        export_id = manifest.summary.export_id
+        conversions: list[FileConversion] = []
+        for batch in range(batches_per_export.get(export_id, 0)):
+            receipt_location = _receipt_location(table, export_id, batch)
+            if not receipt_location.exists():
+                if (
+                    table.published_record(export_id).exists()
+                    and not table.staging(export_id).exists()
+                ):
+                    break  # published by an earlier attempt of this commit
+                raise DynamoLakeError(
+                    f"batch {batch} of export {export_id} has no receipt; re-run its conversion"
+                )
+            receipt = orjson.loads(receipt_location.read_bytes())
+            conversions += [_conversion_from_json(item) for item in receipt["files"]]
+        if conversions:
+            published = publish_export(manifest, table, conversions, max_bad_lines)
+            rows = sum(c.rows for c in conversions)
+            bad = sum(c.bad_lines for c in conversions)
+        else:  # already published: report what the record says
+            record = orjson.loads(table.published_record(export_id).read_bytes())
+            published = [entry["path"] for entry in record["files"]]
+            rows, bad = int(record["rows"]), 0
+        committed.append(
+            {
+                **export,
+                "export_id": export_id,
+                "export_type": manifest.summary.export_type,
+                "item_count": manifest.summary.item_count,
+                "rows": rows,
+                "bad_lines": bad,
+                "files": len(published),
+                "partitions": sorted({path.rsplit("/", 1)[0] for path in published}),
+            }
+        )
+    return committed
+
+
+def write_backfill_record(
+    lake_uri: str, run_id: str, record: dict[str, Any], s3: S3Options | None = None
+) -> str:
+    """Write ``_backfills/<run id>.json`` beside the lake's partitions; return its URI."""
+    location = resolve(lake_uri, s3).child(BACKFILLS, f"{_safe(run_id)}.json")
+    location.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return location.uri

@@ -1,0 +1,137 @@
+"""The Glue catalog entry of a lake table, defined once.
+
+:func:`glue_table_input` is the lake contract as Glue sees it (the seed's columns and
+SerDe, ``year``/``month``/``day`` string partition keys, EXTERNAL_TABLE) with partition
+projection, so Athena finds new days without anyone registering partitions. The backfill
+creates or repairs the table through :func:`ensure_glue_table`; the CloudFormation
+template declares the same table, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dynamo_lake.errors import DynamoLakeError
+
+__all__ = ["CatalogError", "ensure_glue_table", "glue_table_input", "projection_parameters"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = [
+    {"Name": "uuid", "Type": "string"},
+    {"Name": "op", "Type": "string"},
+    {"Name": "time_stamp", "Type": "timestamp"},
+    {"Name": "data", "Type": "string"},
+]
+PARTITION_KEYS = [
+    {"Name": "year", "Type": "string"},
+    {"Name": "month", "Type": "string"},
+    {"Name": "day", "Type": "string"},
+]
+FIRST_YEAR = 2012  # DynamoDB's launch; projection ranges must be finite
+
+
+class CatalogError(DynamoLakeError):
+    """The Glue catalog cannot hold the lake table as the contract says."""
+
+
+def projection_parameters(location: str) -> dict[str, str]:
+    """Athena partition projection for ``year=YYYY/month=MM/day=DD`` below ``location``."""
+    base = location.rstrip("/")
+    return {
+        "projection.enabled": "true",
+        "projection.year.type": "integer",
+        "projection.year.range": f"{FIRST_YEAR},2100",
+        "projection.year.digits": "4",
+        "projection.month.type": "integer",
+        "projection.month.range": "1,12",
+        "projection.month.digits": "2",
+        "projection.day.type": "integer",
+        "projection.day.range": "1,31",
+        "projection.day.digits": "2",
+        "storage.location.template": f"{base}/year=${{year}}/month=${{month}}/day=${{day}}",
+    }
+
+
+def glue_table_input(table: str, location: str, description: str = "") -> dict[str, Any]:
+    """The ``TableInput`` of Glue's CreateTable/UpdateTable for a lake table at ``location``."""
+    location = location.rstrip("/") + "/"
+    return {
+        "Name": table,
+        "Description": description or "DynamoDB CDC rows (uuid, op, time_stamp, data)",
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {
+            "classification": "parquet",
+            "EXTERNAL": "TRUE",
+            **projection_parameters(location),
+        },
+        "PartitionKeys": PARTITION_KEYS,
+        "StorageDescriptor": {
+            "Columns": COLUMNS,
+            "Location": location,
+            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+            "Compressed": False,
+            "SerdeInfo": {
+                "SerializationLibrary": (
+                    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                ),
+                "Parameters": {"serialization.format": "1"},
+            },
+            "StoredAsSubDirectories": False,
+        },
+    }
+
+
+def _matches(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    descriptor = existing.get("StorageDescriptor", {})
+    return bool(
+        [(c["Name"], c["Type"]) for c in descriptor.get("Columns", [])]
+        == [(c["Name"], c["Type"]) for c in COLUMNS]
+        and [(k["Name"], k["Type"]) for k in existing.get("PartitionKeys", [])]
+        == [(k["Name"], k["Type"]) for k in PARTITION_KEYS]
+        and descriptor.get("Location", "").rstrip("/")
+        == wanted["StorageDescriptor"]["Location"].rstrip("/")
+        and all(
+            existing.get("Parameters", {}).get(name) == value
+            for name, value in wanted["Parameters"].items()
+        )
+    )
+
+
+def ensure_glue_table(glue: Any, database: str, table: str, location: str) -> str:
+    """Create the database and table if missing; bring a drifted table back to the contract.
+
+    Returns ``"created"``, ``"updated"`` or ``"unchanged"``. Glue errors surface as
+    :class:`CatalogError` naming the database, table and AWS's reason.
+    """
+    from botocore.exceptions import ClientError
+
+    wanted = glue_table_input(table, location)
+    try:
+        try:
+            glue.get_database(Name=database)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "EntityNotFoundException":
+                raise
+            glue.create_database(DatabaseInput={"Name": database})
+            log.info("created Glue database %s", database)
+        try:
+            existing = glue.get_table(DatabaseName=database, Name=table)["Table"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "EntityNotFoundException":
+                raise
+            glue.create_table(DatabaseName=database, TableInput=wanted)
+            log.info("created Glue table %s.%s at %s", database, table, location)
+            return "created"
+        if _matches(existing, wanted):
+            return "unchanged"
+        glue.update_table(DatabaseName=database, TableInput=wanted)
+        log.warning("Glue table %s.%s differed from the lake contract; updated", database, table)
+        return "updated"
+    except ClientError as exc:
+        error = exc.response["Error"]
+        raise CatalogError(
+            f"Glue table {database}.{table}: {error.get('Code')}: {error.get('Message')}"
+        ) from None

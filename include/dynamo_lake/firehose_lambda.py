@@ -1,0 +1,270 @@
+"""The Firehose transformation Lambda: Kinesis-for-DynamoDB records in, lake CDC rows out.
+
+Firehose calls :func:`handler` with a batch of base64 records read from the Kinesis data
+stream that the DynamoDB table streams into. Each record becomes one JSON row of the lake
+contract, built by :func:`dynamo_lake.cdc.row_from_stream_record`, the builder the backfill
+uses, so a streamed change and an exported item give byte-identical ``uuid`` and ``data``:
+
+    {"uuid": "...", "op": "I"|"U"|"D", "time_stamp": "2022-04-11T23:28:32.473000Z", "data": "..."}
+
+Firehose then converts the rows to Parquet through the Glue table's schema (OpenX JSON
+SerDe; ``time_stamp`` as ISO-8601 UTC with six fraction digits, one of the forms the Firehose
+documentation lists for that SerDe) and, with dynamic partitioning, writes each row under
+``year=/month=/day=`` of its own ``time_stamp`` (the ``metadata.partitionKeys`` below), not
+of its arrival time.
+
+Every input ``recordId`` is answered, one bad record never fails the batch:
+
+* ``Ok``: the row, base64, with ``metadata.partitionKeys`` {year, month, day}.
+* ``Dropped``: a readable DynamoDB record of another table than ``SOURCE_TABLE_NAME`` (when
+  that variable is set): several tables may stream into one Kinesis stream, and each lake
+  table takes only its own. Nothing is written for it; the S3 backup keeps the source record.
+* ``ProcessingFailed``: a record that cannot be read (bad base64, bad UTF-8 or JSON, not a
+  DynamoDB change, an attribute the codec refuses). Its original ``data`` is returned
+  unchanged and Firehose writes it under the ``processing-failed`` error prefix.
+
+Logs are one JSON object per line; at INFO only counts, never items or attribute values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple, TypedDict
+
+import orjson
+
+from dynamo_lake.cdc import CdcRow, row_from_stream_record
+from dynamo_lake.errors import InvalidItemError, InvalidRecordError
+
+__all__ = [
+    "RESPONSE_LIMIT_BYTES",
+    "Outcome",
+    "Result",
+    "handler",
+    "is_ttl_delete",
+    "partition_keys",
+    "row_json",
+    "time_stamp_text",
+    "transform_event",
+    "transform_record",
+]
+
+log = logging.getLogger(__name__)
+
+Result = Literal["Ok", "Dropped", "ProcessingFailed"]
+
+#: Lambda's limit on a synchronous response (6 MB); Firehose fails the invocation above it.
+RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
+#: Per-record envelope of the response beyond the base64 data (ids, result, partition keys).
+_ENVELOPE_BYTES = 160
+_DYNAMODB_SOURCE = "aws:dynamodb"
+_TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+
+class PartitionKeys(TypedDict):
+    year: str
+    month: str
+    day: str
+
+
+class OutputRecord(TypedDict, total=False):
+    recordId: str
+    result: Result
+    data: str
+    metadata: dict[str, PartitionKeys]
+
+
+def time_stamp_text(micros: int) -> str:
+    """µs since the epoch -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, always six digits).
+
+    The Firehose developer guide lists ``yyyy-MM-dd'T'HH:mm:ss[.S]'Z'`` with up to nine
+    fraction digits among the OpenX JSON SerDe's timestamp forms, so the value keeps its
+    microseconds and its zone is stated by the ``Z``.
+    """
+    moment = datetime.fromtimestamp(micros // 1_000_000, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{micros % 1_000_000:06d}Z"
+
+
+def partition_keys(micros: int) -> PartitionKeys:
+    """The lake's ``year``/``month``/``day`` (UTC, zero-padded) of a time stamp in µs."""
+    moment = datetime.fromtimestamp(micros // 1_000_000, tz=UTC)
+    return {
+        "year": f"{moment.year:04d}",
+        "month": f"{moment.month:02d}",
+        "day": f"{moment.day:02d}",
+    }
+
+
+def row_json(row: CdcRow) -> bytes:
+    """One lake row as the JSON line Firehose's SerDe reads (UTF-8, newline-terminated)."""
+    return (
+        orjson.dumps(
+            {
+                "uuid": row.uuid,
+                "op": row.op,
+                "time_stamp": time_stamp_text(row.time_stamp),
+                "data": row.data,
+            }
+        )
+        + b"\n"
+    )
+
+
+class Outcome(NamedTuple):
+    """What became of one record, for counting and logging (never item content)."""
+
+    result: Result
+    op: str = ""  # I, U or D for Ok
+    ttl_delete: bool = False
+    reason: str = ""  # why Dropped or ProcessingFailed
+
+
+class _Unreadable(Exception):
+    """Internal: a record that becomes ProcessingFailed; the message is safe to log."""
+
+
+def _decode(record: Mapping[str, Any]) -> dict[str, Any]:
+    payload = record.get("data")
+    if not isinstance(payload, str):
+        raise _Unreadable("data is missing or not a base64 string")
+    try:
+        raw = binascii.a2b_base64(payload, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _Unreadable(f"data is not valid base64: {exc}") from None
+    try:
+        change = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _Unreadable(f"data is not UTF-8 JSON: {exc}") from None
+    if not isinstance(change, dict):
+        raise _Unreadable(f"data is JSON {type(change).__name__}, not a stream record object")
+    if change.get("eventSource") != _DYNAMODB_SOURCE:
+        raise _Unreadable(
+            f"eventSource is {change.get('eventSource')!r}, not {_DYNAMODB_SOURCE!r}: "
+            "not a Kinesis-for-DynamoDB record"
+        )
+    return change
+
+
+def is_ttl_delete(change: Mapping[str, Any]) -> bool:
+    """True for a REMOVE done by DynamoDB's Time to Live (AWS documents this identity)."""
+    identity = change.get("userIdentity")
+    return (
+        change.get("eventName") == "REMOVE"
+        and isinstance(identity, dict)
+        and identity.get("type") == "Service"
+        and identity.get("principalId") == _TTL_PRINCIPAL
+    )
+
+
+def transform_record(
+    record: Mapping[str, Any], table_name: str | None = None
+) -> tuple[OutputRecord, Outcome]:
+    """Answer one Firehose input record: the output record and what became of it.
+
+    ``table_name``: when given, readable records of any other table are ``Dropped``.
+    """
+    record_id = record.get("recordId")
+    if not isinstance(record_id, str):
+        # Firehose always sends one; without it there is nothing to answer to.
+        raise InvalidRecordError("a Firehose record has no recordId")
+    try:
+        change = _decode(record)
+        if table_name is not None and change.get("tableName") != table_name:
+            reason = f"record of table {change.get('tableName')!r}, not {table_name!r}"
+            return {"recordId": record_id, "result": "Dropped"}, Outcome("Dropped", reason=reason)
+        row = row_from_stream_record(change)
+    except (_Unreadable, InvalidRecordError, InvalidItemError) as exc:
+        failed: OutputRecord = {"recordId": record_id, "result": "ProcessingFailed"}
+        original = record.get("data")
+        failed["data"] = original if isinstance(original, str) else ""
+        return failed, Outcome("ProcessingFailed", reason=str(exc))
+    output: OutputRecord = {
+        "recordId": record_id,
+        "result": "Ok",
+        "data": base64.b64encode(row_json(row)).decode("ascii"),
+        "metadata": {"partitionKeys": partition_keys(row.time_stamp)},
+    }
+    return output, Outcome("Ok", row.op, is_ttl_delete(change))
+
+
+def _log(level: int, event: str, **fields: object) -> None:
+    if log.isEnabledFor(level):
+        log.log(level, "%s", orjson.dumps({"event": event, **fields}).decode("utf-8"))
+
+
+def transform_event(event: Mapping[str, Any], table_name: str | None = None) -> dict[str, Any]:
+    """The whole Firehose invocation: ``{"records": [...]}``, one answer per input record."""
+    records = event.get("records")
+    if not isinstance(records, list):
+        raise InvalidRecordError('a Firehose event needs a "records" list')
+    answers: list[OutputRecord] = []
+    counts = {"Ok": 0, "Dropped": 0, "ProcessingFailed": 0, "ttl_deletes": 0}
+    ops = {"I": 0, "U": 0, "D": 0}
+    size = 16
+    for record in records:
+        answer, outcome = transform_record(record, table_name)
+        answers.append(answer)
+        counts[outcome.result] += 1
+        size += len(answer.get("data", "")) + _ENVELOPE_BYTES
+        if outcome.result == "Ok":
+            ops[outcome.op] += 1
+            counts["ttl_deletes"] += outcome.ttl_delete
+        elif outcome.result == "ProcessingFailed":
+            _log(
+                logging.WARNING,
+                "record_failed",
+                invocation_id=event.get("invocationId"),
+                record_id=answer["recordId"],
+                reason=outcome.reason,
+            )
+        else:
+            _log(
+                logging.DEBUG, "record_dropped", record_id=answer["recordId"], reason=outcome.reason
+            )
+    _log(
+        logging.INFO,
+        "batch_transformed",
+        invocation_id=event.get("invocationId"),
+        delivery_stream=event.get("deliveryStreamArn"),
+        records=len(records),
+        ok=counts["Ok"],
+        dropped=counts["Dropped"],
+        failed=counts["ProcessingFailed"],
+        ttl_deletes=counts["ttl_deletes"],
+        inserts=ops["I"],
+        updates=ops["U"],
+        deletes=ops["D"],
+        response_bytes_estimate=size,
+    )
+    if size > RESPONSE_LIMIT_BYTES:
+        # Firehose fails an invocation whose response is too big, retries it, then writes
+        # the whole batch to the processing-failed prefix. Lower BufferSizeInMBs.
+        _log(
+            logging.ERROR,
+            "response_too_large",
+            invocation_id=event.get("invocationId"),
+            response_bytes_estimate=size,
+            limit_bytes=RESPONSE_LIMIT_BYTES,
+            fix="lower the Lambda processor's BufferSizeInMBs",
+        )
+    return {"records": answers}
+
+
+def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
+    """Lambda entry point (``dynamo_lake.firehose_lambda.handler``).
+
+    Environment: ``SOURCE_TABLE_NAME`` (optional: records of other tables are Dropped),
+    ``LOG_LEVEL`` (default INFO).
+    """
+    _configure_logging()
+    return transform_event(event, os.environ.get("SOURCE_TABLE_NAME") or None)
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    log.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")

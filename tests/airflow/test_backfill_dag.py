@@ -1,0 +1,288 @@
+"""The backfill DAG end to end: real Airflow (dag.test), the local AWS stack over HTTP,
+real Parquet in its S3, DuckDB to read it back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow.dataset as ds
+import pytest
+from airflow.utils.state import DagRunState, TaskInstanceState
+from airflow_scenario import DDB_TABLE, EXPORT_BUCKET, Scenario
+
+from dynamo_lake.codec import item_to_data
+from dynamo_lake.config import load_tables
+from dynamo_lake.storage import S3Options, resolve
+
+pytestmark = pytest.mark.usefixtures("scenario")
+
+
+def _options(scenario: Scenario) -> S3Options:
+    return S3Options(
+        endpoint_url=scenario.aws.endpoint_url,
+        region="us-east-1",
+        access_key="testing",
+        secret_key="testing",
+    )
+
+
+def _lake(scenario: Scenario, entry: str) -> Any:
+    return resolve(load_tables().table(entry).lake_uri, _options(scenario))
+
+
+def lake_rows(scenario: Scenario, entry: str) -> list[tuple[str, str, datetime, str]]:
+    lake = _lake(scenario, entry)
+    if not lake.exists():
+        return []
+    dataset = ds.dataset(
+        lake.path,
+        filesystem=lake.filesystem,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=True,
+        ignore_prefixes=["_"],
+    )
+    arrow_rows = dataset.to_table(columns=["uuid", "op", "time_stamp", "data"])
+    return sorted(duckdb.from_arrow(arrow_rows).fetchall())
+
+
+def table_items(scenario: Scenario) -> set[str]:
+    dynamodb = scenario.client("dynamodb")
+    items: set[str] = set()
+    for page in dynamodb.get_paginator("scan").paginate(TableName=DDB_TABLE):
+        for item in page["Items"]:
+            items.add(item_to_data(_as_export_json(item)))
+    return items
+
+
+def _as_export_json(item: dict[str, Any]) -> dict[str, Any]:
+    """boto3 gives binary as bytes; exports carry base64 text. Round-trip through JSON."""
+    import base64
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode()
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(item)
+
+
+UNSET = {
+    "export_time": None,
+    "export_from": None,
+    "export_to": None,
+    "compression": None,
+    "dry_run": False,
+}
+
+
+def run(dag: Any, conf: dict[str, Any], **kwargs: Any) -> Any:
+    # Every parameter is given: dag.test() keeps the previous run's conf as defaults.
+    return dag.test(run_conf={**UNSET, **conf}, **kwargs)
+
+
+def states(dag_run: Any) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for ti in dag_run.get_task_instances():
+        found.setdefault(ti.task_id, []).append(str(ti.state))
+    return found
+
+
+def exports_of(scenario: Scenario) -> list[dict[str, Any]]:
+    dynamodb = scenario.client("dynamodb")
+    arn = dynamodb.describe_table(TableName=DDB_TABLE)["Table"]["TableArn"]
+    return dynamodb.list_exports(TableArn=arn, MaxResults=25).get("ExportSummaries", [])
+
+
+def test_full_backfill_lands_the_table_in_the_lake(backfill_dag: Any, scenario: Scenario) -> None:
+    dag_run = run(backfill_dag, {"table": "full", "mode": "full"})
+    assert dag_run.state == DagRunState.SUCCESS, states(dag_run)
+    rows = lake_rows(scenario, "full")
+    assert {op for _, op, _, _ in rows} == {"I"}
+    assert len({stamp for _, _, stamp, _ in rows}) == 1
+    assert {data for _, _, _, data in rows} == table_items(scenario)
+
+    # The Glue table follows the contract, with partition projection.
+    glue = scenario.client("glue").get_table(DatabaseName="it_shop", Name="orders_full")["Table"]
+    assert [c["Name"] for c in glue["StorageDescriptor"]["Columns"]] == [
+        "uuid",
+        "op",
+        "time_stamp",
+        "data",
+    ]
+    assert glue["Parameters"]["projection.enabled"] == "true"
+    assert [k["Name"] for k in glue["PartitionKeys"]] == ["year", "month", "day"]
+
+    # The backfill record sits beside the lake table and agrees with the lake.
+    record_location = _lake(scenario, "full").child("_backfills")
+    (record_info,) = record_location.filesystem.get_file_info(
+        __import__("pyarrow.fs", fromlist=["FileSelector"]).FileSelector(record_location.path)
+    )
+    record = orjson.loads(record_location.filesystem.open_input_file(record_info.path).read())
+    assert record["rows"] == len(rows)
+    (export,) = record["exports"]
+    assert export["export_arn"].startswith("arn:aws:dynamodb:us-east-1:")
+    assert export["item_count"] == export["rows"] == len(rows)
+    assert record["run_id"] == dag_run.run_id
+
+    # The asset event for the lake table carries the figures.
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == dag_run.run_id).all()
+        (event,) = events
+        assert event.extra["rows"] == len(rows)
+        assert event.asset.uri == load_tables().table("full").lake_uri
+
+
+def test_incremental_backfill_writes_each_change(
+    backfill_dag: Any, scenario: Scenario, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The export stays IN_PROGRESS for 2 s, so the operator defers and the trigger polls.
+    scenario.aws.update_settings(export_delay_seconds=2.0)
+    window = {
+        "export_from": (scenario.changes_from - timedelta(minutes=10)).isoformat(),
+        "export_to": (scenario.changes_to + timedelta(minutes=10)).isoformat(),
+    }
+    try:
+        dag_run = run(backfill_dag, {"table": "incremental", "mode": "incremental", **window})
+    finally:
+        scenario.aws.update_settings(export_delay_seconds=0.0)
+    assert dag_run.state == DagRunState.SUCCESS, states(dag_run)
+    output = capfd.readouterr()
+    assert "waiting in the triggerer" in output.out + output.err
+    assert "is IN_PROGRESS" in output.out + output.err
+    rows = lake_rows(scenario, "incremental")
+    assert rows, "the churn in the window must produce rows"
+    ops = {op for _, op, _, _ in rows}
+    assert ops <= {"I", "U", "D"} and "U" in ops and "D" in ops
+    for _, _, stamp, _ in rows:
+        assert scenario.changes_from <= stamp <= scenario.changes_to
+
+
+def test_a_window_over_24_hours_is_split_into_consecutive_exports(
+    backfill_dag: Any, scenario: Scenario
+) -> None:
+    before = len(exports_of(scenario))
+    conf = {
+        "table": "split",
+        "mode": "incremental",
+        "export_from": scenario.t0.isoformat(),
+        "export_to": (scenario.t0 + timedelta(hours=30)).isoformat(),
+    }
+    dag_run = run(backfill_dag, conf)
+    assert dag_run.state == DagRunState.SUCCESS, states(dag_run)
+    assert len(exports_of(scenario)) == before + 2
+    assert states(dag_run)["export"] == [TaskInstanceState.SUCCESS] * 2
+    rows = lake_rows(scenario, "split")
+    # Every item was inserted in the first part; the churn falls in it too.
+    assert len({data for _, op, _, data in rows if op != "D"}) >= 100
+
+
+def test_rerunning_the_same_run_reuses_the_export_and_rewrites_the_same_files(
+    backfill_dag: Any, scenario: Scenario
+) -> None:
+    before = len(exports_of(scenario))
+    moment = datetime.now().astimezone() - timedelta(minutes=1)
+    conf = {"table": "rerun", "mode": "full", "export_time": scenario.changes_to.isoformat()}
+    first = run(backfill_dag, conf, logical_date=moment, run_after=moment)
+    assert first.state == DagRunState.SUCCESS, states(first)
+    rows_first = lake_rows(scenario, "rerun")
+    second = run(backfill_dag, conf, logical_date=moment, run_after=moment)
+    assert second.run_id == first.run_id
+    assert second.state == DagRunState.SUCCESS, states(second)
+    assert len(exports_of(scenario)) == before + 1, "a retried start must not start a 2nd export"
+    assert lake_rows(scenario, "rerun") == rows_first
+    lake = _lake(scenario, "rerun")
+    from pyarrow.fs import FileSelector
+
+    visible = [
+        info.path
+        for info in lake.filesystem.get_file_info(FileSelector(lake.path, recursive=True))
+        if info.path.endswith(".parquet") and "/_" not in info.path[len(lake.path) :]
+    ]
+    assert len(visible) == len(set(visible)) and visible
+    staging = lake.child("_staging")
+    leftovers = [
+        info
+        for info in lake.filesystem.get_file_info(
+            FileSelector(staging.path, recursive=True, allow_not_found=True)
+        )
+        if info.type.name == "File"
+    ]
+    assert leftovers == []
+
+
+def test_dry_run_plans_and_writes_nothing(backfill_dag: Any, scenario: Scenario) -> None:
+    before = len(exports_of(scenario))
+    dag_run = run(backfill_dag, {"table": "dry", "mode": "full", "dry_run": True})
+    assert dag_run.state == DagRunState.SUCCESS, states(dag_run)
+    found = states(dag_run)
+    assert found["plan"] == [TaskInstanceState.SUCCESS]
+    assert found["summary"] == [TaskInstanceState.SUCCESS]
+    assert found["commit"] == [TaskInstanceState.SKIPPED]
+    assert len(exports_of(scenario)) == before
+    assert lake_rows(scenario, "dry") == []
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        (
+            {"table": "badtime", "mode": "full", "export_time": "2001-01-01T00:00:00Z"},
+            "outside the table's point-in-time window",
+        ),
+        ({"table": "badtime", "mode": "incremental"}, "needs export_from"),
+        (
+            {"table": "badtime", "mode": "full", "export_from": "2024-01-01T00:00:00Z"},
+            "export_from/export_to are for mode 'incremental'",
+        ),
+        ({"table": "nopitr", "mode": "full"}, "update-continuous-backups"),
+        ({"table": "nobucket", "mode": "full"}, "'it-missing-bucket' (export_bucket"),
+    ],
+)
+def test_bad_requests_fail_in_plan_with_plain_words(
+    backfill_dag: Any,
+    scenario: Scenario,
+    capfd: pytest.CaptureFixture[str],
+    conf: dict[str, Any],
+    message: str,
+) -> None:
+    before = len(exports_of(scenario))
+    dag_run = run(backfill_dag, conf)
+    assert dag_run.state == DagRunState.FAILED
+    assert states(dag_run)["plan"] == [TaskInstanceState.FAILED]
+    output = capfd.readouterr()
+    assert message in output.out + output.err
+    assert len(exports_of(scenario)) == before
+
+
+def test_failed_export_fails_the_task_with_aws_reason(scenario: Scenario) -> None:
+    from dynamo_lake.airflow.operators import DynamoDBExportOperator, ExportFailed
+    from dynamo_lake.backfill import ExportRequest
+
+    dynamodb = scenario.client("dynamodb")
+    arn = dynamodb.describe_table(TableName=DDB_TABLE)["Table"]["TableArn"]
+    request = ExportRequest(
+        table="full",
+        table_arn=arn,
+        aws_conn_id="aws_default",
+        region="us-east-1",
+        bucket="no-such-bucket-anywhere",
+        prefix="x",
+        mode="full",
+        client_token="failed-export-test",
+        export_time=scenario.changes_to.isoformat(),
+    )
+    operator = DynamoDBExportOperator(task_id="export", export_request=request.to_json())
+    with pytest.raises(ExportFailed, match="S3NoSuchBucket.*export bucket does not exist"):
+        operator.execute({})
+    assert EXPORT_BUCKET  # the real bucket is untouched

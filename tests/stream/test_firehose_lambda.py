@@ -1,0 +1,329 @@
+"""The Firehose transformation Lambda: every record answered, rows identical to the backfill's."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from dynamo_lake.cdc import (
+    row_from_full_export_line,
+    row_from_incremental_export_line,
+    row_uuid,
+)
+from dynamo_lake.firehose_lambda import (
+    RESPONSE_LIMIT_BYTES,
+    handler,
+    time_stamp_text,
+    transform_event,
+)
+
+# The seed article's own example event, verbatim (a MODIFY of the item name="Abhisek Roy").
+SEED_EVENT: dict[str, Any] = {
+    "invocationId": "ae298f43-e471-4098-b665-0c13af6ccc2a",
+    "sourceKinesisStreamArn": (
+        "arn:aws:kinesis:ap-south-1:42339:stream/repo-name-kinesisstream-1UF-KinesisStream-uhcEC2"
+    ),
+    "deliveryStreamArn": (
+        "arn:aws:firehose:ap-south-1:42339:deliverystream/repo-name-firehosedeliverys"
+        "tream-LYUHPS-FGai-NkoasdJ"
+    ),
+    "region": "ap-south-1",
+    "records": [
+        {
+            "recordId": "496200",
+            "approximateArrivalTimestamp": 1649719712500,
+            "data": (
+                "eyJhd3NSZWdpb24iOiAiYXAtc291dGgtMSIsICJldmVudElEIjogIjdkNWFzZDEtZGFzZGFzZDVl"
+                "LTRkYXNkYXNkZDQtYTFhc2QyZi05YXNkMTk4MDIiLCAiZXZlbnROYW1lIjogIk1PRElGWSIsICJ1"
+                "c2VySWRlbnRpdHkiOiBudWxsLCAicmVjb3JkRm9ybWF0IjogImFwcGxpY2F0aW9uL2pzb24iLCAi"
+                "dGFibGVOYW1lIjogInRhYmxlX25hbWUiLCAiZHluYW1vZGIiOiB7IkFwcHJveGltYXRlQ3JlYXRp"
+                "b25EYXRlVGltZSI6IDE2NDk3MTk3MTI0NzMsICJLZXlzIjogeyJuYW1lIjogeyJTIjogIjk4ZGZl"
+                "My0xYzgtNGRiMy1iZjJlLTMyYTc5YWMifX0sICJOZXdJbWFnZSI6IHsibmFtZSI6IHsiUyI6ICJB"
+                "Ymhpc2VrIFJveSJ9LCAiY2l0eSI6IHsiUyI6ICJLb2xrYXRhIn19LCAiT2xkSW1hZ2UiOiB7Im5h"
+                "bWUiOiB7IlMiOiAiQWJoaXNlayBSb3kifSwgImNpdHkiOiB7IlMiOiAiQmVuZ2FsdXJ1In19LCAi"
+                "U2l6ZUJ5dGVzIjogMTIzfSwgImV2ZW50U291cmNlIjogImF3czpkeW5hbW9kYiJ9"
+            ),
+            "kinesisRecordMetadata": {
+                "sequenceNumber": "41230",
+                "subsequenceNumber": 0,
+                "partitionKey": "D3A9",
+                "shardId": "shardId-000000000001",
+                "approximateArrivalTimestamp": 1649719712500,
+            },
+        }
+    ],
+}
+
+KEYS = {"pk": {"S": "customer#1"}, "sk": {"N": "7"}}
+EVERY_TYPE = {
+    **KEYS,
+    "s": {"S": "café ☕ 2024-01-01T00:00:00Z"},
+    "n": {"N": "12345678901234567890123456789012345678"},
+    "tiny": {"N": "1E-130"},
+    "b": {"B": base64.b64encode(b"\x00\xff").decode()},
+    "t": {"BOOL": True},
+    "nil": {"NULL": True},
+    "m": {"M": {"S": {"S": "a map key named S"}, "z": {"N": "-0"}}},
+    "l": {"L": [{"S": "x"}, {"N": "1.50"}, {"L": [{"BOOL": False}]}]},
+    "ss": {"SS": ["b", "a"]},
+    "ns": {"NS": ["10", "-1", "2.5"]},
+    "bs": {"BS": [base64.b64encode(b"\x02").decode(), base64.b64encode(b"\x01").decode()]},
+}
+EVERY_TYPE_DATA = (
+    '{"b":"AP8=","bs":["AQ==","Ag=="],"l":["x",1.50,[false]],"m":{"S":"a map key named S","z":-0},'
+    '"n":12345678901234567890123456789012345678,"nil":null,"ns":[-1,2.5,10],"pk":"customer#1",'
+    '"s":"café ☕ 2024-01-01T00:00:00Z","sk":7,"ss":["a","b"],"t":true,"tiny":1E-130}'
+)
+TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+
+
+def stream_record(
+    event_name: str,
+    *,
+    new: dict[str, Any] | None = None,
+    old: dict[str, Any] | None = None,
+    when: int = 1_700_000_000_123_456,
+    table: str = "orders",
+    identity: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    change: dict[str, Any] = {"ApproximateCreationDateTime": when, "Keys": KEYS, "SizeBytes": 99}
+    if new is not None:
+        change["NewImage"] = new
+    if old is not None:
+        change["OldImage"] = old
+    return {
+        "awsRegion": "us-east-1",
+        "eventID": "e1",
+        "eventName": event_name,
+        "userIdentity": identity,
+        "recordFormat": "application/json",
+        "tableName": table,
+        "dynamodb": change,
+        "eventSource": "aws:dynamodb",
+    }
+
+
+def firehose_event(*payloads: bytes | dict[str, Any]) -> dict[str, Any]:
+    records = []
+    for index, payload in enumerate(payloads):
+        raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        records.append(
+            {
+                "recordId": f"r{index:05d}",
+                "approximateArrivalTimestamp": 1_700_000_001_000,
+                "data": base64.b64encode(raw).decode(),
+            }
+        )
+    return {"invocationId": "inv-1", "deliveryStreamArn": "arn:firehose", "records": records}
+
+
+def rows_of(response: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        orjson.loads(base64.b64decode(answer["data"]))
+        for answer in response["records"]
+        if answer["result"] == "Ok"
+    ]
+
+
+def test_the_seed_articles_event_becomes_one_update_row_at_the_change_time() -> None:
+    response = handler(SEED_EVENT, None)
+    (answer,) = response["records"]
+    assert answer["recordId"] == "496200"
+    assert answer["result"] == "Ok"
+    assert answer["metadata"] == {"partitionKeys": {"year": "2022", "month": "04", "day": "11"}}
+    (row,) = rows_of(response)
+    # ApproximateCreationDateTime 1649719712473 ms, not the seed's approximateArrivalTimestamp.
+    assert row == {
+        "uuid": row_uuid("U", 1_649_719_712_473_000, '{"city":"Kolkata","name":"Abhisek Roy"}'),
+        "op": "U",
+        "time_stamp": "2022-04-11T23:28:32.473000Z",
+        "data": '{"city":"Kolkata","name":"Abhisek Roy"}',
+    }
+    assert base64.b64decode(answer["data"]).endswith(b"}\n")
+
+
+def test_insert_update_remove_map_to_i_u_d_and_remove_keeps_the_old_image() -> None:
+    old = {**KEYS, "city": {"S": "Bengaluru"}}
+    new = {**KEYS, "city": {"S": "Kolkata"}}
+    response = transform_event(
+        firehose_event(
+            stream_record("INSERT", new=old),
+            stream_record("MODIFY", new=new, old=old),
+            stream_record("REMOVE", old=new),
+        )
+    )
+    assert [answer["result"] for answer in response["records"]] == ["Ok"] * 3
+    rows = rows_of(response)
+    assert [row["op"] for row in rows] == ["I", "U", "D"]
+    assert rows[2]["data"] == '{"city":"Kolkata","pk":"customer#1","sk":7}'
+
+
+def test_a_remove_without_old_image_keeps_the_keys() -> None:
+    record = stream_record("REMOVE")
+    (row,) = rows_of(transform_event(firehose_event(record)))
+    assert row["op"] == "D"
+    assert row["data"] == '{"pk":"customer#1","sk":7}'
+
+
+def test_a_ttl_delete_is_a_delete_and_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    old = {**KEYS, "expires": {"N": "1700000000"}}
+    event = firehose_event(stream_record("REMOVE", old=old, identity=TTL_IDENTITY))
+    with caplog.at_level(logging.INFO, logger="dynamo_lake.firehose_lambda"):
+        (row,) = rows_of(transform_event(event))
+    assert row["op"] == "D"
+    assert row["data"] == '{"expires":1700000000,"pk":"customer#1","sk":7}'
+    summary = orjson.loads(caplog.records[-1].getMessage())
+    assert summary["event"] == "batch_transformed"
+    assert (summary["ttl_deletes"], summary["deletes"]) == (1, 1)
+
+
+def test_every_attribute_type_gives_the_canonical_data_of_the_backfill() -> None:
+    when = 1_700_000_000_123_456
+    (row,) = rows_of(transform_event(firehose_event(stream_record("INSERT", new=EVERY_TYPE))))
+    assert row["data"] == EVERY_TYPE_DATA
+    # The backfill's builders give byte-identical data, and the same uuid for the same event.
+    full = row_from_full_export_line({"Item": EVERY_TYPE}, export_time=when)
+    assert full.data == row["data"]
+    incremental = row_from_incremental_export_line(
+        {
+            "Metadata": {"WriteTimestampMicros": {"N": str(when)}},
+            "Keys": KEYS,
+            "NewImage": EVERY_TYPE,
+        }
+    )
+    assert (incremental.uuid, incremental.op, incremental.data) == (
+        row["uuid"],
+        row["op"],
+        row["data"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("when", "text", "micros"),
+    [
+        (1_649_719_712_473, "2022-04-11T23:28:32.473000Z", 1_649_719_712_473_000),  # ms
+        (1_649_719_712_473_219, "2022-04-11T23:28:32.473219Z", 1_649_719_712_473_219),  # µs
+        (1_704_067_199_999_999, "2023-12-31T23:59:59.999999Z", 1_704_067_199_999_999),
+    ],
+)
+def test_time_stamp_is_iso_utc_with_microseconds(when: int, text: str, micros: int) -> None:
+    (row,) = rows_of(transform_event(firehose_event(stream_record("INSERT", new=KEYS, when=when))))
+    assert row["time_stamp"] == text
+    assert time_stamp_text(micros) == text
+    parsed = datetime.fromisoformat(text)
+    assert parsed.tzinfo == UTC
+    assert int(parsed.timestamp()) * 1_000_000 + parsed.microsecond == micros
+
+
+def test_a_duplicated_kinesis_record_gets_the_same_uuid() -> None:
+    record = stream_record("MODIFY", new={**KEYS, "x": {"N": "1"}}, old=KEYS)
+    first, second = rows_of(transform_event(firehose_event(record, record)))
+    assert first == second
+
+
+def test_records_of_another_table_are_dropped_when_a_table_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = firehose_event(
+        stream_record("INSERT", new=KEYS, table="orders"),
+        stream_record("INSERT", new=KEYS, table="customers"),
+    )
+    monkeypatch.setenv("SOURCE_TABLE_NAME", "orders")
+    answers = handler(event, None)["records"]
+    assert [a["result"] for a in answers] == ["Ok", "Dropped"]
+    assert "data" not in answers[1]
+    monkeypatch.delenv("SOURCE_TABLE_NAME")
+    assert [a["result"] for a in handler(event, None)["records"]] == ["Ok", "Ok"]
+
+
+BAD_PAYLOADS = {
+    "bad base64": None,
+    "bad json": b'{"eventName": "INSERT", ',
+    "bad utf-8": b'{"eventName": "\xff"}',
+    "json array": b"[1, 2]",
+    "not dynamodb": orjson.dumps({"eventSource": "aws:s3", "eventName": "INSERT"}),
+    "unknown event": orjson.dumps({**stream_record("INSERT", new=KEYS), "eventName": "TRUNCATE"}),
+    "bad attribute": orjson.dumps(stream_record("INSERT", new={**KEYS, "n": {"N": "NaN"}})),
+    "no image": orjson.dumps(stream_record("MODIFY")),
+    "no time": orjson.dumps(
+        {**stream_record("INSERT", new=KEYS), "dynamodb": {"Keys": KEYS, "NewImage": KEYS}}
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_PAYLOADS))
+def test_an_unreadable_record_fails_alone_and_keeps_its_original_data(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = stream_record("INSERT", new=KEYS)
+    event = firehose_event(good, good, good)
+    payload = BAD_PAYLOADS[name]
+    event["records"][1]["data"] = (
+        "eyJub3QiOiAiYmFzZTY0I!!" if payload is None else base64.b64encode(payload).decode()
+    )
+    with caplog.at_level(logging.INFO, logger="dynamo_lake.firehose_lambda"):
+        answers = transform_event(event)["records"]
+    assert [a["recordId"] for a in answers] == ["r00000", "r00001", "r00002"]
+    assert [a["result"] for a in answers] == ["Ok", "ProcessingFailed", "Ok"]
+    assert answers[1]["data"] == event["records"][1]["data"]
+    warning = orjson.loads(next(r for r in caplog.records if r.levelname == "WARNING").getMessage())
+    assert warning["event"] == "record_failed"
+    assert warning["record_id"] == "r00001"
+    assert warning["reason"]
+
+
+def test_logs_never_carry_item_content(caplog: pytest.LogCaptureFixture) -> None:
+    secret = {**KEYS, "card": {"S": "4111-1111-1111-1111"}}
+    event = firehose_event(stream_record("INSERT", new=secret))
+    with caplog.at_level(logging.DEBUG, logger="dynamo_lake.firehose_lambda"):
+        handler(event, None)
+    assert caplog.records
+    assert all("4111" not in record.getMessage() for record in caplog.records)
+
+
+def test_a_500_record_batch_is_answered_in_order_within_the_response_limit() -> None:
+    payloads: list[bytes | dict[str, Any]] = []
+    for index in range(500):
+        item = {**EVERY_TYPE, "sk": {"N": str(index)}}
+        if index % 50 == 7:
+            payloads.append(b"not json")
+        elif index % 3 == 0:
+            payloads.append(stream_record("INSERT", new=item, when=1_700_000_000_000_000 + index))
+        elif index % 3 == 1:
+            payloads.append(
+                stream_record("MODIFY", new=item, old=EVERY_TYPE, when=1_700_000_000_000 + index)
+            )
+        else:
+            payloads.append(stream_record("REMOVE", old=item, when=1_700_000_000_000_000 + index))
+    event = firehose_event(*payloads)
+    started = time.perf_counter()
+    response = transform_event(event)
+    elapsed = time.perf_counter() - started
+    answers = response["records"]
+    assert [a["recordId"] for a in answers] == [r["recordId"] for r in event["records"]]
+    failed = [a for a in answers if a["result"] == "ProcessingFailed"]
+    assert len(failed) == 10
+    rows = rows_of(response)
+    assert len(rows) == 490
+    assert len({row["uuid"] for row in rows}) == 490
+    assert len(orjson.dumps(response)) < RESPONSE_LIMIT_BYTES
+    assert elapsed < 2.0
+
+
+def test_an_oversized_response_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    big = {**KEYS, "blob": {"S": "x" * 400_000}}
+    event = firehose_event(
+        *[stream_record("INSERT", new=big, when=1_700_000_000_000 + i) for i in range(17)]
+    )
+    with caplog.at_level(logging.INFO, logger="dynamo_lake.firehose_lambda"):
+        response = transform_event(event)
+    assert len(orjson.dumps(response)) > RESPONSE_LIMIT_BYTES
+    error = orjson.loads(next(r for r in caplog.records if r.levelname == "ERROR").getMessage())
+    assert error["event"] == "response_too_large"
+    assert "BufferSizeInMBs" in error["fix"]
