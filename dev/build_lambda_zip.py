@@ -24,7 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "include" / "dynamo_lake"
 #: What the handler imports from the core; nothing else of the product goes in.
-CORE_MODULES = ("__init__.py", "cdc.py", "codec.py", "errors.py", "firehose_lambda.py")
+CORE_MODULES = (
+    "__init__.py",
+    "cdc.py",
+    "codec.py",
+    "contract.py",
+    "errors.py",
+    "firehose_lambda.py",
+)
 DEPENDENCIES = ("orjson",)
 HANDLER = "dynamo_lake.firehose_lambda.handler"
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)

@@ -48,8 +48,8 @@ import orjson
 from dynamo_lake.cdc import CdcRow, datetime_to_micros
 from dynamo_lake.codec import item_to_data
 from dynamo_lake.firehose_lambda import transform_event
+from dynamo_lake.lake_query import latest_state
 from dynamo_lake.lake_writer import (
-    CDC_SCHEMA,
     LakeTable,
     StagedWriter,
     WriterSettings,
@@ -76,7 +76,6 @@ REGION = "us-east-1"
 SOURCE = "firehose"
 #: Lambda's request limit: Firehose never sends more than this in one invocation.
 INVOCATION_LIMIT_BYTES = 6 * 1024 * 1024
-_OP_RANK = "CASE op WHEN 'D' THEN 3 WHEN 'U' THEN 2 ELSE 1 END"
 
 
 def raw_client(service: str, endpoint_url: str, region: str = REGION) -> Any:
@@ -380,49 +379,6 @@ def _error_record(record: Mapping[str, Any], answer: Mapping[str, Any]) -> bytes
 
 
 # -- comparing the lake with the table -------------------------------------------------------
-
-
-def _key_expressions(key_names: Iterable[str]) -> list[str]:
-    return [f"data ->> '$.\"{name}\"'" for name in key_names]
-
-
-def latest_state(
-    lake_uri: str, key_names: list[str], *, as_of: int | None = None, s3: S3Options | None = None
-) -> set[str]:
-    """The canonical ``data`` of every item the lake says exists (at ``as_of`` µs, or now)."""
-    import duckdb
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    location = resolve(lake_uri, s3)
-    partitioning = ds.partitioning(
-        pa.schema([("year", pa.string()), ("month", pa.string()), ("day", pa.string())]),
-        flavor="hive",
-    )
-    if not location.exists():
-        return set()
-    rows = ds.dataset(  # noqa: F841 - scanned by DuckDB by name
-        location.path,
-        filesystem=location.filesystem,
-        format="parquet",
-        partitioning=partitioning,
-        schema=CDC_SCHEMA,
-    )
-    keys = ", ".join(_key_expressions(key_names))
-    cut = "" if as_of is None else f"WHERE epoch_us(time_stamp) <= {int(as_of)}"
-    query = f"""
-        SELECT op, data FROM (
-            SELECT op, data, row_number() OVER (
-                PARTITION BY {keys} ORDER BY time_stamp DESC, {_OP_RANK} DESC, uuid DESC
-            ) AS rank
-            FROM rows {cut}
-        ) WHERE rank = 1 AND op <> 'D'
-    """
-    connection = duckdb.connect()
-    try:
-        return {data for _, data in connection.sql(query).fetchall()}
-    finally:
-        connection.close()
 
 
 def table_state(endpoint_url: str, table_name: str) -> set[str]:

@@ -39,6 +39,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 import orjson
 
 from dynamo_lake.cdc import CdcRow, row_from_stream_record
+from dynamo_lake.contract import partition_values
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
 __all__ = [
@@ -92,12 +93,8 @@ def time_stamp_text(micros: int) -> str:
 
 def partition_keys(micros: int) -> PartitionKeys:
     """The lake's ``year``/``month``/``day`` (UTC, zero-padded) of a time stamp in µs."""
-    moment = datetime.fromtimestamp(micros // 1_000_000, tz=UTC)
-    return {
-        "year": f"{moment.year:04d}",
-        "month": f"{moment.month:02d}",
-        "day": f"{moment.day:02d}",
-    }
+    year, month, day = partition_values(micros)
+    return {"year": year, "month": month, "day": day}
 
 
 def row_json(row: CdcRow) -> bytes:

@@ -23,7 +23,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import orjson
 import pyarrow as pa
@@ -31,7 +30,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from dynamo_lake.cdc import CdcRow
-from dynamo_lake.contract import COMPRESSIONS, Compression
+from dynamo_lake.contract import COMPRESSIONS, MICROS_PER_DAY, Compression, partition_of
 from dynamo_lake.errors import LakeWriteError
 from dynamo_lake.storage import Location
 
@@ -57,7 +56,6 @@ CDC_SCHEMA = pa.schema(
         pa.field("data", pa.string(), nullable=False),
     ]
 )
-_MICROS_PER_DAY = 86_400_000_000
 STAGING = "_staging"
 PUBLISHED = "_published"
 ERRORS = "_errors"
@@ -78,12 +76,6 @@ class WriterSettings:
             )
         if self.row_group_rows < 1 or self.max_rows_per_file < self.row_group_rows:
             raise LakeWriteError("need 1 <= row_group_rows <= max_rows_per_file")
-
-
-def partition_of(time_stamp: int) -> str:
-    """``year=YYYY/month=MM/day=DD`` (UTC) of a time stamp in µs."""
-    day = datetime.fromtimestamp((time_stamp // _MICROS_PER_DAY) * 86_400, tz=UTC)
-    return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
 
 
 @dataclass(frozen=True)
@@ -245,7 +237,7 @@ class StagedWriter:
         by_partition: dict[str, list[CdcRow]] = defaultdict(list)
         last_day, last_partition = self._last_day, self._last_partition
         for row in rows:
-            day = row.time_stamp // _MICROS_PER_DAY
+            day = row.time_stamp // MICROS_PER_DAY
             if day != last_day:
                 last_day, last_partition = day, partition_of(row.time_stamp)
             by_partition[last_partition].append(row)
