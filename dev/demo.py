@@ -1,64 +1,179 @@
-"""`make demo`: a sample export in AWS's layout, converted into a local lake, shown by DuckDB.
+"""`make demo`: the product end to end on the embedded default.
 
-Writes under ``var/demo/`` (a directory standing for the export bucket, and the lake), runs
-the same conversion the ``dynamo-lake convert`` command runs, and prints what landed: rows
-by operation and partition, and one item's history from the full export through an
-incremental export.
+1. Starts the local AWS stack (moto-based, loopback only) and creates the demo buckets.
+2. Seeds the sample table `orders` (composite key, every attribute type, PITR and a stream).
+3. Switches streaming on: the local stream relay (Kinesis + Firehose stand-in) reads from now.
+4. Runs the backfill DAG with `airflow dags test` (a full PITR export, deferrable wait,
+   mapped conversion, commit): the items that existed before streaming land in the lake.
+5. Changes the table (updates, deletes, inserts); the relay delivers them through the
+   Firehose Lambda into the same lake table.
+6. Shows the lake with DuckDB: rows by operation and partition, one item's history, and
+   the proof: the lake's latest state equals the table, item for item.
+
+Everything it writes is under `var/demo/` (Airflow home, logs); the lake lives in the
+emulator's S3 and disappears with it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
 import sys
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 
-import duckdb
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "dev"))
 
-from dynamo_lake.convert import convert_export
-from sample_export import write_sample_export
+from dynamo_lake.config import load_tables  # noqa: E402
+from dynamo_lake.lake_query import latest_state, query_lake  # noqa: E402
+from dynamo_lake.storage import S3Options  # noqa: E402
+from local_aws import EmulatorSettings, LocalAwsProcess  # noqa: E402
+from local_aws.seed import PARTITION_KEY, SORT_KEY, apply_churn, seed_sample_table  # noqa: E402
+from stream_relay import StreamRelay, table_state  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent / "var" / "demo"
-EXPORT_TIME = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-WINDOW = (datetime(2024, 6, 1, 12, 0, tzinfo=UTC), datetime(2024, 6, 2, 12, 0, tzinfo=UTC))
+HOME = REPO / "var" / "demo"
+ITEMS = int(os.environ.get("DEMO_ITEMS", "2000"))
+CHURN = int(os.environ.get("DEMO_CHURN", "300"))
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def airflow_environment(stack: LocalAwsProcess) -> dict[str, str]:
+    environment = os.environ.copy()
+    environment.update(stack.environment())
+    environment.update(
+        {
+            "AIRFLOW_HOME": str(HOME / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "DYNAMO_LAKE_EXPORT_POLL_SECONDS": "2",
+        }
+    )
+    return environment
+
+
+def run_logged(command: list[str], environment: dict[str, str], log: Path) -> None:
+    with log.open("wb") as output:
+        result = subprocess.run(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-25:]
+        raise SystemExit(f"{' '.join(command[:4])} failed; see {log}:\n" + "\n".join(tail))
 
 
 def main() -> int:
-    shutil.rmtree(ROOT, ignore_errors=True)
-    bucket = ROOT / "export-bucket"
-    lake = ROOT / "lake-bucket" / "dynamo-cdc" / "shop" / "orders"
-    full = write_sample_export(bucket, items=20_000, files=4, export_time=EXPORT_TIME)
-    incremental = write_sample_export(
-        bucket, kind="incremental", items=3_000, files=2, window=WINDOW, export_time=WINDOW[1]
-    )
-    print(f"sample exports written under {bucket}")
-    for summary in (full, incremental):
-        result = convert_export(str(summary), str(lake))
-        print("converted:", orjson.dumps(result.summary()).decode())
+    shutil.rmtree(HOME, ignore_errors=True)
+    HOME.mkdir(parents=True)
+    config = load_tables().table("orders")
+    airflow = str(Path(sys.executable).parent / "airflow")
 
-    rows = (
-        f"read_parquet('{lake}/year=*/month=*/day=*/*.parquet', hive_partitioning = true, "
-        "hive_types = {'year': varchar, 'month': varchar, 'day': varchar})"
+    step("1. local AWS stack (moto + our export model) on 127.0.0.1")
+    settings = EmulatorSettings(export_delay_seconds=3.0, pitr_lag_seconds=0.0)
+    stack = LocalAwsProcess(settings=settings, log_path=HOME / "local_aws.log").start()
+    try:
+        environment = airflow_environment(stack)
+        print(f"endpoint {stack.endpoint_url}")
+        s3 = stack.client("s3", max_attempts=3)
+        for bucket in (config.export_bucket, config.lake_bucket):
+            s3.create_bucket(Bucket=bucket)
+        migrate = subprocess.Popen(  # in parallel with seeding: about 10 s
+            [airflow, "db", "migrate"],
+            env=environment,
+            stdout=(HOME / "airflow-db-migrate.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+        step(f"2. sample table {config.dynamodb_table!r}: {ITEMS} items, PITR and stream on")
+        dynamodb = stack.client("dynamodb", max_attempts=3)
+        seeded = seed_sample_table(dynamodb, config.dynamodb_table, ITEMS, churn=0)
+        print(f"table {seeded.table_arn}")
+
+        step("3. streaming switched on: the relay reads the table's stream from now")
+        options = S3Options(stack.endpoint_url, "us-east-1", "testing", "testing")
+        relay = StreamRelay(
+            stack.endpoint_url, config.dynamodb_table, config.lake_uri, s3=options, start="LATEST"
+        )
+        time.sleep(0.01)  # the export's time must follow the relay's start
+
+        step("4. backfill: airflow dags test dynamodb_backfill (full export, latest time)")
+        if migrate.wait() != 0:
+            raise SystemExit(f"airflow db migrate failed; see {HOME / 'airflow-db-migrate.log'}")
+        conf = orjson.dumps({"table": "orders", "mode": "full"}).decode()
+        started = time.monotonic()
+        log = HOME / "backfill-dag.log"
+        run_logged([airflow, "dags", "test", "dynamodb_backfill", "-c", conf], environment, log)
+        records = s3.list_objects_v2(
+            Bucket=config.lake_bucket, Prefix=f"{config.lake_uri.split('/', 3)[3]}/_backfills/"
+        ).get("Contents", [])
+        if not records:
+            raise SystemExit(f"the backfill run wrote no backfill record; see {log}")
+        record = orjson.loads(
+            s3.get_object(Bucket=config.lake_bucket, Key=records[-1]["Key"])["Body"].read()
+        )
+        print(
+            f"run {record['run_id']}: {record['rows']} rows in {record['files']} files "
+            f"from {len(record['exports'])} export(s) in {time.monotonic() - started:.0f} s "
+            f"(task log: {log.relative_to(REPO)})"
+        )
+        print(f"export {record['exports'][0]['export_arn']}")
+        print(f"Glue table {record['glue_table']} at {record['lake_uri']}")
+
+        step(f"5. the table changes ({CHURN} updates, deletes, inserts); the relay delivers")
+        counts = apply_churn(dynamodb, config.dynamodb_table, CHURN, seed=7)
+        print(f"changes applied: {counts}")
+        batches = relay.drain()
+        delivered = sum(batch.ok for batch in batches)
+        print(f"relay: {delivered} records in {len(batches)} Firehose-sized batches")
+
+        step("6. the lake, read back with DuckDB")
+        show_lake(config.lake_uri, options)
+        in_lake = latest_state(config.lake_uri, [PARTITION_KEY, SORT_KEY], s3=options)
+        in_table = table_state(stack.endpoint_url, config.dynamodb_table)
+        missing, extra = len(in_table - in_lake), len(in_lake - in_table)
+        verdict = "EQUALS" if not missing and not extra else "DIFFERS FROM"
+        print(
+            f"\nlatest state of the lake {verdict} the table: {len(in_table)} items in the "
+            f"table, {len(in_lake)} live in the lake, {missing} missing, {extra} extra"
+        )
+        return 0 if verdict == "EQUALS" else 1
+    finally:
+        with contextlib.suppress(Exception):
+            stack.stop()
+
+
+def show_lake(lake_uri: str, options: S3Options) -> None:
+    partitions = query_lake(
+        lake_uri,
+        """select year || '-' || month || '-' || day, op, count(*) from rows
+           group by all order by all""",
+        options,
     )
-    print("\nrows by operation and partition:")
-    duckdb.sql(
-        f"select year, month, day, op, count(*) as rows from {rows} group by all order by all"
-    ).show()
-    (key,) = duckdb.sql(
-        f"""select data ->> '$.pk', data ->> '$.sk' from {rows}
-            group by all order by count(*) desc, 1, 2 limit 1"""
-    ).fetchall()
+    print("rows by partition and operation:")
+    for partition, op, count in partitions:
+        print(f"  {partition}  {op}  {count:>6}")
+    (key,) = query_lake(
+        lake_uri,
+        """select data ->> '$.pk', data ->> '$.sk' from rows
+           group by all having count(distinct op) > 1 order by count(*) desc, 1, 2 limit 1""",
+        options,
+    )
     print(f"history of the item pk={key[0]!r}, sk={key[1]!r}:")
-    duckdb.sql(
-        f"""select time_stamp, op, uuid, left(data, 90) as data from {rows}
-            where data ->> '$.pk' = ? and data ->> '$.sk' = ? order by time_stamp""",
-        params=[key[0], key[1]],
-    ).show(max_width=200)
-    print(f"lake table: {lake}")
-    return 0
+    history = query_lake(
+        lake_uri,
+        """select time_stamp, op, uuid, data from rows
+           where data ->> '$.pk' = ? and data ->> '$.sk' = ? order by time_stamp""",
+        options,
+        list(key),
+    )
+    for stamp, op, uuid, data in history:
+        print(f"  {stamp:%Y-%m-%d %H:%M:%S.%f}  {op}  {uuid}  {data[:70]}...")
 
 
 if __name__ == "__main__":
