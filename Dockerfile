@@ -7,8 +7,10 @@ COPY --chown=airflow:root requirements.txt /opt/dynamo-lake/requirements.txt
 RUN pip install --no-cache-dir -r /opt/dynamo-lake/requirements.txt
 
 COPY --chown=airflow:root pyproject.toml README.md /opt/dynamo-lake/
-COPY --chown=airflow:root include/ /opt/dynamo-lake/include/
+COPY --chown=airflow:root include/dynamo_lake/ /opt/dynamo-lake/include/dynamo_lake/
 RUN pip install --no-cache-dir --no-deps /opt/dynamo-lake
 
+COPY --chown=airflow:root include/config/ /opt/airflow/include/config/
 COPY --chown=airflow:root dags/ /opt/airflow/dags/
 COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
+ENV DYNAMO_LAKE_TABLES_FILE=/opt/airflow/include/config/tables.yaml
