@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -249,12 +248,13 @@ def split_window(start: datetime, end: datetime) -> list[tuple[datetime, datetim
     """Consecutive windows of at most 24 hours covering ``[start, end)``, near-equal in length.
 
     Equal parts (rather than 24 h and a remainder) keep every part above the 15-minute
-    minimum whenever the whole window is.
+    minimum whenever the whole window is. Bounds are computed in whole microseconds, so no
+    part exceeds 24 hours however the ends are rounded.
     """
-    total = end - start
-    parts = max(1, math.ceil(total / MAX_WINDOW))
-    step_seconds = total.total_seconds() / parts
-    bounds = [start + timedelta(seconds=int(step_seconds * index)) for index in range(parts)]
+    total = (end - start) // timedelta(microseconds=1)
+    maximum = MAX_WINDOW // timedelta(microseconds=1)
+    parts = max(1, -(-total // maximum))
+    bounds = [start + timedelta(microseconds=total * index // parts) for index in range(parts)]
     return list(zip(bounds, [*bounds[1:], end], strict=True))
 
 
@@ -385,6 +385,8 @@ def start_export(dynamodb: Any, request: ExportRequest) -> str:
             ) from None
         if code == "LimitExceededException":
             raise ExportFailedError(f"{request.describe()}: {_FAILURE_ADVICE[code]}") from None
+        if code in ("ValidationException", "TableNotFoundException"):
+            raise ExportFailedError(f"{request.describe()}: {code}: {message}") from None
         raise
     arn = str(response["ExportDescription"]["ExportArn"])
     log.info(

@@ -1,0 +1,220 @@
+"""DAG validation: the DAGs folder parses with Airflow's own DagBag, the backfill DAG declares
+what the conventions ask of it, parsing is cheap (no AWS calls, no heavy imports), and a bad
+tables file surfaces as an import error that names the problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dynamo_lake.config import load_tables
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+DAG_FILE = DAGS / "dynamodb_backfill.py"
+SHIPPED_TABLES = REPO / "include" / "config" / "tables.yaml"
+HEAVY = ("pyarrow", "duckdb", "pandas")
+AWS_SDK = ("boto3", "botocore")
+
+
+def _entry(name: str) -> dict[str, Any]:
+    return {
+        "dynamodb_table": name,
+        "export_bucket": "acme-ddb-exports",
+        "lake_bucket": "acme-lake",
+        "glue_database": "shop",
+        "glue_table": name,
+    }
+
+
+def _tables_file(directory: Path, document: dict[str, Any]) -> Path:
+    path = directory / "tables.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def _dag_bag(monkeypatch: pytest.MonkeyPatch, tables_file: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("DYNAMO_LAKE_TABLES_FILE", str(tables_file))
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(scope="module")
+def two_tables_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tables_file(
+        tmp_path_factory.mktemp("tables"),
+        {
+            "defaults": {"region": "us-east-1"},
+            "tables": {"users": _entry("users"), "orders": _entry("orders")},
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def bag(two_tables_file: Path) -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _dag_bag(monkeypatch, two_tables_file)
+
+
+@pytest.fixture(scope="module")
+def dag(bag: Any) -> Any:
+    # bag.dags, not bag.get_dag(): get_dag reads the metadata DB, parsing does not need it.
+    return bag.dags["dynamodb_backfill"]
+
+
+def test_dags_folder_imports_without_errors(bag: Any) -> None:
+    assert bag.import_errors == {}
+    assert "dynamodb_backfill" in bag.dag_ids
+    assert bag.dags["dynamodb_backfill"].fileloc == str(DAG_FILE)
+
+
+def test_the_shipped_tables_file_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = _dag_bag(monkeypatch, SHIPPED_TABLES)
+
+    assert bag.import_errors == {}
+    table = bag.dags["dynamodb_backfill"].params.get_param("table")
+    assert table.schema["enum"] == sorted(load_tables(SHIPPED_TABLES).tables)
+
+
+def test_declares_owner_retries_tags_and_no_schedule(dag: Any) -> None:
+    assert dag.tags, "the DAG has no tags"
+    assert dag.owner and dag.owner != "airflow"
+    assert dag.default_args["owner"] != "airflow"
+    assert dag.default_args["retries"] >= 1
+    assert all(task.retries >= 1 for task in dag.tasks), {t.task_id: t.retries for t in dag.tasks}
+    assert dag.catchup is False
+    assert dag.schedule is None
+
+
+def test_doc_md_explains_the_dag(dag: Any) -> None:
+    assert dag.doc_md
+    assert "point-in-time" in dag.doc_md.lower()
+    assert "**full**" in dag.doc_md
+    assert "**incremental**" in dag.doc_md
+
+
+def test_every_param_has_a_title_and_description(dag: Any) -> None:
+    assert list(dag.params)
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        assert param.schema.get("title"), f"param {name!r} has no title"
+        assert param.description, f"param {name!r} has no description"
+        assert param.schema.get("type"), f"param {name!r} has no JSON-schema type"
+
+
+def test_table_enum_is_the_configured_tables(dag: Any, two_tables_file: Path) -> None:
+    table = dag.params.get_param("table")
+
+    assert table.schema["enum"] == ["orders", "users"]
+    assert table.schema["enum"] == sorted(load_tables(two_tables_file).tables)
+    assert table.value in table.schema["enum"]
+
+
+_PARSE_SCRIPT = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("dag_parse_probe", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+names = sys.argv[2].split(",")
+tables = sorted(module.TABLES.tables)
+print(json.dumps({"tables": tables, "modules": {n: n in sys.modules for n in names}}))
+"""
+
+
+def test_parsing_makes_no_aws_calls_and_imports_nothing_heavy(
+    tmp_path: Path, two_tables_file: Path
+) -> None:
+    # An endpoint that accepts connections and never answers: any AWS call at parse time
+    # would hang the import (and fail the timeout) and leave a connection in the backlog.
+    endpoint = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    endpoint.bind(("127.0.0.1", 0))
+    endpoint.listen(16)
+    endpoint.setblocking(False)
+    url = f"http://127.0.0.1:{endpoint.getsockname()[1]}"
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "AIRFLOW_CONN_", "AIRFLOW__"))
+    }
+    environment.update(
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        DYNAMO_LAKE_TABLES_FILE=str(two_tables_file),
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        AIRFLOW_CONN_AWS_DEFAULT=f"aws://testing:testing@/?region_name=us-east-1&endpoint_url={url}",
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _PARSE_SCRIPT, str(DAG_FILE), ",".join(HEAVY + AWS_SDK)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=environment,
+            cwd=tmp_path,
+            check=False,
+        )
+        with pytest.raises(BlockingIOError):
+            endpoint.accept()  # nothing connected
+    finally:
+        endpoint.close()
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["tables"] == ["orders", "users"]  # the file really was parsed
+    imported = {name for name, present in report["modules"].items() if present}
+    assert not imported & set(HEAVY), f"DAG parsing imported {sorted(imported)}"
+    # Observed with Airflow 3.3: neither Airflow's SDK nor the DAG file imports the AWS SDK.
+    assert not imported & set(AWS_SDK), f"DAG parsing imported {sorted(imported)}"
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "words"),
+    [
+        pytest.param(
+            {k: v for k, v in _entry("orders").items() if k != "lake_bucket"},
+            "lake_bucket",
+            "is required",
+            id="missing-lake_bucket",
+        ),
+        pytest.param(
+            {**_entry("orders"), "lake_bukcet": "acme-lake"},
+            "lake_bukcet",
+            "unknown field",
+            id="unknown-field",
+        ),
+    ],
+)
+def test_config_error_is_an_import_error_naming_file_table_and_field(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    entry: dict[str, Any],
+    field: str,
+    words: str,
+) -> None:
+    tables_file = _tables_file(tmp_path, {"tables": {"users": _entry("users"), "orders": entry}})
+
+    bag = _dag_bag(monkeypatch, tables_file)
+
+    assert "dynamodb_backfill" not in bag.dags
+    assert len(bag.import_errors) == 1, bag.import_errors
+    ((dag_file, error),) = bag.import_errors.items()
+    assert Path(dag_file).name == DAG_FILE.name
+    assert str(tables_file) in error
+    assert "table 'orders'" in error
+    assert repr(field) in error
+    assert words in error
+    assert "ConfigError" in error
