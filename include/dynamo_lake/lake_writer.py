@@ -20,12 +20,12 @@ new one did not.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -127,24 +127,14 @@ class _PartitionFile:
         self.rows_in_file = 0
         self._writer: pq.ParquetWriter | None = None
         self._stream: pa.NativeFile | None = None
-        # Pending rows are held as four flat columns, not as row tuples: strings are not
-        # tracked by the garbage collector, tuples are, and tens of thousands of them make
-        # every collection slow.
-        self.uuids: list[str] = []
-        self.ops: list[str] = []
-        self.stamps: list[int] = []
-        self.datas: list[str] = []
+        # Rows wait for their row group as Arrow record batches: compact buffers rather
+        # than Python objects, and nothing the garbage collector has to walk.
+        self.batches: list[pa.RecordBatch] = []
+        self.pending = 0
 
-    def add(self, rows: list[CdcRow]) -> None:
-        uuids, ops, stamps, datas = zip(*rows, strict=True)
-        self.uuids.extend(uuids)
-        self.ops.extend(ops)
-        self.stamps.extend(stamps)
-        self.datas.extend(datas)
-
-    @property
-    def pending(self) -> int:
-        return len(self.uuids)
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.batches.append(batch)
+        self.pending += batch.num_rows
 
     def _name(self) -> str:
         return f"{self._owner.group}-{self._owner.source}-{self.part:05d}.parquet"
@@ -172,18 +162,12 @@ class _PartitionFile:
         while self.pending and (final or self.pending >= settings.row_group_rows):
             room = settings.max_rows_per_file - self.rows_in_file
             take = min(room, settings.row_group_rows, self.pending)
-            table = pa.Table.from_arrays(
-                [
-                    pa.array(self.uuids[:take], pa.string()),
-                    pa.array(self.ops[:take], pa.string()),
-                    pa.array(self.stamps[:take], pa.timestamp("us", tz="UTC")),
-                    pa.array(self.datas[:take], pa.string()),
-                ],
-                schema=CDC_SCHEMA,
-            )
-            del self.uuids[:take], self.ops[:take], self.stamps[:take], self.datas[:take]
+            pending = pa.Table.from_batches(self.batches, schema=CDC_SCHEMA)
+            rest = pending.slice(take)
+            self.batches = rest.to_batches() if rest.num_rows else []
+            self.pending = rest.num_rows
             writer = self._writer or self._open()
-            writer.write_table(table, row_group_size=settings.row_group_rows)
+            writer.write_table(pending.slice(0, take), row_group_size=settings.row_group_rows)
             self.rows_in_file += take
             if self.rows_in_file >= settings.max_rows_per_file:
                 self.close()
@@ -220,8 +204,6 @@ class StagedWriter:
         self.staged: list[StagedFile] = []
         self.rows = 0
         self._partitions: dict[str, _PartitionFile] = {}
-        self._last_day = -1
-        self._last_partition = ""
         table.clear_staging(group, source)  # a retried write starts from nothing
 
     def __enter__(self) -> StagedWriter:
@@ -233,23 +215,36 @@ class StagedWriter:
         else:
             self.abort()
 
-    def write(self, rows: Iterable[CdcRow]) -> None:
-        by_partition: dict[str, list[CdcRow]] = defaultdict(list)
-        last_day, last_partition = self._last_day, self._last_partition
-        for row in rows:
-            day = row.time_stamp // MICROS_PER_DAY
-            if day != last_day:
-                last_day, last_partition = day, partition_of(row.time_stamp)
-            by_partition[last_partition].append(row)
-        self._last_day, self._last_partition = last_day, last_partition
-        for partition, partition_rows in by_partition.items():
-            target = self._partitions.get(partition)
-            if target is None:
-                target = self._partitions[partition] = _PartitionFile(self, partition)
-            target.add(partition_rows)
-            self.rows += len(partition_rows)
-            if target.pending >= self.settings.row_group_rows:
-                target.flush()
+    def write(self, rows: Sequence[CdcRow]) -> None:
+        if not rows:
+            return
+        uuids, ops, stamps, datas = zip(*rows, strict=True)
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array(uuids, pa.string()),
+                pa.array(ops, pa.string()),
+                pa.array(stamps, pa.timestamp("us", tz="UTC")),
+                pa.array(datas, pa.string()),
+            ],
+            schema=CDC_SCHEMA,
+        )
+        first_day, last_day = min(stamps) // MICROS_PER_DAY, max(stamps) // MICROS_PER_DAY
+        if first_day == last_day:  # a full export, or most of a stream batch: one partition
+            self._add(partition_of(stamps[0]), batch)
+        else:
+            day_of_row = [stamp // MICROS_PER_DAY for stamp in stamps]
+            days = pa.array(day_of_row, pa.int64())
+            for day in sorted(set(day_of_row)):
+                self._add(partition_of(day * MICROS_PER_DAY), batch.filter(pc.equal(days, day)))
+        self.rows += len(rows)
+
+    def _add(self, partition: str, batch: pa.RecordBatch) -> None:
+        target = self._partitions.get(partition)
+        if target is None:
+            target = self._partitions[partition] = _PartitionFile(self, partition)
+        target.add(batch)
+        if target.pending >= self.settings.row_group_rows:
+            target.flush()
 
     def close(self) -> list[StagedFile]:
         for target in self._partitions.values():
