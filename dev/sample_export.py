@@ -11,7 +11,7 @@ base64 MD5 of the stored gzip object and an S3-style multipart ETag) and
 is written last, as the mark of a complete export.
 
 Items are an orders table with a composite key (``pk`` S like ``customer#000123``, ``sk`` S or
-N) and about 350 bytes of DynamoDB JSON per full-export line, mixing every type: S (with
+N) and about 370 bytes of DynamoDB JSON per full-export line, mixing every type: S (with
 Unicode, astral characters, quotes, backslashes, newlines and strings shaped like timestamps),
 N (integers, decimals, 38 significant digits, exponents), B, BOOL, NULL, M, L, SS, NS, BS.
 Output is a pure function of the arguments (and ``seed``): the same call writes the same bytes.
@@ -175,8 +175,9 @@ def write_sample_export(
     incremental one), spread unevenly over ``files`` gzip data files; ``empty_files`` more
     files stand for empty table partitions (gzip of zero bytes, ``itemCount`` 0).
     ``export_time`` is the full export's ``exportTime`` (default 2024-06-01T12:00:00Z); for an
-    incremental export it is when the export ran, and ``window`` (default: the hour before
-    ``export_time``) is ``[exportFromTime, exportToTime)``, which holds every write timestamp.
+    incremental export it is when the export ran (default: the window's end), and ``window``
+    (default: the hour before ``export_time``) is ``[exportFromTime, exportToTime)``, which
+    holds every write timestamp.
     ``sort_key_type`` is the table's sort key type (a key attribute has one type per table).
     Naive datetimes are taken as UTC.
     """
@@ -267,6 +268,8 @@ def _make_plan(
         raise ValueError("need items >= 0, files >= 1 and empty_files >= 0")
     if items and items < files:
         raise ValueError(f"{items} items cannot fill {files} files: lower --files")
+    if export_time is None and window is not None and kind == "incremental":
+        export_time = window[1]  # the export runs when its window closes
     moment = _utc(export_time or DEFAULT_EXPORT_TIME)
     if window is None:
         window = (moment - timedelta(hours=1), moment)

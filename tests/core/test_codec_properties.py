@@ -18,11 +18,13 @@ from decimal import Decimal
 from random import Random
 from typing import Any
 
+import pytest
 from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary, TypeDeserializer, TypeSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynamo_lake.codec import item_to_data, item_to_data_bytes
+from dynamo_lake.errors import InvalidItemError
 
 SERIALIZER = TypeSerializer()
 DESERIALIZER = TypeDeserializer()
@@ -272,6 +274,7 @@ STABILITY_EXAMPLES = 800
 NUMBER_EXAMPLES = 3000
 STRING_EXAMPLES = 1500
 SET_EXAMPLES = 800
+BROKEN_EXAMPLES = 600
 
 
 @settings(
@@ -373,3 +376,97 @@ def test_shuffled_attribute_and_set_order_gives_identical_bytes(
     data = item_to_data(export)
     assert item_to_data(other).encode("utf-8") == data.encode("utf-8")
     assert item_to_data(reparsed) == data
+
+
+# --- invalid input: one broken value anywhere, and the error names exactly its path -------
+
+BROKEN_VALUES: list[Any] = [
+    {},
+    {"S": "a", "N": "1"},
+    {"X": "1"},
+    {"s": "a"},
+    {"N": "abc"},
+    {"N": "NaN"},
+    {"N": "-Infinity"},
+    {"N": "1_000"},
+    {"N": ""},
+    {"N": 1},
+    {"B": "YmE"},
+    {"B": "Ym-_"},
+    {"B": "YmE=="},
+    {"NULL": False},
+    {"BOOL": "true"},
+    {"BOOL": 0},
+    {"S": None},
+    {"S": True},
+    {"M": []},
+    {"M": "x"},
+    {"L": {}},
+    {"L": "ab"},
+    {"SS": "ab"},
+    {"NS": True},
+    {"BS": {}},
+    "x",
+    None,
+    7,
+    [{"S": "a"}],
+]
+BROKEN_MEMBERS: dict[str, list[Any]] = {
+    "SS": [1, None, True, ["a"]],
+    "NS": ["x", "NaN", "Infinity", "1_0", "", " 1", 1, None],
+    "BS": ["YmE", "!!!!", "Ym E=", None, 1],
+}
+
+
+def segment(name: str) -> str:
+    return name if name.isidentifier() else json.dumps(name, ensure_ascii=False)
+
+
+Step = tuple[str, Any]
+
+
+def sites(typed: Any, path: str, steps: list[Step]) -> list[tuple[str, list[Step], str | None]]:
+    """Every place a value can be broken: (its path, how to reach it, set tag if a member)."""
+    found: list[tuple[str, list[Step], str | None]] = [(path, steps, None)]
+    ((tag, value),) = typed.items()
+    if tag == "M":
+        for name, member in value.items():
+            found += sites(member, f"{path}.M.{segment(name)}", [*steps, ("M", name)])
+    elif tag == "L":
+        for index, member in enumerate(value):
+            found += sites(member, f"{path}.L[{index}]", [*steps, ("L", index)])
+    elif tag in BROKEN_MEMBERS:
+        found += [(f"{path}.{tag}[{i}]", [*steps, (tag, i)], tag) for i in range(len(value))]
+    return found
+
+
+def replaced(typed: Any, steps: list[Step], broken: Any) -> Any:
+    if not steps:
+        return broken
+    (_, key), rest = steps[0], steps[1:]
+    ((tag, value),) = typed.items()
+    if tag == "M":
+        return {"M": {**value, key: replaced(value[key], rest, broken)}}
+    copy = list(value)
+    copy[key] = broken if tag in BROKEN_MEMBERS else replaced(value[key], rest, broken)
+    return {tag: copy}
+
+
+@settings(max_examples=BROKEN_EXAMPLES, deadline=None)
+@given(items.filter(bool), st.data())
+def test_one_broken_value_anywhere_is_named_by_its_path(
+    item: dict[str, Any], data: st.DataObject
+) -> None:
+    _, export = marshal(item)
+    candidates = [
+        (name, path, steps, tag)
+        for name, typed in export.items()
+        for path, steps, tag in sites(typed, f"$.{segment(name)}", [])
+    ]
+    name, where, steps, tag = data.draw(st.sampled_from(candidates))
+    broken = data.draw(st.sampled_from(BROKEN_MEMBERS[tag] if tag else BROKEN_VALUES))
+    bad_item = {**export, name: replaced(export[name], steps, broken)}
+    with pytest.raises(InvalidItemError) as caught:
+        item_to_data(bad_item)
+    assert caught.value.path == where
+    item_to_data(export)  # the item as it was is fine: the broken value alone is the fault

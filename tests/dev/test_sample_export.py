@@ -190,7 +190,7 @@ def test_full_export_layout_and_manifests(tmp_path: Path) -> None:
     assert set(seen) == {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
 
 
-def test_items_are_varied_and_about_350_bytes(tmp_path: Path) -> None:
+def test_items_are_varied_and_about_370_bytes(tmp_path: Path) -> None:
     summary_path = write_sample_export(tmp_path, items=3000, files=2, seed=7)
     _, entries = read_export(tmp_path, summary_path)
     raw = b"".join(gzip.decompress((tmp_path / e["dataFileS3Key"]).read_bytes()) for e in entries)
@@ -220,6 +220,7 @@ def test_incremental_new_and_old_images(tmp_path: Path) -> None:
     assert summary["exportFromTime"] == "2024-06-01T10:00:00.000Z"
     assert summary["exportToTime"] == "2024-06-01T10:30:00.000Z"
     assert "exportTime" not in summary
+    assert summary["startTime"] >= summary["exportToTime"]  # it runs after its window closes
     for entry in entries:  # the shared data folder, not the export's own
         assert re.fullmatch(
             r"exports/AWSDynamoDB/data/[a-z2-7]{26}\.json\.gz", entry["dataFileS3Key"]
