@@ -295,16 +295,29 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
         yield [pending]
 
 
-RowBuilder = Callable[[Any], CdcRow]
+RowBuilder = Callable[..., CdcRow]
 
 
 def _row_builder(summary: ExportSummary) -> RowBuilder:
     if summary.is_incremental:
         view = summary.output_view
-        return lambda line: row_from_incremental_export_line(line, view)
+        return lambda line, consume=False: row_from_incremental_export_line(
+            line, view, consume=consume
+        )
     export_time = summary.export_time
     assert export_time is not None
-    return lambda line: row_from_full_export_line(line, export_time)
+    return lambda line, consume=False: row_from_full_export_line(line, export_time, consume=consume)
+
+
+def _reason(build: RowBuilder, line: bytes, error: Exception) -> str:
+    """Why a line failed, with the attribute path: decoding in place lost it, so again."""
+    if isinstance(error, orjson.JSONDecodeError):
+        return f"malformed JSON ({error})"
+    try:
+        build(orjson.loads(line))
+    except (DynamoLakeError, TypeError, AttributeError) as precise:
+        return str(precise) or type(precise).__name__
+    return str(error) or type(error).__name__  # pragma: no cover - the same input fails
 
 
 def read_rows(
@@ -333,11 +346,9 @@ def read_rows(
             if not line.strip():
                 continue
             try:
-                append(build(loads(line)))
+                append(build(loads(line), consume=True))
             except (orjson.JSONDecodeError, DynamoLakeError, TypeError, AttributeError) as exc:
-                reason = str(exc) or type(exc).__name__
-                if isinstance(exc, orjson.JSONDecodeError):
-                    reason = f"malformed JSON ({exc})"
+                reason = _reason(build, line, exc)
                 if on_bad_line is None:
                     raise ExportIntegrityError(f"{location.uri}:{line_number}", reason) from None
                 on_bad_line(BadLine(location.uri, line_number, line, reason))
