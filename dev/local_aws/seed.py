@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +189,29 @@ def seed_sample_table(
         )
         item_count += int(live["Count"])
     return SampleTable(table_name, table_arn, stream_arn, item_count, **counts)
+
+
+def create_small_table(dynamodb: Any, *, pitr: bool = True) -> tuple[str, str]:
+    """A small table (pk S, sk N); PITR enabled at the emulator's "now" unless told not to."""
+    name = f"orders-{uuid.uuid4().hex[:12]}"
+    arn = dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )["TableDescription"]["TableArn"]
+    if pitr:
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    return name, arn
 
 
 def main(argv: list[str] | None = None) -> int:

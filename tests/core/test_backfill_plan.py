@@ -30,6 +30,7 @@ from dynamo_lake.backfill import (
     start_export,
 )
 from dynamo_lake.config import TableConfig
+from local_aws.seed import create_small_table
 from local_aws.server import LocalAwsControl
 
 DAY = timedelta(hours=24)
@@ -460,29 +461,6 @@ def test_no_kms_arguments_without_a_key() -> None:
 # --- against the local AWS stack over HTTP ---------------------------------------------
 
 
-def _create_table(dynamodb: Any, *, pitr: bool = True) -> tuple[str, str]:
-    """A small table (pk S, sk N); PITR enabled at the emulator's "now" unless told not to."""
-    name = f"orders-{uuid.uuid4().hex[:12]}"
-    arn = dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )["TableDescription"]["TableArn"]
-    if pitr:
-        dynamodb.update_continuous_backups(
-            TableName=name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-        )
-    return name, arn
-
-
 def _bucket(s3: Any) -> str:
     name = f"bf-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
@@ -500,7 +478,7 @@ def test_check_source_returns_the_arn_and_pitr_window(
     dynamodb, s3 = aws
     t0 = datetime(2024, 6, 1, 9, tzinfo=UTC)
     emulator.set_clock(t0)
-    table, arn = _create_table(dynamodb)
+    table, arn = create_small_table(dynamodb)
     emulator.set_clock(t0 + timedelta(hours=2))
     config = _config(dynamodb_table=table, export_bucket=_bucket(s3), lake_bucket=_bucket(s3))
 
@@ -526,7 +504,7 @@ def test_check_source_missing_table(aws: tuple[Any, Any]) -> None:
 
 def test_check_source_pitr_off(aws: tuple[Any, Any]) -> None:
     dynamodb, s3 = aws
-    table, _ = _create_table(dynamodb, pitr=False)
+    table, _ = create_small_table(dynamodb, pitr=False)
     config = _config(dynamodb_table=table, export_bucket=_bucket(s3), lake_bucket=_bucket(s3))
 
     with pytest.raises(PitrUnavailableError) as caught:
@@ -540,7 +518,7 @@ def test_check_source_pitr_off(aws: tuple[Any, Any]) -> None:
 @pytest.mark.parametrize("role", ["export_bucket", "lake_bucket"])
 def test_check_source_missing_bucket(aws: tuple[Any, Any], role: str) -> None:
     dynamodb, s3 = aws
-    table, _ = _create_table(dynamodb)
+    table, _ = create_small_table(dynamodb)
     buckets = {"export_bucket": _bucket(s3), "lake_bucket": _bucket(s3)}
     buckets[role] = f"absent-{uuid.uuid4().hex[:8]}"
     config = _config(dynamodb_table=table, **buckets)
@@ -557,7 +535,7 @@ def test_check_source_missing_bucket(aws: tuple[Any, Any], role: str) -> None:
 def _full_export_request(emulator: LocalAwsControl, dynamodb: Any, s3: Any) -> ExportRequest:
     t0 = datetime(2024, 6, 1, 9, tzinfo=UTC)
     emulator.set_clock(t0)
-    table, _ = _create_table(dynamodb)
+    table, _ = create_small_table(dynamodb)
     dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}, "sk": {"N": "1"}})
     emulator.set_clock(t0 + timedelta(hours=1))
     config = _config(dynamodb_table=table, export_bucket=_bucket(s3), lake_bucket=_bucket(s3))

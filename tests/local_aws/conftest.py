@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from local_aws.seed import create_small_table as create_table  # noqa: F401 (used by tests)
 from local_aws.server import LocalAwsControl
 
 
@@ -95,31 +96,6 @@ def bucket(s3: Any) -> str:
     name = f"exports-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-def create_table(dynamodb: Any, *, pitr: bool = True) -> tuple[str, str]:
-    """A small table (pk S, sk N); PITR enabled at the emulator's "now" unless told not to."""
-    import uuid
-
-    name = f"orders-{uuid.uuid4().hex[:12]}"
-    arn = dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )["TableDescription"]["TableArn"]
-    if pitr:
-        dynamodb.update_continuous_backups(
-            TableName=name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-        )
-    return name, arn
 
 
 def put(dynamodb: Any, table: str, pk: str, **attributes: str) -> None:
