@@ -37,6 +37,7 @@ __all__ = ["ConfigError", "TableConfig", "TablesConfig", "default_tables_file", 
 TABLES_FILE_VARIABLE = "DYNAMO_LAKE_TABLES_FILE"
 _GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 
 class ConfigError(DynamoLakeError):
@@ -112,12 +113,13 @@ def _check_table(path: Path, name: str, values: dict[str, Any]) -> TableConfig:
             raise ConfigError(f"{where}: field {field_name!r} is required")
     for field_name, value in values.items():
         expected = TableConfig.__dataclass_fields__[field_name].type
-        if "int" in str(expected) and not isinstance(value, int):
+        if "int" in str(expected) and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"{where}: field {field_name!r} must be a whole number")
         if "str" in str(expected) and value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}: field {field_name!r} must be a string")
     for field_name in ("export_bucket", "lake_bucket"):
-        if not _BUCKET.match(values[field_name]):
+        bucket = values[field_name]
+        if not _BUCKET.match(bucket) or ".." in bucket or _IP_ADDRESS.match(bucket):
             raise ConfigError(
                 f"{where}: field {field_name!r} = {values[field_name]!r} is not an S3 bucket "
                 "name (3-63 lowercase letters, digits, dots, hyphens)"

@@ -324,3 +324,25 @@ def test_the_shipped_tables_file_loads() -> None:
     orders = config.table("orders")
     assert orders.lake_uri == "s3://demo-lake/dynamo-cdc/shop/orders"
     assert orders.region == "us-east-1"
+
+
+@pytest.mark.parametrize("bucket", ["a..b", "192.168.1.10"])
+def test_bucket_names_aws_forbids_are_refused(tmp_path: Path, bucket: str) -> None:
+    path = tmp_path / "tables.yaml"
+    path.write_text(
+        "tables:\n  orders:\n    dynamodb_table: orders\n    export_bucket: exports\n"
+        f"    lake_bucket: '{bucket}'\n    glue_database: shop\n    glue_table: orders\n"
+    )
+    with pytest.raises(ConfigError, match="'lake_bucket'.*not an S3 bucket name"):
+        load_tables(path)
+
+
+def test_a_yaml_boolean_is_not_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "tables.yaml"
+    path.write_text(
+        "tables:\n  orders:\n    dynamodb_table: orders\n    export_bucket: exports\n"
+        "    lake_bucket: lake\n    glue_database: shop\n    glue_table: orders\n"
+        "    max_bad_lines: true\n"
+    )
+    with pytest.raises(ConfigError, match="'max_bad_lines' must be a whole number"):
+        load_tables(path)
