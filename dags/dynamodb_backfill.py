@@ -96,11 +96,11 @@ TIME_FORMAT_HINT = "UTC, ISO-8601, e.g. 2024-06-01T12:00:00Z"
             "Windows over 24 hours become several exports.",
         ),
         "compression": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, *COMPRESSIONS],
+            "table default",
+            type="string",
+            enum=["table default", *COMPRESSIONS],
             title="Parquet compression",
-            description="Empty: the table's configured compression (zstd unless set).",
+            description="table default: the compression set for the table (zstd unless set).",
         ),
         "dry_run": Param(
             False,

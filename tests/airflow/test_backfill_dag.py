@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
 from airflow_scenario import DDB_TABLE, EXPORT_BUCKET, Scenario
@@ -78,7 +79,7 @@ UNSET = {
     "export_time": None,
     "export_from": None,
     "export_to": None,
-    "compression": None,
+    "compression": "table default",
     "dry_run": False,
 }
 
@@ -177,6 +178,7 @@ def test_a_window_over_24_hours_is_split_into_consecutive_exports(
         "mode": "incremental",
         "export_from": scenario.t0.isoformat(),
         "export_to": (scenario.t0 + timedelta(hours=30)).isoformat(),
+        "compression": "gzip",
     }
     dag_run = run(backfill_dag, conf)
     assert dag_run.state == DagRunState.SUCCESS, states(dag_run)
@@ -185,6 +187,19 @@ def test_a_window_over_24_hours_is_split_into_consecutive_exports(
     rows = lake_rows(scenario, "split")
     # Every item was inserted in the first part; the churn falls in it too.
     assert len({data for _, op, _, data in rows if op != "D"}) >= 100
+    # The compression chosen in the form is the one written.
+    lake = _lake(scenario, "split")
+    from pyarrow.fs import FileSelector
+
+    files = [
+        info.path
+        for info in lake.filesystem.get_file_info(FileSelector(lake.path, recursive=True))
+        if info.path.endswith(".parquet") and "/_" not in info.path[len(lake.path) :]
+    ]
+    assert files
+    with lake.filesystem.open_input_file(files[0]) as handle:
+        metadata = pq.ParquetFile(handle).metadata
+        assert metadata.row_group(0).column(3).compression == "GZIP"
 
 
 def test_rerunning_the_same_run_reuses_the_export_and_rewrites_the_same_files(

@@ -55,6 +55,11 @@ def _table(name: str) -> TableConfig:
     return load_tables().table(name)
 
 
+def _compression(chosen: str | None) -> str | None:
+    """The form's "table default" (or nothing) means the table's configured compression."""
+    return None if chosen in (None, "", "table default") else chosen
+
+
 @fails_fast
 def plan(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Validate the request against the table and PITR, and decide the exports."""
@@ -71,7 +76,7 @@ def plan(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         export_time=params.get("export_time"),
         export_from=params.get("export_from"),
         export_to=params.get("export_to"),
-        compression=params.get("compression"),
+        compression=_compression(params.get("compression")),
         dry_run=bool(params.get("dry_run")),
     )
     for note in decided.notes:
