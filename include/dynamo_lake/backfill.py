@@ -283,7 +283,7 @@ def plan_backfill(
     ClientTokens, so the same run asks for the same exports however often it is retried.
     """
     notes: list[str] = []
-    prefix = f"{config.export_prefix_for_runs}/{_safe(run_key)}"
+    prefix = f"{config.export_prefix.strip('/')}/{_safe(run_key)}"
     template = ExportRequest(
         table=config.name,
         table_arn=table_arn,

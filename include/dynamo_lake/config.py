@@ -70,10 +70,6 @@ class TableConfig:
         prefix = self.lake_prefix.strip("/")
         return f"s3://{self.lake_bucket}/{prefix}/{self.glue_database}/{self.glue_table}"
 
-    @property
-    def export_prefix_for_runs(self) -> str:
-        return self.export_prefix.strip("/")
-
 
 @dataclass(frozen=True)
 class TablesConfig:

@@ -171,12 +171,6 @@ def publish_export(
     return publish(table, summary.export_id, staged)
 
 
-def _convert_in_worker(
-    manifest: ExportManifest, data_file: DataFile, table: LakeTable, settings: WriterSettings
-) -> FileConversion:
-    return convert_data_file(manifest, data_file, table, settings)
-
-
 def convert_export(
     source: str,
     lake: str,
@@ -203,7 +197,7 @@ def convert_export(
         if workers > 1 and len(manifest.data_files) > 1:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 futures = [
-                    pool.submit(_convert_in_worker, manifest, data_file, table, settings)
+                    pool.submit(convert_data_file, manifest, data_file, table, settings)
                     for data_file in manifest.data_files
                 ]
                 conversions = [future.result() for future in futures]
