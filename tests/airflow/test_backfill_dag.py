@@ -14,9 +14,9 @@ import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
 from airflow_scenario import DDB_TABLE, EXPORT_BUCKET, Scenario
 
-from dynamo_lake.codec import item_to_data
 from dynamo_lake.config import load_tables
 from dynamo_lake.storage import S3Options, resolve
+from stream_relay import table_state
 
 pytestmark = pytest.mark.usefixtures("scenario")
 
@@ -51,28 +51,7 @@ def lake_rows(scenario: Scenario, entry: str) -> list[tuple[str, str, datetime, 
 
 
 def table_items(scenario: Scenario) -> set[str]:
-    dynamodb = scenario.client("dynamodb")
-    items: set[str] = set()
-    for page in dynamodb.get_paginator("scan").paginate(TableName=DDB_TABLE):
-        for item in page["Items"]:
-            items.add(item_to_data(_as_export_json(item)))
-    return items
-
-
-def _as_export_json(item: dict[str, Any]) -> dict[str, Any]:
-    """boto3 gives binary as bytes; exports carry base64 text. Round-trip through JSON."""
-    import base64
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, bytes):
-            return base64.b64encode(value).decode()
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        return value
-
-    return convert(item)
+    return table_state(scenario.aws.endpoint_url, DDB_TABLE)
 
 
 UNSET = {
