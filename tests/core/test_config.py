@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def test_lake_uri_follows_the_lake_contract(tmp_path: Path) -> None:
 
 
 def test_unknown_table_name_lists_the_configured_ones(tmp_path: Path) -> None:
-    path = _write(tmp_path, {"tables": {"orders": _entry(), "users": _entry()}})
+    path = _write(tmp_path, {"tables": {"orders": _entry(), "users": _entry(glue_table="users")}})
 
     with pytest.raises(ConfigError) as caught:
         load_tables(path).table("invoices")
@@ -332,3 +333,372 @@ def test_a_yaml_boolean_is_not_a_number(tmp_path: Path) -> None:
     path = _write(tmp_path, {"tables": {"orders": _entry(max_bad_lines=True)}})
 
     assert "'max_bad_lines' must be a whole number" in _config_error(path)
+
+
+# -- Hostile tables files, written as raw text so that line numbers mean something ---------
+
+# Line 1 `tables:`, 2 `orders:`, 3 dynamodb_table ... 8 glue_table; a line appended is line 9.
+ORDERS = """\
+tables:
+  orders:
+    dynamodb_table: orders-prod
+    export_bucket: acme-ddb-exports
+    export_prefix: exports/orders
+    lake_bucket: acme-lake
+    glue_database: shop
+    glue_table: orders
+"""
+
+
+def _error_at(path: Path, line: int) -> str:
+    """The ConfigError message, checked to start with ``<path>:<line>: ``."""
+    message = _config_error(path)
+    assert message.startswith(f"{path}:{line}: "), message
+    return message
+
+
+def test_a_table_defined_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + "  orders:\n    dynamodb_table: orders-staging\n")
+
+    message = _error_at(path, 9)
+
+    assert "table 'orders' is defined twice under 'tables:'" in message
+    assert "first at line 2" in message
+    assert "remove or rename one" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "first", "words"),
+    [
+        pytest.param(
+            ORDERS + "    glue_table: orders_v2\n",
+            9,
+            8,
+            "table 'orders': field 'glue_table' appears twice",
+            id="field-in-a-table",
+        ),
+        pytest.param(
+            "defaults:\n  region: us-east-1\n  region: eu-west-1\n" + ORDERS,
+            3,
+            2,
+            "defaults: field 'region' appears twice",
+            id="field-in-defaults",
+        ),
+        pytest.param(
+            ORDERS + "tables:\n  users: {}\n",
+            9,
+            1,
+            "top-level key 'tables' appears twice",
+            id="top-level-key",
+        ),
+        pytest.param(
+            "tables:\n  orders: {dynamodb_table: a-b-c, dynamodb_table: orders}\n",
+            2,
+            2,
+            "table 'orders': field 'dynamodb_table' appears twice",
+            id="flow-mapping",
+        ),
+    ],
+)
+def test_a_key_repeated_in_one_mapping_is_refused(
+    tmp_path: Path, text: str, line: int, first: int, words: str
+) -> None:
+    path = _write(tmp_path, text)
+
+    message = _error_at(path, line)
+
+    assert words in message
+    assert f"first at line {first}" in message
+
+
+def test_a_field_may_override_one_merged_from_an_anchor(tmp_path: Path) -> None:
+    # `<<: *orders` then `glue_table:` is an override, not a repeated key.
+    path = _write(
+        tmp_path,
+        ORDERS.replace("  orders:\n", "  orders: &orders\n")
+        + "  users:\n    <<: *orders\n    dynamodb_table: users\n    glue_table: users\n",
+    )
+
+    users = load_tables(path).table("users")
+
+    assert (users.dynamodb_table, users.glue_table, users.lake_bucket) == (
+        "users",
+        "users",
+        "acme-lake",
+    )
+
+
+def test_a_misspelt_top_level_key_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "defualts:\n  region: eu-west-1\n" + ORDERS)
+
+    message = _error_at(path, 1)
+
+    assert "unknown top-level key 'defualts'" in message
+    assert "did you mean 'defaults'?" in message
+    assert "known: defaults, tables" in message
+
+
+def test_the_top_level_keys_are_one_constant() -> None:
+    from dynamo_lake.config import TOP_LEVEL_KEYS
+
+    assert TOP_LEVEL_KEYS == ("defaults", "tables")
+
+
+def test_a_misspelt_tables_key_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, "# the tables\nTables:\n  orders: {}\n")
+
+    message = _error_at(path, 2)
+
+    assert "'tables:' mapping" in message
+    assert "unknown top-level key 'Tables'" in message
+    assert "did you mean 'tables'?" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("lake_prefix", "''", "it is empty"),
+        ("export_prefix", "''", "it is empty"),
+        ("lake_prefix", "/", "it is empty"),
+        ("lake_prefix", "cdc/../other", "'..' path segment"),
+        ("export_prefix", "./exports", "'.' path segment"),
+        ("lake_prefix", "warehouse//cdc", "empty path segment"),
+        ("lake_prefix", "'my lake'", "contains ' '"),
+        ("export_prefix", "exports/café", "contains 'é'"),
+        ("lake_prefix", "cdc?v=1", "contains '=', '?'"),
+        ("lake_prefix", "'a\\b'", "contains '\\\\'"),
+    ],
+)
+def test_bad_prefix(tmp_path: Path, field: str, value: str, problem: str) -> None:
+    if field == "export_prefix":  # ORDERS sets it on line 5
+        text, line = ORDERS.replace("exports/orders", value), 5
+    else:
+        text, line = ORDERS + f"    {field}: {value}\n", 9
+    path = _write(tmp_path, text)
+
+    message = _error_at(path, line)
+
+    assert f"table 'orders': field {field!r} = " in message
+    assert "is not a valid S3 prefix" in message
+    assert problem in message
+    assert "separated by single slashes, e.g. 'dynamo-cdc'" in message
+
+
+def test_a_prefix_of_every_safe_character_is_accepted(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + '    lake_prefix: "/Lake-9!_.*\'()/cdc/"\n')
+
+    table = load_tables(path).table("orders")
+
+    assert table.lake_uri == "s3://acme-lake/Lake-9!_.*'()/cdc/shop/orders"
+
+
+def test_a_null_prefix_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + "    lake_prefix:\n")
+
+    message = _error_at(path, 9)
+
+    assert "table 'orders': field 'lake_prefix' is empty (null)" in message
+    assert "leave the field out to use 'dynamo-cdc'" in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ab",
+        "x" * 256,
+        "'orders prod'",
+        "orders/prod",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/orders",
+        "commandes-été",
+    ],
+)
+def test_bad_dynamodb_table_name(tmp_path: Path, value: str) -> None:
+    path = _write(tmp_path, ORDERS.replace("orders-prod", value))
+
+    message = _error_at(path, 3)
+
+    assert "table 'orders': field 'dynamodb_table' = " in message
+    assert "is not a DynamoDB table name" in message
+    assert "3-255 letters, digits, underscores, dots and hyphens" in message
+
+
+@pytest.mark.parametrize("value", ["a.b", "x" * 255, "Orders_2024-v1.0"])
+def test_valid_dynamodb_table_names_are_accepted(tmp_path: Path, value: str) -> None:
+    path = _write(tmp_path, ORDERS.replace("orders-prod", value))
+
+    assert load_tables(path).table("orders").dynamodb_table == value
+
+
+@pytest.mark.parametrize("value", ["''", "'  '", "", "null"])
+def test_an_empty_aws_conn_id_is_refused(tmp_path: Path, value: str) -> None:
+    path = _write(tmp_path, ORDERS + f"    aws_conn_id: {value}\n")
+
+    message = _error_at(path, 9)
+
+    assert "table 'orders': field 'aws_conn_id' is empty" in message
+    assert "leave the field out to use 'aws_default'" in message
+
+
+def test_an_empty_aws_conn_id_in_defaults_points_at_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, "defaults:\n  aws_conn_id:\n" + ORDERS)
+
+    message = _error_at(path, 2)
+
+    assert "table 'orders': field 'aws_conn_id' (set under 'defaults:') is empty" in message
+
+
+USERS = """\
+  users:
+    dynamodb_table: users
+    export_bucket: acme-ddb-exports
+    lake_bucket: {lake_bucket}
+    lake_prefix: {lake_prefix}
+    glue_database: {glue_database}
+    glue_table: {glue_table}
+"""
+
+
+@pytest.mark.parametrize(
+    ("users", "words"),
+    [
+        pytest.param(
+            {"lake_prefix": "/dynamo-cdc/"},
+            "same lake location s3://acme-lake/dynamo-cdc/shop/orders as table 'orders' (line 2)",
+            id="same-lake-location",
+        ),
+        pytest.param(
+            {"lake_bucket": "other-lake"},
+            "same Glue table shop.orders as table 'orders' (line 2)",
+            id="same-glue-table",
+        ),
+        pytest.param(
+            {
+                "lake_prefix": "dynamo-cdc/shop/orders",
+                "glue_database": "cdc",
+                "glue_table": "users",
+            },
+            "that of table 'orders' (line 2), s3://acme-lake/dynamo-cdc/shop/orders, lie one "
+            "inside the other",
+            id="lake-inside-another",
+        ),
+    ],
+)
+def test_two_tables_may_not_share_a_lake(tmp_path: Path, users: dict[str, str], words: str) -> None:
+    fields = {
+        "lake_bucket": "acme-lake",
+        "lake_prefix": "dynamo-cdc",
+        "glue_database": "shop",
+        "glue_table": "orders",
+        **users,
+    }
+    path = _write(tmp_path, ORDERS + USERS.format(**fields))
+
+    message = _error_at(path, 9)
+
+    assert "table 'users': " in message
+    assert words in message
+    assert "give each table its own glue_database/glue_table" in message
+
+
+def test_a_tables_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tables.yaml"
+    path.write_bytes(ORDERS.encode() + "    description: café\n".encode("latin-1"))
+
+    message = _error_at(path, 9)
+
+    assert "not UTF-8" in message
+    assert "byte 0xe9" in message
+    assert "save it as UTF-8" in message
+
+
+def test_a_directory_is_not_a_tables_file(tmp_path: Path) -> None:
+    message = _config_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}: ")
+    assert "is a directory" in message
+    assert "DYNAMO_LAKE_TABLES_FILE" in message
+
+
+def test_an_unreadable_tables_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, ORDERS)
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anyway: let the OS refusal be simulated
+
+        def refuse(self: Path) -> bytes:
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "read_bytes", refuse)
+        monkeypatch.setattr(Path, "read_text", refuse)
+    try:
+        message = _config_error(path)
+    finally:
+        path.chmod(0o644)
+
+    assert message.startswith(f"{path}: ")
+    assert "permission denied" in message
+    assert "make it readable" in message
+
+
+def test_an_unknown_field_carries_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + "    lake_bukcet: acme-lake\n")
+
+    message = _error_at(path, 9)
+
+    assert "table 'orders': unknown field 'lake_bukcet'" in message
+    assert "did you mean 'lake_bucket'?" in message
+
+
+def test_an_unknown_field_in_defaults_carries_the_defaults_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "defaults:\n  region: eu-west-1\n  retries: 3\n" + ORDERS)
+
+    message = _error_at(path, 3)
+
+    assert "table 'orders': unknown field 'retries' under 'defaults:'" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("max_bad_lines: ten", "field 'max_bad_lines' must be a whole number, not a string"),
+        ("batch_size_mb: 1.5", "field 'batch_size_mb' must be a whole number, not a number"),
+        ("region: 5", "field 'region' must be a string, not a number"),
+        ("description: [a, b]", "field 'description' must be a string, not a list"),
+        ("compression: lz4", "field 'compression' = 'lz4'"),
+        ("max_bad_lines: -1", "field 'max_bad_lines' = -1 is out of range"),
+    ],
+)
+def test_a_wrong_value_carries_its_line(tmp_path: Path, line: str, words: str) -> None:
+    path = _write(tmp_path, ORDERS + f"    {line}\n")
+
+    message = _error_at(path, 9)
+
+    assert f"table 'orders': {words}" in message
+
+
+def test_a_missing_field_points_at_its_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, "# tables\n\n" + ORDERS.replace("    glue_table: orders\n", ""))
+
+    message = _error_at(path, 4)
+
+    assert "table 'orders': field 'glue_table' is required" in message
+
+
+def test_a_table_that_is_not_a_mapping_carries_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + "  users: acme-lake\n")
+
+    message = _error_at(path, 9)
+
+    assert "table 'users' must be a mapping of fields, not a string" in message
+
+
+def test_the_default_tables_file_is_the_shipped_one_and_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DYNAMO_LAKE_TABLES_FILE", raising=False)
+
+    config = load_tables()
+
+    assert config.path.resolve() == SHIPPED.resolve()
+    assert "orders" in config.tables
