@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dynamo_lake.contract import END_YEAR, FIRST_YEAR
 from dynamo_lake.errors import DynamoLakeError
 
 __all__ = ["CatalogError", "ensure_glue_table", "glue_table_input", "projection_parameters"]
@@ -29,7 +30,6 @@ PARTITION_KEYS = [
     {"Name": "month", "Type": "string"},
     {"Name": "day", "Type": "string"},
 ]
-FIRST_YEAR = 2012  # DynamoDB's launch; projection ranges must be finite
 
 
 class CatalogError(DynamoLakeError):
@@ -42,7 +42,7 @@ def projection_parameters(location: str) -> dict[str, str]:
     return {
         "projection.enabled": "true",
         "projection.year.type": "integer",
-        "projection.year.range": f"{FIRST_YEAR},2100",
+        "projection.year.range": f"{FIRST_YEAR},{END_YEAR}",
         "projection.year.digits": "4",
         "projection.month.type": "integer",
         "projection.month.range": "1,12",

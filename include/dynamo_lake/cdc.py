@@ -13,36 +13,64 @@ The uuid is a pure function of ``(op, time_stamp, data)``::
 
 so a re-delivered stream record or a re-run backfill gets the same uuid, and different
 events (differing in any of the three) get different ones except with probability 2^-122.
+
+Errors are :class:`~dynamo_lake.errors.InvalidRecordError` (the line or record lacks what a
+row needs) or :class:`~dynamo_lake.errors.InvalidItemError` (an attribute, by path). Their
+messages never quote item content, since they end up in logs: times, units and the names of
+fields may appear, attribute values may not (see :mod:`dynamo_lake.codec`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from dynamo_lake.codec import item_to_data_bytes
+from dynamo_lake.contract import TIME_RANGE_END_MICROS, TIME_RANGE_START_MICROS
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
 __all__ = [
+    "TIME_RANGE_END_MICROS",
+    "TIME_RANGE_START_MICROS",
     "CdcRow",
     "Op",
     "datetime_to_micros",
+    "metadata_text",
     "micros_to_datetime",
     "parse_aws_time",
     "row_from_full_export_line",
     "row_from_incremental_export_line",
     "row_from_stream_record",
     "row_uuid",
+    "stream_time_micros",
 ]
 
 Op = Literal["I", "U", "D"]
 
 _STREAM_OPS: dict[str, Op] = {"INSERT": "I", "MODIFY": "U", "REMOVE": "D"}
-# Epoch milliseconds stay below 1e14 until the year 5138; epoch microseconds for any date
-# after 1973 are above it. Kinesis-for-DynamoDB sends one or the other per table setting.
-_MICROS_THRESHOLD = 10**14
+
+# TIME_RANGE_*_MICROS (the contract): the same span in other units does not overlap it
+# (each unit is 1000x the last), so the unit of a number is decided by the range it falls
+# in, and a wrong one can be named.
+_RANGE_TEXT = "2012-01-01 to 2100-01-01 UTC"
+# (unit, start, end) of that span in each unit a timestamp is commonly written in.
+_UNIT_RANGES = tuple(
+    (unit, TIME_RANGE_START_MICROS * 1000 // per, TIME_RANGE_END_MICROS * 1000 // per)
+    for unit, per in (
+        ("seconds", 1_000_000_000),
+        ("milliseconds", 1_000_000),
+        ("microseconds", 1_000),
+        ("nanoseconds", 1),
+    )
+)
+_MILLIS_START, _MILLIS_END = _UNIT_RANGES[1][1:]
+# A metadata value (eventName, tableName, ...) is quoted in a message only when it looks like
+# a name or code: a malformed record may carry anything there, item content included.
+_NAME_LIKE = re.compile(r"[A-Za-z0-9_.:/-]{1,64}").fullmatch
 
 
 class CdcRow(NamedTuple):
@@ -72,13 +100,8 @@ _sha256 = hashlib.sha256
 _VARIANT_DIGITS = "89ab"
 
 
-def make_row(op: Op, time_stamp: int, data: str) -> CdcRow:
-    """A row for ``data`` that is already canonical JSON (as from the codec)."""
-    return CdcRow(row_uuid(op, time_stamp, data), op, time_stamp, data)
-
-
 def _row(op: Op, time_stamp: int, data: bytes) -> CdcRow:
-    """:func:`make_row` from the codec's bytes: hashes them without another encode."""
+    """A row from the codec's canonical bytes: :func:`row_uuid` without another encode."""
     text = _sha256(f"{op}\x1f{time_stamp}\x1f".encode() + data).hexdigest()
     uuid = (
         f"{text[:8]}-{text[8:12]}-8{text[13:16]}-{_VARIANT_OF[text[16]]}{text[17:20]}-{text[20:32]}"
@@ -114,12 +137,29 @@ def micros_to_datetime(micros: int) -> datetime:
     )
 
 
+def metadata_text(value: object) -> str:
+    """A metadata value for an error message: quoted if it looks like a name, else its type."""
+    if type(value) is str and _NAME_LIKE(value):
+        return repr(value)
+    return _type_name(value)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_object(line: object, what: str) -> None:
+    # type() first: a dict (every parsed line) costs one comparison.
+    if type(line) is not dict and not isinstance(line, Mapping):
+        raise InvalidRecordError(f"{what} must be a JSON object, got {_type_name(line)}")
+
+
 def _image(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     image = record.get(name)
     if image is None:
         return None
     if not isinstance(image, dict):
-        raise InvalidRecordError(f"{name} must be an object of attributes")
+        raise InvalidRecordError(f"{name} must be an object of attributes, got {_type_name(image)}")
     return image
 
 
@@ -139,6 +179,7 @@ def row_from_full_export_line(
     ``consume``: the parsed line is nobody else's and may be decoded in place (faster; see
     :func:`~dynamo_lake.codec.item_to_data_bytes`).
     """
+    _check_object(line, "a full-export data line")
     item = _image(line, "Item")
     if item is None:
         raise InvalidRecordError('a full-export line needs an "Item" object')
@@ -146,7 +187,11 @@ def row_from_full_export_line(
 
 
 def row_from_incremental_export_line(
-    line: Mapping[str, Any], output_view: str = "NEW_AND_OLD_IMAGES", *, consume: bool = False
+    line: Mapping[str, Any],
+    output_view: str = "NEW_AND_OLD_IMAGES",
+    *,
+    consume: bool = False,
+    window: tuple[int, int] | None = None,
 ) -> CdcRow:
     """An incremental-export line -> a row at its ``WriteTimestampMicros``.
 
@@ -155,8 +200,15 @@ def row_from_incremental_export_line(
     (``U``), Keys+OldImage a delete (``D``, data = the old image). NEW_IMAGE: Keys+NewImage
     cannot tell insert from update and becomes ``U`` (an upsert); Keys alone is a delete
     whose data is the key attributes.
+
+    ``Metadata.WriteTimestampMicros.N`` must be plain decimal digits (microseconds since the
+    epoch). ``window`` is the export's ``[exportFromTime, exportToTime)`` in µs (from
+    manifest-summary.json): the time must lie in it, which catches a time in another unit.
+    Without a window the time must lie in 2012-01-01..2100-01-01 UTC
+    (:data:`TIME_RANGE_START_MICROS`, :data:`TIME_RANGE_END_MICROS`).
     """
-    time_stamp = _write_timestamp(line)
+    _check_object(line, "an incremental-export data line")
+    time_stamp = _write_timestamp(line, window)
     new_image = _image(line, "NewImage")
     old_image = _image(line, "OldImage")
     if new_image is not None:
@@ -170,24 +222,142 @@ def row_from_incremental_export_line(
     return _row("D", time_stamp, _data(keys, "Keys", consume))
 
 
-def _write_timestamp(line: Mapping[str, Any]) -> int:
+_WRITE_TIME = "Metadata.WriteTimestampMicros"
+
+
+def _write_timestamp(line: Mapping[str, Any], window: tuple[int, int] | None) -> int:
+    """The line's write time in µs, checked (once per line, so kept to a few operations)."""
     try:
         text = line["Metadata"]["WriteTimestampMicros"]["N"]
-        return int(text)
-    except (KeyError, TypeError, ValueError):
-        raise InvalidRecordError(
-            'an incremental-export line needs Metadata.WriteTimestampMicros as {"N": "<µs>"}'
-        ) from None
+    except (KeyError, TypeError):
+        raise _missing_write_time(line) from None
+    # The regex [0-9]{1,19}, spelled with str methods (about twice as fast). int() alone
+    # would take " 12", "1_000", "+5" and other scripts' digits ("١٢"), which isdigit and
+    # isascii rule out; at most 19 digits keeps int() cheap (the range check does the rest).
+    if type(text) is str and text.isdigit() and text.isascii() and len(text) < 20:
+        micros = int(text)
+        if window is None:
+            if TIME_RANGE_START_MICROS <= micros < TIME_RANGE_END_MICROS:
+                return micros
+        elif window[0] <= micros < window[1]:
+            return micros
+        raise _write_time_outside(micros, window)
+    raise _write_time_not_digits(text)
+
+
+def _missing_write_time(line: Mapping[str, Any]) -> InvalidRecordError:
+    expected = f'an incremental-export line needs {_WRITE_TIME} as {{"N": "<µs>"}}'
+    metadata = line.get("Metadata")
+    if metadata is None:
+        return InvalidRecordError(f"{expected}; it has no Metadata")
+    if not isinstance(metadata, Mapping):
+        return InvalidRecordError(f"{expected}; its Metadata is {_type_name(metadata)}")
+    stamp = metadata.get("WriteTimestampMicros")
+    if not isinstance(stamp, Mapping):
+        return InvalidRecordError(f"{expected}; its WriteTimestampMicros is {_type_name(stamp)}")
+    return InvalidRecordError(f'{expected}; WriteTimestampMicros has no "N"')
+
+
+def _write_time_not_digits(text: object) -> InvalidRecordError:
+    if text == "":
+        shown = "an empty string"
+    elif type(text) is str and not _NAME_LIKE(text):
+        shown = "text with blanks or other characters"
+    else:
+        shown = metadata_text(text)
+    return InvalidRecordError(
+        f"{_WRITE_TIME}.N must be 1 to 19 plain decimal digits (no sign, blank, '_', exponent "
+        f"or non-ASCII digit), got {shown}: incremental exports write microseconds since the epoch"
+    )
+
+
+def _write_time_outside(micros: int, window: tuple[int, int] | None) -> InvalidRecordError:
+    unit = _unit_of(micros)
+    if window is None:
+        where = f"is not a time from {_RANGE_TEXT} in microseconds"
+    else:
+        where = f"is outside the export window [{_iso(window[0])}, {_iso(window[1])})"
+    if unit not in (None, "microseconds"):
+        fix = f"is it in {unit}? incremental exports give microseconds since the epoch"
+    elif unit is None:
+        fix = "incremental exports give microseconds since the epoch"
+    else:
+        fix = (
+            "the line does not belong to this export's window: is the window the one in "
+            "the export's manifest-summary.json?"
+        )
+    return InvalidRecordError(f"{_WRITE_TIME} {micros} {where}: {fix}")
+
+
+def _unit_of(value: float) -> str | None:
+    """The unit in which ``value`` is a time from 2012 to 2100, if any (ranges are disjoint)."""
+    for unit, start, end in _UNIT_RANGES:
+        if start <= value < end:
+            return unit
+    return None
+
+
+def _iso(micros: int) -> str:
+    try:
+        return f"{micros_to_datetime(micros):%Y-%m-%dT%H:%M:%S.%fZ}"
+    except (OverflowError, ValueError, OSError):
+        return f"{micros} µs"  # a window bound beyond datetime's years: say it as it is
 
 
 def stream_time_micros(value: object) -> int:
-    """``ApproximateCreationDateTime`` of a Kinesis-for-DynamoDB record, in ms or µs, to µs."""
+    """``dynamodb.ApproximateCreationDateTime`` of a Kinesis-for-DynamoDB record -> µs.
+
+    Kinesis Data Streams for DynamoDB sends epoch milliseconds, or epoch microseconds when
+    the table sets ``ApproximateCreationDateTimePrecision=MICROSECOND``. The unit is told by
+    range, accepting only times from 2012-01-01 (DynamoDB's launch) to 2100-01-01 UTC:
+
+    * milliseconds: ``1_325_376_000_000 <= value < 4_102_444_800_000`` (times 1000);
+    * microseconds: ``1_325_376_000_000_000 <= value < 4_102_444_800_000_000`` (as is).
+
+    The two ranges are disjoint. A JSON integer or float is accepted (a float in ms is
+    rounded to the µs, one in µs truncated). Anything else (epoch seconds as DynamoDB
+    Streams sends them, nanoseconds, zero, negatives, NaN, infinities, booleans, strings)
+    raises :class:`InvalidRecordError` naming the unit the value looks like.
+    """
+    # type() is, not isinstance: bool is an int subclass and must not pass as 0 or 1.
+    if type(value) is int or type(value) is float:
+        if _MILLIS_START <= value < _MILLIS_END:
+            return round(value * 1000)
+        if TIME_RANGE_START_MICROS <= value < TIME_RANGE_END_MICROS:
+            return int(value)
+    raise _stream_time_problem(value)
+
+
+def _stream_time_problem(value: object) -> InvalidRecordError:
+    field = "dynamodb.ApproximateCreationDateTime"
+    sends = (
+        "Kinesis Data Streams for DynamoDB sends epoch milliseconds, or microseconds with "
+        "ApproximateCreationDateTimePrecision=MICROSECOND"
+    )
+    accepted = f"accepted: a time from {_RANGE_TEXT} in either unit"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRecordError(
-            f"dynamodb.ApproximateCreationDateTime must be epoch ms or µs, got {value!r}"
+        return InvalidRecordError(
+            f"{field} must be a JSON number, got {_type_name(value)}; {sends}"
         )
-    micros = int(value) if value >= _MICROS_THRESHOLD else round(value * 1000)
-    return micros
+    if type(value) is float and not math.isfinite(value):
+        return InvalidRecordError(f"{field} {value!r} is not a finite number; {sends}")
+    unit = _unit_of(value)
+    shown = _number_repr(value)
+    if unit == "seconds":
+        return InvalidRecordError(
+            f"{field} {shown} looks like epoch seconds (as DynamoDB Streams sends); {sends}: "
+            "feed this Lambda from the table's Kinesis streaming destination"
+        )
+    if unit == "nanoseconds":
+        return InvalidRecordError(f"{field} {shown} looks like epoch nanoseconds; {sends}")
+    return InvalidRecordError(f"{field} {shown} is not a time in either unit; {sends} ({accepted})")
+
+
+def _number_repr(value: int | float) -> str:
+    # An int from Python (never from JSON) may have thousands of digits: say its size.
+    if type(value) is int and value.bit_length() > 80:
+        return f"(an integer of {value.bit_length()} bits)"
+    return repr(value)
 
 
 def row_from_stream_record(record: Mapping[str, Any]) -> CdcRow:
@@ -197,14 +367,18 @@ def row_from_stream_record(record: Mapping[str, Any]) -> CdcRow:
     image (or the keys when the stream view carries no old image). TTL deletes are REMOVEs
     too; callers that care read ``userIdentity``.
     """
-    op = _STREAM_OPS.get(str(record.get("eventName")))
+    _check_object(record, "a stream record")
+    event_name = record.get("eventName")
+    op = _STREAM_OPS.get(event_name) if type(event_name) is str else None
     if op is None:
         raise InvalidRecordError(
-            f"eventName must be INSERT, MODIFY or REMOVE, got {record.get('eventName')!r}"
+            f"eventName must be INSERT, MODIFY or REMOVE, got {metadata_text(event_name)}"
         )
     change = record.get("dynamodb")
     if not isinstance(change, dict):
-        raise InvalidRecordError('a stream record needs a "dynamodb" object')
+        raise InvalidRecordError(
+            f'a stream record needs a "dynamodb" object, got {_type_name(change)}'
+        )
     time_stamp = stream_time_micros(change.get("ApproximateCreationDateTime"))
     if op == "D":
         image = _image(change, "OldImage")
@@ -215,7 +389,6 @@ def row_from_stream_record(record: Mapping[str, Any]) -> CdcRow:
         image, name = _image(change, "NewImage"), "NewImage"
     if not image:
         raise InvalidRecordError(
-            f"a {record.get('eventName')} record needs dynamodb.{name} "
-            "(is the stream view NEW_AND_OLD_IMAGES?)"
+            f"a {event_name} record needs dynamodb.{name} (is the stream view NEW_AND_OLD_IMAGES?)"
         )
     return _row(op, time_stamp, _data(image, name))

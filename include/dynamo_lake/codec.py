@@ -14,6 +14,12 @@ for the same item. Canonical form (the lake contract):
 Input is DynamoDB JSON as exports and stream records carry it: each attribute value is a
 one-key object ``{"<tag>": value}`` with binary values as base64 strings. The hot path does
 no path bookkeeping; when it fails, a second, path-tracking walk names the attribute.
+
+Error messages never quote item content (attribute values, or keys where a type tag should
+be): they reach logs (CloudWatch for the Firehose Lambda, ``_errors/`` reasons, task logs)
+that the item's readers may not be allowed to see. A message names the attribute path and
+the kind of problem (``N is not a number``, ``S must be a string, got int``); a Python type
+name, a known type tag or a count is fine, a value is not.
 """
 
 from __future__ import annotations
@@ -61,16 +67,36 @@ def number_text(text: object) -> str:
         return text
     # Decimal also takes "1_000", " 5" and non-ASCII digits; DynamoDB and JSON do not.
     if not text or not text.isascii() or "_" in text or text.strip() != text:
-        raise _Invalid(f"N {text!r} is not a number")
+        raise _Invalid(_NOT_A_NUMBER)
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise _Invalid(f"N {text!r} is not a number") from None
+        raise _Invalid(_NOT_A_NUMBER) from None
     if not value.is_finite():
-        raise _Invalid(f"N {text!r} is not a finite number")
+        raise _Invalid("N is not a finite number (NaN and infinities are not DynamoDB numbers)")
     rendered = str(value)
     if not _JSON_NUMBER.fullmatch(rendered):  # pragma: no cover - Decimal always conforms
-        raise _Invalid(f"N {text!r} cannot be written as a JSON number")
+        raise _Invalid("N cannot be written as a JSON number")
+    return rendered
+
+
+_NOT_A_NUMBER = "N is not a number (DynamoDB numbers are decimal digits like -12.5E+3)"
+
+
+def _number_key(text: str) -> tuple[Decimal, str]:
+    """The sort key of an ``NS`` member: its value, then its text (``1.0`` before ``1.00``)."""
+    try:
+        return Decimal(text), text
+    except InvalidOperation:
+        # Only an exponent beyond Decimal's reach (over 10**18) gets here: JSON allows it,
+        # DynamoDB (1E-130 .. 1E+126) never writes it.
+        raise _Invalid("N exponent is too large to be a DynamoDB number") from None
+
+
+def _number_member(text: object) -> str:
+    """An ``NS`` member as the slow walk checks it: a number that can also be ordered."""
+    rendered = number_text(text)
+    _number_key(rendered)
     return rendered
 
 
@@ -80,12 +106,18 @@ def _binary_text(text: object) -> tuple[bytes, str]:
     try:
         raw = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
-        raise _Invalid(f"B {_preview(text)} is not valid base64 ({exc})") from None
+        # binascii's messages are fixed texts ("Incorrect padding"), never the input.
+        raise _Invalid(f"B is not valid base64 ({exc})") from None
     return raw, binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
-def _preview(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+def _kind(value: object) -> str:
+    """What a wrong value is, without the value: JSON's constants by name, else the type."""
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    return type(value).__name__
 
 
 def _string(value: object) -> str:
@@ -96,13 +128,13 @@ def _string(value: object) -> str:
 
 def _bool(value: object) -> bool:
     if type(value) is not bool:
-        raise _Invalid(f"BOOL must be true or false, got {value!r}")
+        raise _Invalid(f"BOOL must be true or false, got {_kind(value)}")
     return value
 
 
 def _null(value: object) -> None:
     if value is not True:
-        raise _Invalid(f"NULL must be true, got {value!r}")
+        raise _Invalid(f"NULL must be true, got {_kind(value)}")
     return None
 
 
@@ -126,7 +158,7 @@ def _string_set(value: object) -> list[str]:
 
 def _number_set(value: object) -> list[orjson.Fragment]:
     texts = [number_text(member) for member in _list_of(value, "NS")]
-    texts.sort(key=lambda text: (Decimal(text), text))
+    texts.sort(key=_number_key)
     return [orjson.Fragment(text) for text in texts]
 
 
@@ -221,7 +253,23 @@ def _shape_problem(typed: object) -> str:
         return f'expected a typed value like {{"S": ...}}, got {type(typed).__name__}'
     if not typed:
         return 'no type tag (an attribute value needs exactly one, e.g. {"S": ...})'
-    return f"two or more type tags {sorted(typed)} (an attribute value has exactly one)"
+    # Name only the keys that are type tags: any other key may be item content (a plain
+    # JSON object where a typed value belongs holds the item's own names and values).
+    tags = sorted(key for key in typed if key in _DECODERS)
+    others = len(typed) - len(tags)
+    keys = ", ".join(tags) if tags else ""
+    if others:
+        keys += f"{' and ' if tags else ''}{others} that are not type tags"
+    return f"{len(typed)} keys ({keys}); an attribute value has exactly one type tag"
+
+
+def _unknown_tag_problem(tag: object) -> str:
+    expected = ", ".join(_DECODERS)
+    if isinstance(tag, str) and tag.upper() in _DECODERS:
+        # A known tag in the wrong case: naming the known tag quotes no item content.
+        return f"type tag in the wrong case: did you mean {tag.upper()!r}? (tags are {expected})"
+    # Not echoed: a key where a tag belongs may be the item's own data.
+    return f"unknown type tag (expected one of {expected})"
 
 
 def item_to_plain(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -267,7 +315,11 @@ def item_to_data_bytes(item: Mapping[str, Any], *, consume: bool = False) -> byt
     try:
         plain = _decode(item)
     except _DECODE_ERRORS as exc:
-        raise InvalidItemError("$", f"invalid item ({exc!r}); decode a copy for the path") from None
+        # A KeyError carries the unknown tag (possibly item content): give only its class.
+        detail = str(exc) if isinstance(exc, _Invalid) else type(exc).__name__
+        raise InvalidItemError(
+            "$", f"invalid item ({detail}); decode a copy without consume for the attribute path"
+        ) from None
     return canonical_json_bytes(plain)
 
 
@@ -311,7 +363,7 @@ def _check(typed: object, path: str) -> None:
         for index, member in enumerate(value):
             _check(member, f"{path}.L[{index}]")
     elif tag in ("SS", "NS", "BS"):
-        member_decoder = {"SS": _string, "NS": number_text, "BS": _binary_text}[tag]
+        member_decoder = {"SS": _string, "NS": _number_member, "BS": _binary_text}[tag]
         for index, member in enumerate(value):
             try:
                 member_decoder(member)
@@ -332,4 +384,4 @@ def _attribute_shallow(typed: object) -> None:
     elif tag in _DECODERS:
         _DECODERS[tag](value)
     else:
-        raise _Invalid(f"unknown type tag {tag!r} (expected one of {', '.join(_DECODERS)})")
+        raise _Invalid(_unknown_tag_problem(tag))

@@ -20,10 +20,19 @@ Every input ``recordId`` is answered, one bad record never fails the batch:
   that variable is set): several tables may stream into one Kinesis stream, and each lake
   table takes only its own. Nothing is written for it; the S3 backup keeps the source record.
 * ``ProcessingFailed``: a record that cannot be read (bad base64, bad UTF-8 or JSON, not a
-  DynamoDB change, an attribute the codec refuses). Its original ``data`` is returned
-  unchanged and Firehose writes it under the ``processing-failed`` error prefix.
+  DynamoDB change, a time that is not epoch ms or µs from 2012 to 2100, an attribute the
+  codec refuses), and a record whose handling failed in any unexpected way. Its original
+  ``data`` is returned unchanged and Firehose writes it under the ``processing-failed``
+  error prefix.
 
-Logs are one JSON object per line; at INFO only counts, never items or attribute values.
+Each record is answered on its own: nothing one record holds can fail the batch. A record
+that has no ``recordId`` string (``null``, not an object) cannot be answered at all; it is
+skipped and logged as ``record_without_id`` with its index (Firehose never sends one).
+
+Logs are one JSON object per line, at every level free of item content: counts, record ids,
+and reasons that name an attribute path and the kind of problem, never a value (the codec's
+and :mod:`dynamo_lake.cdc`'s messages are written that way). An unexpected exception is
+logged by its class name only, since its message could quote the record.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 import orjson
 
-from dynamo_lake.cdc import CdcRow, row_from_stream_record
+from dynamo_lake.cdc import CdcRow, metadata_text, row_from_stream_record
 from dynamo_lake.contract import partition_values
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
@@ -119,6 +128,7 @@ class Outcome(NamedTuple):
     op: str = ""  # I, U or D for Ok
     ttl_delete: bool = False
     reason: str = ""  # why Dropped or ProcessingFailed
+    unexpected: bool = False  # failed by an exception nobody foresaw (a bug: logged at ERROR)
 
 
 class _Unreadable(Exception):
@@ -141,8 +151,8 @@ def _decode(record: Mapping[str, Any]) -> dict[str, Any]:
         raise _Unreadable(f"data is JSON {type(change).__name__}, not a stream record object")
     if change.get("eventSource") != _DYNAMODB_SOURCE:
         raise _Unreadable(
-            f"eventSource is {change.get('eventSource')!r}, not {_DYNAMODB_SOURCE!r}: "
-            "not a Kinesis-for-DynamoDB record"
+            f"eventSource is {metadata_text(change.get('eventSource'))}, not "
+            f"{_DYNAMODB_SOURCE!r}: not a Kinesis-for-DynamoDB record"
         )
     return change
 
@@ -172,14 +182,12 @@ def transform_record(
     try:
         change = _decode(record)
         if table_name is not None and change.get("tableName") != table_name:
-            reason = f"record of table {change.get('tableName')!r}, not {table_name!r}"
+            reason = f"record of table {metadata_text(change.get('tableName'))}, not {table_name!r}"
             return {"recordId": record_id, "result": "Dropped"}, Outcome("Dropped", reason=reason)
         row = row_from_stream_record(change)
     except (_Unreadable, InvalidRecordError, InvalidItemError) as exc:
-        failed: OutputRecord = {"recordId": record_id, "result": "ProcessingFailed"}
-        original = record.get("data")
-        failed["data"] = original if isinstance(original, str) else ""
-        return failed, Outcome("ProcessingFailed", reason=str(exc))
+        # These messages name paths and kinds of problems, never values: safe to log.
+        return _failed(record, record_id), Outcome("ProcessingFailed", reason=str(exc))
     output: OutputRecord = {
         "recordId": record_id,
         "result": "Ok",
@@ -187,6 +195,30 @@ def transform_record(
         "metadata": {"partitionKeys": partition_keys(row.time_stamp)},
     }
     return output, Outcome("Ok", row.op, is_ttl_delete(change))
+
+
+def _failed(record: Mapping[str, Any], record_id: str) -> OutputRecord:
+    """The ProcessingFailed answer: the original data back, for the error prefix."""
+    original = record.get("data")
+    return {
+        "recordId": record_id,
+        "result": "ProcessingFailed",
+        "data": original if isinstance(original, str) else "",
+    }
+
+
+def _answer(
+    record: Mapping[str, Any], record_id: str, table_name: str | None
+) -> tuple[OutputRecord, Outcome]:
+    """:func:`transform_record`, with the per-record boundary that keeps the batch alive."""
+    try:
+        return transform_record(record, table_name)
+    except Exception as exc:  # the per-record boundary: answer every record, never raise
+        # A bug or a case nobody foresaw: this record fails alone. Only the class is logged,
+        # the message of an unknown exception may quote the record.
+        reason = f"unexpected {type(exc).__name__} while transforming the record"
+        outcome = Outcome("ProcessingFailed", reason=reason, unexpected=True)
+        return _failed(record, record_id), outcome
 
 
 def _log(level: int, event: str, **fields: object) -> None:
@@ -200,11 +232,22 @@ def transform_event(event: Mapping[str, Any], table_name: str | None = None) -> 
     if not isinstance(records, list):
         raise InvalidRecordError('a Firehose event needs a "records" list')
     answers: list[OutputRecord] = []
-    counts = {"Ok": 0, "Dropped": 0, "ProcessingFailed": 0, "ttl_deletes": 0}
+    counts = {"Ok": 0, "Dropped": 0, "ProcessingFailed": 0, "ttl_deletes": 0, "without_id": 0}
     ops = {"I": 0, "U": 0, "D": 0}
     size = 16
-    for record in records:
-        answer, outcome = transform_record(record, table_name)
+    for index, record in enumerate(records):
+        record_id = record.get("recordId") if isinstance(record, Mapping) else None
+        if not isinstance(record_id, str):
+            # Nothing to answer to (Firehose always sends an id): skip it, say where it was.
+            counts["without_id"] += 1
+            _log(
+                logging.WARNING,
+                "record_without_id",
+                invocation_id=event.get("invocationId"),
+                index=index,
+            )
+            continue
+        answer, outcome = _answer(record, record_id, table_name)
         answers.append(answer)
         counts[outcome.result] += 1
         size += len(answer.get("data", "")) + _ENVELOPE_BYTES
@@ -213,7 +256,7 @@ def transform_event(event: Mapping[str, Any], table_name: str | None = None) -> 
             counts["ttl_deletes"] += outcome.ttl_delete
         elif outcome.result == "ProcessingFailed":
             _log(
-                logging.WARNING,
+                logging.ERROR if outcome.unexpected else logging.WARNING,
                 "record_failed",
                 invocation_id=event.get("invocationId"),
                 record_id=answer["recordId"],
@@ -232,6 +275,7 @@ def transform_event(event: Mapping[str, Any], table_name: str | None = None) -> 
         ok=counts["Ok"],
         dropped=counts["Dropped"],
         failed=counts["ProcessingFailed"],
+        without_id=counts["without_id"],
         ttl_deletes=counts["ttl_deletes"],
         inserts=ops["I"],
         updates=ops["U"],

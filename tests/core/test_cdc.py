@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import uuid as uuid_module
 
 import pytest
 
 from dynamo_lake.cdc import (
+    TIME_RANGE_END_MICROS,
+    TIME_RANGE_START_MICROS,
     micros_to_datetime,
     parse_aws_time,
     row_from_full_export_line,
     row_from_incremental_export_line,
     row_from_stream_record,
     row_uuid,
+    stream_time_micros,
 )
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
@@ -130,3 +134,321 @@ def test_bad_attribute_in_a_stream_image_names_the_image_path() -> None:
     with pytest.raises(InvalidItemError) as caught:
         row_from_stream_record(_stream("INSERT", 1649719712473, NewImage=bad))
     assert caught.value.path == "NewImage.total"
+
+
+# --- stream times: epoch ms or µs between 2012 and 2100, nothing else ----------------------
+
+START_2012_MS = 1_325_376_000_000
+END_2100_MS = 4_102_444_800_000
+
+
+@pytest.mark.parametrize(
+    ("when", "micros"),
+    [
+        (START_2012_MS, 1_325_376_000_000_000),  # 2012-01-01, in ms
+        (END_2100_MS - 1, 4_102_444_799_999_000),  # the last ms before 2100
+        (1_717_243_200_000, 1_717_243_200_000_000),
+        (1_717_243_200_123.4567, 1_717_243_200_123_457),  # a float in ms: rounded to the µs
+        (START_2012_MS * 1000, 1_325_376_000_000_000),  # 2012-01-01, in µs
+        (END_2100_MS * 1000 - 1, 4_102_444_799_999_999),
+        (1_717_243_200_123_456, 1_717_243_200_123_456),
+        (1_717_243_200_123_456.0, 1_717_243_200_123_456),
+    ],
+)
+def test_stream_time_accepts_ms_and_us_from_2012_to_2100(when: float, micros: int) -> None:
+    assert stream_time_micros(when) == micros
+    assert row_from_stream_record(_stream("INSERT", when, NewImage=NEW)).time_stamp == micros
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        (1_717_243_200, "1717243200 looks like epoch seconds"),  # DynamoDB Streams' unit
+        (1_717_243_200.5, "looks like epoch seconds"),
+        (1_717_243_200_000_000_000, "1717243200000000000 looks like epoch nanoseconds"),
+        (0, "0 is not a time in either unit"),
+        (-1, "-1 is not a time in either unit"),
+        (-1_717_243_200_000, "is not a time in either unit"),
+        (START_2012_MS - 1, "is not a time in either unit"),  # 2011 in ms
+        (END_2100_MS, "is not a time in either unit"),  # 2100 in ms: between the ranges
+        (END_2100_MS * 1000, "is not a time in either unit"),  # 2100 in µs
+        (10**20, "100000000000000000000 is not a time in either unit"),
+        (1e20, "1e+20 is not a time in either unit"),
+        (1e300, "1e+300 is not a time in either unit"),
+        (10**400, "is not a time in either unit"),
+        (float("nan"), "nan is not a finite number"),
+        (float("inf"), "inf is not a finite number"),
+        (float("-inf"), "-inf is not a finite number"),
+        (True, "must be a JSON number, got bool"),
+        (False, "must be a JSON number, got bool"),
+        ("1717243200000", "must be a JSON number, got str"),
+        (None, "must be a JSON number, got null"),
+        ([1_717_243_200_000], "must be a JSON number, got list"),
+    ],
+)
+def test_stream_time_outside_the_ranges_is_refused_naming_field_and_units(
+    when: object, message: str
+) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        stream_time_micros(when)
+    text = str(caught.value)
+    assert text.startswith("dynamodb.ApproximateCreationDateTime ")
+    assert message in text
+    assert "Kinesis Data Streams for DynamoDB sends epoch milliseconds, or microseconds" in text
+    with pytest.raises(InvalidRecordError, match="ApproximateCreationDateTime"):
+        row_from_stream_record(_stream("INSERT", when, NewImage=NEW))
+
+
+def test_epoch_seconds_message_names_the_fix() -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        stream_time_micros(1_717_243_200)
+    assert str(caught.value) == (
+        "dynamodb.ApproximateCreationDateTime 1717243200 looks like epoch seconds (as DynamoDB "
+        "Streams sends); Kinesis Data Streams for DynamoDB sends epoch milliseconds, or "
+        "microseconds with ApproximateCreationDateTimePrecision=MICROSECOND: feed this Lambda "
+        "from the table's Kinesis streaming destination"
+    )
+
+
+def test_time_range_constants_are_2012_and_2100_utc() -> None:
+    assert micros_to_datetime(TIME_RANGE_START_MICROS).isoformat() == "2012-01-01T00:00:00+00:00"
+    assert micros_to_datetime(TIME_RANGE_END_MICROS).isoformat() == "2100-01-01T00:00:00+00:00"
+
+
+# --- incremental write times: plain digits, inside the export window ----------------------
+
+WINDOW = (
+    parse_aws_time("2024-06-01T00:00:00Z"),
+    parse_aws_time("2024-06-02T00:00:00Z"),
+)
+
+
+def _written(text: object) -> dict[str, object]:
+    return {"Metadata": {"WriteTimestampMicros": {"N": text}}, "Keys": KEYS, "NewImage": NEW}
+
+
+@pytest.mark.parametrize("micros", [WINDOW[0], WINDOW[0] + 1, 1_717_243_200_123_456, WINDOW[1] - 1])
+def test_write_time_inside_the_window_is_kept(micros: int) -> None:
+    row = row_from_incremental_export_line(_written(str(micros)), window=WINDOW)
+    assert row.time_stamp == micros
+    # The window only checks: the row is the one built without it.
+    assert row == row_from_incremental_export_line(_written(str(micros)))
+
+
+@pytest.mark.parametrize(
+    ("micros", "message"),
+    [
+        (
+            1_717_243_200_000,
+            "Metadata.WriteTimestampMicros 1717243200000 is outside the export window "
+            "[2024-06-01T00:00:00.000000Z, 2024-06-02T00:00:00.000000Z): is it in "
+            "milliseconds? incremental exports give microseconds since the epoch",
+        ),
+        (1_717_243_200, "is outside the export window [2024-06-01T00:00:00.000000Z, "),
+        (1_717_243_200_000_000_000, "is it in nanoseconds?"),
+        (WINDOW[1], "this export's window"),  # the end is exclusive
+        (WINDOW[0] - 1, "this export's window"),
+        (0, "outside the export window"),
+    ],
+)
+def test_write_time_outside_the_window_is_refused(micros: int, message: str) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        row_from_incremental_export_line(_written(str(micros)), window=WINDOW)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1717243200000", "is it in milliseconds?"),
+        ("1717243200", "is it in seconds?"),
+        ("0", "0 is not a time from 2012-01-01 to 2100-01-01 UTC in microseconds"),
+        ("1325375999999999", "is not a time from 2012-01-01"),  # the last µs of 2011
+        ("4102444800000000", "is not a time from 2012-01-01"),  # 2100-01-01: end exclusive
+        ("9999999999999999999", "is not a time from 2012-01-01"),  # 19 digits, no overflow
+    ],
+)
+def test_write_time_outside_2012_to_2100_is_refused_without_a_window(
+    text: str, message: str
+) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        row_from_incremental_export_line(_written(text))
+    assert message in str(caught.value)
+    assert "Metadata.WriteTimestampMicros" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " 1717243200000000",  # int() takes blanks
+        "1717243200000000 ",
+        "1_717_243_200_000_000",  # and underscores
+        "١٧١٧٢٤٣٢٠٠٠٠٠٠٠٠",  # and other scripts' digits
+        "+1717243200000000",
+        "-1717243200000000",
+        "1.7172432E+15",
+        "1717243200000000.0",
+        "",
+        "99999999999999999999999999999999",  # OverflowError further on, before
+        1_717_243_200_000_000,
+        None,
+        ["1717243200000000"],
+    ],
+)
+def test_write_time_must_be_plain_decimal_digits(text: object) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        row_from_incremental_export_line(_written(text))
+    assert str(caught.value).startswith("Metadata.WriteTimestampMicros.N must be 1 to 19 plain")
+
+
+def test_leading_zeros_in_write_time_are_digits_like_any_other() -> None:
+    row = row_from_incremental_export_line(_written("01717243200000000"))
+    assert row.time_stamp == 1_717_243_200_000_000
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"Keys": KEYS}, "it has no Metadata"),
+        ({"Metadata": [1], "Keys": KEYS}, "its Metadata is list"),
+        ({"Metadata": "x", "Keys": KEYS}, "its Metadata is str"),
+        ({"Metadata": {}, "Keys": KEYS}, "its WriteTimestampMicros is null"),
+        ({"Metadata": {"WriteTimestampMicros": 5}, "Keys": KEYS}, "WriteTimestampMicros is int"),
+        ({"Metadata": {"WriteTimestampMicros": {"S": "1"}}}, 'WriteTimestampMicros has no "N"'),
+    ],
+)
+def test_metadata_of_the_wrong_shape_is_a_record_error(
+    line: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        row_from_incremental_export_line(line)
+    assert message in str(caught.value)
+
+
+# --- lines and images that are JSON but not objects ---------------------------------------
+
+NOT_OBJECTS = [([1, 2, 3], "list"), ("hello", "str"), (None, "null"), (5, "int"), (True, "bool")]
+
+
+@pytest.mark.parametrize(("line", "kind"), NOT_OBJECTS)
+def test_a_data_line_that_is_not_an_object_is_a_record_error(line: object, kind: str) -> None:
+    builders = {
+        "a full-export data line": lambda: row_from_full_export_line(line, STAMP_MICROS),
+        "an incremental-export data line": lambda: row_from_incremental_export_line(line),
+        "a stream record": lambda: row_from_stream_record(line),
+    }
+    for what, build in builders.items():
+        with pytest.raises(InvalidRecordError) as caught:
+            build()
+        assert str(caught.value) == f"{what} must be a JSON object, got {kind}"
+
+
+STAMP_MICROS = 1_700_002_000_000_001
+WHEN = 1_649_719_712_473
+
+
+@pytest.mark.parametrize(("image", "kind"), [v for v in NOT_OBJECTS if v[0] is not None])
+def test_images_that_are_not_objects_are_record_errors(image: object, kind: str) -> None:
+    cases = [
+        (lambda: row_from_full_export_line({"Item": image}, STAMP_MICROS), "Item"),
+        (
+            lambda: row_from_incremental_export_line({**STAMP, "Keys": KEYS, "NewImage": image}),
+            "NewImage",
+        ),
+        (
+            lambda: row_from_incremental_export_line({**STAMP, "Keys": KEYS, "OldImage": image}),
+            "OldImage",
+        ),
+        (lambda: row_from_incremental_export_line({**STAMP, "Keys": image}), "Keys"),
+        (lambda: row_from_stream_record(_stream("INSERT", WHEN, NewImage=image)), "NewImage"),
+        (lambda: row_from_stream_record(_stream("REMOVE", WHEN, OldImage=image)), "OldImage"),
+        (
+            lambda: row_from_stream_record({"eventName": "REMOVE", "dynamodb": image}),
+            '"dynamodb"',
+        ),
+    ]
+    for build, name in cases:
+        with pytest.raises(InvalidRecordError) as caught:
+            build()
+        assert name in str(caught.value)
+        assert str(caught.value).endswith(f"got {kind}")
+
+
+# --- privacy: no builder's message carries item content ----------------------------------
+
+SECRET = "S3CR3T-4111-1111-1111"
+SECRET_IMAGES = {
+    "$.total": {**KEYS, "total": {"N": SECRET}},
+    "$.pic": {**KEYS, "pic": {"B": SECRET}},
+    "$.ok": {**KEYS, "ok": {"BOOL": SECRET}},
+    "$.name": {**KEYS, "name": {"S": {"first": SECRET}}},
+    "$.tag": {**KEYS, "tag": {SECRET: "x"}},
+    "$.both": {**KEYS, "both": {"S": SECRET, SECRET: SECRET}},
+    "$.lines.L[2].M.price": {
+        **KEYS,
+        "lines": {"L": [{"M": {}}, {"M": {}}, {"M": {"sku": {"S": "a"}, "price": {"N": SECRET}}}]},
+    },
+    "$.tags.SS[1]": {**KEYS, "tags": {"SS": ["a", [SECRET]]}},
+    "$.ns.NS[0]": {**KEYS, "ns": {"NS": [SECRET]}},
+}
+
+
+def _build(slot: str, image: dict[str, object], consume: bool) -> object:
+    """Put ``image`` where ``slot`` says and build the row (a fresh copy every time)."""
+    image = copy.deepcopy(image)
+    stamp = {"Metadata": {"WriteTimestampMicros": {"N": str(STAMP_MICROS)}}}
+    if slot == "Item":
+        return row_from_full_export_line({"Item": image}, STAMP_MICROS, consume=consume)
+    if slot in ("NewImage", "OldImage"):
+        line = {**stamp, "Keys": KEYS, slot: image}
+        return row_from_incremental_export_line(line, consume=consume)
+    if slot == "Keys":
+        line = {**stamp, "Keys": image}
+        return row_from_incremental_export_line(line, "NEW_IMAGE", consume=consume)
+    if slot == "stream NewImage":
+        return row_from_stream_record(_stream("MODIFY", WHEN, NewImage=image))
+    if slot == "stream OldImage":
+        return row_from_stream_record(_stream("REMOVE", WHEN, OldImage=image))
+    change = {"ApproximateCreationDateTime": WHEN, "Keys": image}
+    return row_from_stream_record({"eventName": "REMOVE", "dynamodb": change})
+
+
+SLOTS = [
+    "Item",
+    "NewImage",
+    "OldImage",
+    "Keys",
+    "stream NewImage",
+    "stream OldImage",
+    "stream Keys",
+]
+
+
+@pytest.mark.parametrize("path", sorted(SECRET_IMAGES))
+@pytest.mark.parametrize("slot", SLOTS)
+def test_no_builder_error_carries_item_content(slot: str, path: str) -> None:
+    root = slot.split()[-1]
+    for consume in (False, True):
+        with pytest.raises(InvalidItemError) as caught:
+            _build(slot, SECRET_IMAGES[path], consume)
+        assert SECRET not in str(caught.value)
+        if not consume:  # decoding in place loses the path (the reader decodes again)
+            assert caught.value.path == root + path[1:]
+            assert f"invalid DynamoDB attribute at {root}{path[1:]}: " in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("event_name", "shown"),
+    [
+        ("UPSERT", "got 'UPSERT'"),  # metadata that looks like a name is quoted
+        (f"card {SECRET}", "got str"),  # anything else is described by its type
+        ({"S": SECRET}, "got dict"),
+        (None, "got null"),
+    ],
+)
+def test_event_name_is_quoted_only_when_it_looks_like_a_name(
+    event_name: object, shown: str
+) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        row_from_stream_record({"eventName": event_name, "dynamodb": {}})
+    assert str(caught.value) == f"eventName must be INSERT, MODIFY or REMOVE, {shown}"

@@ -496,12 +496,63 @@ def test_item_that_is_not_an_object(item: Any) -> None:
     assert _error(item).path == "$"
 
 
-def test_error_reason_says_what_is_wrong() -> None:
-    assert "NaN" in _error({"n": {"N": "NaN"}}).reason
-    assert "'X'" in _error({"n": {"X": "1"}}).reason
-    assert "base64" in _error({"b": {"B": "YmE"}}).reason
-    assert "NULL" in _error({"z": {"NULL": False}}).reason
-    assert "BOOL" in _error({"z": {"BOOL": "yes"}}).reason
+TAGS = "S, N, B, BOOL, NULL, M, L, SS, NS, BS"
+
+
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        ({"N": "NaN"}, "N is not a finite number (NaN and infinities are not DynamoDB numbers)"),
+        (
+            {"N": "-Infinity"},
+            "N is not a finite number (NaN and infinities are not DynamoDB numbers)",
+        ),
+        ({"N": "abc"}, "N is not a number (DynamoDB numbers are decimal digits like -12.5E+3)"),
+        ({"N": " 1"}, "N is not a number (DynamoDB numbers are decimal digits like -12.5E+3)"),
+        ({"N": 1}, "N must be a string of digits, got int"),
+        ({"B": "YmE"}, "B is not valid base64 (Incorrect padding)"),
+        ({"B": "Ym-_"}, "B is not valid base64 (Only base64 data is allowed)"),
+        ({"B": 5}, "B must be a base64 string, got int"),
+        ({"S": 1}, "S must be a string, got int"),
+        ({"NULL": False}, "NULL must be true, got false"),
+        ({"NULL": "true"}, "NULL must be true, got str"),
+        ({"BOOL": "yes"}, "BOOL must be true or false, got str"),
+        ({"BOOL": None}, "BOOL must be true or false, got null"),
+        ({"X": "1"}, f"unknown type tag (expected one of {TAGS})"),
+        ({"s": "a"}, f"type tag in the wrong case: did you mean 'S'? (tags are {TAGS})"),
+        ({"S": "a", "N": "1"}, "2 keys (N, S); an attribute value has exactly one type tag"),
+        (
+            {"S": "a", "street": "x", "zip": "y"},
+            "3 keys (S and 2 that are not type tags); an attribute value has exactly one type tag",
+        ),
+        ({"M": []}, "M must be an object, got list"),
+        ({"SS": "ab"}, "SS must be an array, got str"),
+    ],
+)
+def test_error_reason_names_the_problem_never_the_value(typed: Any, reason: str) -> None:
+    # Reasons reach logs (CloudWatch, _errors/): the kind of problem, a type name or a known
+    # tag, but never the value itself nor a key that is not a type tag.
+    assert _error({"attr": typed}).reason == reason
+
+
+def test_number_set_member_beyond_decimals_exponent_range_is_an_item_error() -> None:
+    # Valid JSON, so the fast walk takes it; ordering the set needs its Decimal, which raised
+    # decimal.InvalidOperation out of the codec before.
+    huge = "1e999999999999999999999"
+    error = _error({"ns": {"NS": ["1", huge]}})
+    assert error.path == "$.ns.NS[1]"
+    assert error.reason == "N exponent is too large to be a DynamoDB number"
+    with pytest.raises(InvalidItemError):
+        item_to_data_bytes({"ns": {"NS": [huge]}}, consume=True)
+
+
+def test_consumed_decode_error_says_how_to_get_the_path_without_quoting_a_key() -> None:
+    with pytest.raises(InvalidItemError) as caught:
+        item_to_data_bytes({"a": {"M": {"b": {"card-4111": "x"}}}}, consume=True)
+    assert caught.value.path == "$"
+    assert caught.value.reason == (
+        "invalid item (KeyError); decode a copy without consume for the attribute path"
+    )
 
 
 def test_invalid_item_error_is_narrow_and_a_value_error() -> None:

@@ -471,3 +471,63 @@ def test_one_broken_value_anywhere_is_named_by_its_path(
         item_to_data(bad_item)
     assert caught.value.path == where
     item_to_data(export)  # the item as it was is fine: the broken value alone is the fault
+
+
+# --- privacy: an error names the path and the problem, never the value -------------------
+
+# Longer than any generated name (at most 6 characters), so it can only reach a message
+# through a value. Put where values, tags and members go, valid base64 and invalid alike.
+SECRET = "S3CR3T-4111-1111-1111"
+SECRET_VALUES: list[Any] = [
+    {"N": SECRET},
+    {"N": "1e" + SECRET},
+    {"N": "NaN" + SECRET},
+    {"B": SECRET},
+    {"B": SECRET + "=="},
+    {"S": [SECRET]},
+    {"S": {"S": SECRET}},
+    {"BOOL": SECRET},
+    {"NULL": SECRET},
+    {"M": SECRET},
+    {"M": [SECRET]},
+    {"L": SECRET},
+    {"SS": SECRET},
+    {"NS": SECRET},
+    {"BS": SECRET},
+    {SECRET: "x"},  # a key where a type tag belongs
+    {SECRET.lower(): SECRET},
+    {"S": "x", SECRET: SECRET},
+    {"street": SECRET, "card": SECRET},  # a plain object where a typed value belongs
+    SECRET,
+    [SECRET],
+]
+SECRET_MEMBERS: dict[str, list[Any]] = {
+    "SS": [[SECRET], {"S": SECRET}],
+    "NS": [SECRET, " " + SECRET, "1e999999999999999999999"],
+    "BS": [SECRET, SECRET + "==", [SECRET]],
+}
+
+
+@settings(max_examples=BROKEN_EXAMPLES, deadline=None)
+@given(items.filter(bool), st.data())
+def test_a_broken_value_never_appears_in_the_error(
+    item: dict[str, Any], data: st.DataObject
+) -> None:
+    _, export = marshal(item)
+    candidates = [
+        (name, path, steps, tag)
+        for name, typed in export.items()
+        for path, steps, tag in sites(typed, f"$.{segment(name)}", [])
+    ]
+    name, where, steps, tag = data.draw(st.sampled_from(candidates))
+    broken = data.draw(st.sampled_from(SECRET_MEMBERS[tag] if tag else SECRET_VALUES))
+    bad_item = {**export, name: replaced(export[name], steps, broken)}
+    with pytest.raises(InvalidItemError) as caught:
+        item_to_data(bad_item)
+    assert caught.value.path == where
+    assert where in str(caught.value)
+    assert SECRET not in str(caught.value)
+    # Decoding in place (the backfill's fast path) reports without the path, and as cleanly.
+    with pytest.raises(InvalidItemError) as consumed:
+        item_to_data_bytes(json.loads(json.dumps(bad_item)), consume=True)
+    assert SECRET not in str(consumed.value)

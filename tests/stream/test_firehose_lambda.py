@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from dynamo_lake import firehose_lambda
 from dynamo_lake.cdc import (
     row_from_full_export_line,
     row_from_incremental_export_line,
@@ -327,3 +328,138 @@ def test_an_oversized_response_is_reported(caplog: pytest.LogCaptureFixture) -> 
     error = orjson.loads(next(r for r in caplog.records if r.levelname == "ERROR").getMessage())
     assert error["event"] == "response_too_large"
     assert "BufferSizeInMBs" in error["fix"]
+
+
+# --- every record answered on its own; nothing in the logs but ids, paths and kinds -------
+
+SECRET = "S3CR3T-4111-1111-1111"
+
+
+def test_each_record_is_answered_on_its_own_whatever_it_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = stream_record("INSERT", new=KEYS)
+    event = firehose_event(
+        good,
+        stream_record("INSERT", new=KEYS, when=1e300),  # type: ignore[arg-type]
+        stream_record("INSERT", new=KEYS, when=1_717_243_200),  # epoch seconds
+        stream_record("INSERT", new=KEYS, when=1_717_243_200_000_000_000),  # nanoseconds
+        b'{"eventSource": "aws:dynamodb", "dynamodb": {"ApproximateCreationDateTime": NaN}}',
+        stream_record("INSERT", new=KEYS, when=-1),
+        good,
+    )
+    records = event["records"]
+    records.insert(1, None)  # a null record
+    records.insert(3, "not a record")  # a record that is not an object
+    records.insert(5, {"data": records[0]["data"]})  # no recordId
+    records.insert(6, {"recordId": 7, "data": records[0]["data"]})  # recordId not a string
+    with caplog.at_level(logging.DEBUG, logger="dynamo_lake.firehose_lambda"):
+        answers = transform_event(event)["records"]
+    assert [(a["recordId"], a["result"]) for a in answers] == [
+        ("r00000", "Ok"),
+        ("r00001", "ProcessingFailed"),  # 1e300
+        ("r00002", "ProcessingFailed"),  # seconds
+        ("r00003", "ProcessingFailed"),  # nanoseconds
+        ("r00004", "ProcessingFailed"),  # NaN: not JSON
+        ("r00005", "ProcessingFailed"),  # negative
+        ("r00006", "Ok"),
+    ]
+    by_id = {
+        record["recordId"]: record
+        for record in records
+        if isinstance(record, dict) and isinstance(record.get("recordId"), str)
+    }
+    for answer in answers[1:-1]:
+        assert answer["data"] == by_id[answer["recordId"]]["data"]  # the original, unchanged
+    logged = [orjson.loads(record.getMessage()) for record in caplog.records]
+    skipped = [entry for entry in logged if entry["event"] == "record_without_id"]
+    assert [entry["index"] for entry in skipped] == [1, 3, 5, 6]
+    assert all(set(entry) == {"event", "invocation_id", "index"} for entry in skipped)
+    reasons = {e["record_id"]: e["reason"] for e in logged if e["event"] == "record_failed"}
+    assert "looks like epoch seconds" in reasons["r00002"]
+    assert "looks like epoch nanoseconds" in reasons["r00003"]
+    assert "1e+300 is not a time in either unit" in reasons["r00001"]
+    assert "not UTF-8 JSON" in reasons["r00004"]
+    summary = logged[-1]
+    assert (summary["records"], summary["ok"], summary["failed"], summary["without_id"]) == (
+        11,
+        2,
+        5,
+        4,
+    )
+
+
+def test_an_unexpected_exception_fails_only_its_record_and_logs_only_its_class(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(change: dict[str, Any]) -> Any:
+        if change["dynamodb"]["NewImage"].get("boom"):
+            raise RuntimeError(f"cannot handle {SECRET}")
+        return real(change)
+
+    real = firehose_lambda.row_from_stream_record
+    monkeypatch.setattr(firehose_lambda, "row_from_stream_record", explode)
+    event = firehose_event(
+        stream_record("INSERT", new=KEYS),
+        stream_record("INSERT", new={**KEYS, "boom": {"S": SECRET}}),
+        stream_record("INSERT", new=KEYS),
+    )
+    with caplog.at_level(logging.DEBUG, logger="dynamo_lake.firehose_lambda"):
+        answers = transform_event(event)["records"]
+    assert [a["result"] for a in answers] == ["Ok", "ProcessingFailed", "Ok"]
+    assert answers[1]["data"] == event["records"][1]["data"]
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    entry = orjson.loads(error.getMessage())
+    assert entry["event"] == "record_failed"
+    assert entry["reason"] == "unexpected RuntimeError while transforming the record"
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+
+SECRET_NEW_IMAGES = {
+    "NewImage.total": {**KEYS, "total": {"N": SECRET}},
+    "NewImage.pic": {**KEYS, "pic": {"B": SECRET}},
+    "NewImage.pic2": {**KEYS, "pic2": {"B": SECRET + "=="}},
+    "NewImage.name": {**KEYS, "name": {"N": {"S": SECRET}}},
+    "NewImage.flag": {**KEYS, "flag": {"BOOL": SECRET}},
+    "NewImage.tag": {**KEYS, "tag": {SECRET: "x"}},
+    "NewImage.two": {**KEYS, "two": {"S": "x", SECRET: SECRET}},
+    "NewImage.plain": {**KEYS, "plain": {"street": SECRET, "city": SECRET}},
+    "NewImage.lines.L[2].M.price": {
+        **KEYS,
+        "lines": {"L": [{"M": {}}, {"NULL": True}, {"M": {"price": {"N": "12" + SECRET}}}]},
+    },
+    "NewImage.info.M.tags.SS[1]": {**KEYS, "info": {"M": {"tags": {"SS": ["a", [SECRET]]}}}},
+}
+
+
+def test_no_log_record_carries_item_content_while_paths_are_named(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payloads: list[bytes | dict[str, Any]] = [
+        stream_record("INSERT", new=image) for image in SECRET_NEW_IMAGES.values()
+    ]
+    bad_keys = {"pk": {"S": "customer#1"}, "sk": {"N": SECRET}}
+    remove = stream_record("REMOVE")
+    remove["dynamodb"]["Keys"] = bad_keys
+    payloads += [
+        remove,  # a REMOVE without OldImage: the keys are the data
+        stream_record("INSERT", new=KEYS, table=f"other {SECRET}"),  # dropped: DEBUG log
+        {"eventSource": f"aws:s3 {SECRET}", "eventName": "INSERT"},
+        {"eventSource": "aws:dynamodb", "eventName": SECRET + " !", "dynamodb": {}},
+        ('{"eventSource": "aws:dynamodb", "card": "' + SECRET).encode(),  # truncated JSON
+        stream_record("INSERT", new={**KEYS, "when": {"S": SECRET}}, when=1_717_243_200),
+    ]
+    monkeypatch.setenv("SOURCE_TABLE_NAME", "orders")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    with caplog.at_level(logging.DEBUG, logger="dynamo_lake.firehose_lambda"):
+        answers = handler(firehose_event(*payloads), None)["records"]
+    assert len(answers) == len(payloads)
+    assert [a["result"] for a in answers].count("Ok") == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert any('"event":"record_dropped"' in message for message in messages)
+    assert all(SECRET not in message for message in messages)
+    reasons = [orjson.loads(m)["reason"] for m in messages if '"record_failed"' in m]
+    for path in [*SECRET_NEW_IMAGES, "Keys.sk"]:
+        assert any(f"invalid DynamoDB attribute at {path}: " in r for r in reasons), path
+    # Outside the original data handed back for the error prefix, the answers are clean too.
+    assert all(SECRET not in orjson.dumps({**a, "data": ""}).decode() for a in answers)
