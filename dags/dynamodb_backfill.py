@@ -108,6 +108,14 @@ TIME_FORMAT_HINT = "UTC, ISO-8601, e.g. 2024-06-01T12:00:00Z"
             title="Dry run",
             description="Check the table and times and show the plan; export and write nothing.",
         ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Write even if the lake already holds these events",
+            description="A backfill whose events the lake already holds (a full export at "
+            "the same export time, or an overlapping window) is refused. Tick to write it "
+            "anyway; readers then see those events twice and must deduplicate by uuid.",
+        ),
     },
 )
 def dynamodb_backfill() -> None:
@@ -128,7 +136,7 @@ def dynamodb_backfill() -> None:
     ) -> list[dict[str, Any]]:
         from dynamo_lake.airflow import backfill_tasks
 
-        return backfill_tasks.plan_conversion(planned, list(exports))
+        return backfill_tasks.plan_conversion(planned, backfill_tasks.materialize(exports))
 
     @task(max_active_tis_per_dagrun=8)
     def convert(batch: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +157,12 @@ def dynamodb_backfill() -> None:
 
         from dynamo_lake.airflow import backfill_tasks
 
-        summary = backfill_tasks.commit(planned, list(exports), list(batches), run_id)
+        summary = backfill_tasks.commit(
+            planned,
+            backfill_tasks.materialize(exports),
+            backfill_tasks.materialize(batches),
+            run_id,
+        )
         outlet_events[LAKE_TABLES].add(
             Asset(name=f"dynamo_lake/{summary['table']}", uri=summary["lake_uri"]),
             extra={key: summary[key] for key in ("rows", "files", "bad_lines", "record_uri")}

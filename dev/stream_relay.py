@@ -51,6 +51,7 @@ from dynamo_lake.firehose_lambda import transform_event
 from dynamo_lake.lake_query import latest_state
 from dynamo_lake.lake_writer import (
     LakeTable,
+    Stage,
     StagedWriter,
     WriterSettings,
     partition_of,
@@ -343,12 +344,13 @@ class StreamRelay:
                 rows.append(_row_from_output(answer))
             elif answer["result"] == "ProcessingFailed":
                 failures.append(_error_record(record, answer))
-        with StagedWriter(self.table, group, SOURCE, self.settings) as writer:
+        stage = Stage(group, "relay")
+        with StagedWriter(self.table, stage, SOURCE, self.settings) as writer:
             writer.write(sorted(rows, key=lambda row: row.time_stamp))
         errors = self.table.errors(group, "processing-failed")
         if failures:
             errors.write_bytes(b"\n".join(failures) + b"\n")
-        files = publish(self.table, group, writer.staged)
+        files = publish(self.table, stage, writer.staged, about={"kind": "stream"})
         return BatchResult(
             group, len(batch), counts["Ok"], counts["Dropped"], counts["ProcessingFailed"], files
         )

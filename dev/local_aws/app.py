@@ -97,6 +97,7 @@ class LocalAwsApp:
         self._tables: dict[tuple[str, str], TableHistory] = {}
         self._tables_lock = threading.RLock()
         self._write_lock = threading.RLock()
+        self._conditional_writes = threading.Lock()
         self._request = threading.local()
         self.exports = ExportService(self.settings, self.clock, store, self._table_by_arn)
 
@@ -108,6 +109,11 @@ class LocalAwsApp:
             return self._control(environ, start_response, path[len(CONTROL_PREFIX) :])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith(DYNAMODB_TARGET_PREFIX):
+            if "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ:
+                # S3 decides a conditional write atomically; moto checks, then writes, on
+                # a threaded server: serialise them so two can never both succeed.
+                with self._conditional_writes:
+                    return list(self.inner(environ, start_response))
             return self.inner(environ, start_response)
         operation = target[len(DYNAMODB_TARGET_PREFIX) :]
         body = self._read_body(environ)

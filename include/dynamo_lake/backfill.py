@@ -25,12 +25,25 @@ from typing import Any, Literal
 import orjson
 from botocore.exceptions import ClientError
 
+from dynamo_lake.cdc import datetime_to_micros, micros_to_datetime
 from dynamo_lake.config import TableConfig
+from dynamo_lake.contract import (
+    END_YEAR,
+    FIRST_YEAR,
+    TIME_RANGE_END_MICROS,
+    TIME_RANGE_START_MICROS,
+)
 from dynamo_lake.convert import FileConversion, convert_data_file, publish_export
 from dynamo_lake.errors import DynamoLakeError
-from dynamo_lake.export_reader import ExportManifest, read_manifest
-from dynamo_lake.lake_writer import LakeTable, StagedFile, WriterSettings
-from dynamo_lake.storage import S3Options, resolve
+from dynamo_lake.export_reader import (
+    FULL_EXPORT,
+    INCREMENTAL_EXPORT,
+    ExportManifest,
+    ExportSummary,
+    read_manifest,
+)
+from dynamo_lake.lake_writer import LakeTable, Stage, StagedFile, WriterSettings, read_published
+from dynamo_lake.storage import Location, S3Options, resolve
 
 __all__ = [
     "BackfillPlan",
@@ -99,21 +112,39 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+#: The contract's time range: no table has a restorable moment before DynamoDB's launch, and
+#: a time past 2100 is a typo. Both bounds keep every later step (partitions, tokens) in range.
+FIRST_MOMENT = micros_to_datetime(TIME_RANGE_START_MICROS)
+LAST_MOMENT = micros_to_datetime(TIME_RANGE_END_MICROS)
+
+
 def _parse_time(value: str | datetime | None, name: str) -> datetime | None:
+    """An ISO-8601 / RFC 3339 time (``T`` and ``Z`` in either case) as an aware UTC time."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         moment = value
     else:
+        text = str(value).strip()
         try:
-            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+            # RFC 3339 (the form's "date-time") allows a lowercase t and z.
+            moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
         except ValueError:
             raise ExportWindowError(
                 f"{name} {value!r} is not an ISO-8601 time; write e.g. 2024-06-01T12:00:00Z"
             ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = LAST_MOMENT  # beyond what a datetime holds in UTC: refused just below
+    if not FIRST_MOMENT <= moment < LAST_MOMENT:
+        raise ExportWindowError(
+            f"{name} {value!r} is outside {FIRST_YEAR}-{END_YEAR - 1} (DynamoDB's lifetime): "
+            "check the year"
+        )
+    return moment
 
 
 @dataclass(frozen=True)
@@ -158,6 +189,31 @@ class ExportRequest:
             }
         return arguments
 
+    def expected_summary(self) -> ExportSummary:
+        """What the export's manifest-summary.json will say about its time, before it runs.
+
+        AWS records export times in milliseconds, so the requested time is cut to them.
+        """
+        if self.mode == "full":
+            moment = datetime_to_micros(datetime.fromisoformat(str(self.export_time)))
+            return ExportSummary(
+                export_arn=f"{self.table_arn}/export/(planned)",
+                export_type=FULL_EXPORT,
+                output_format="DYNAMODB_JSON",
+                item_count=0,
+                manifest_files_key="",
+                export_time=moment - moment % 1000,
+            )
+        return ExportSummary(
+            export_arn=f"{self.table_arn}/export/(planned)",
+            export_type=INCREMENTAL_EXPORT,
+            output_format="DYNAMODB_JSON",
+            item_count=0,
+            manifest_files_key="",
+            export_from_time=datetime_to_micros(datetime.fromisoformat(str(self.export_from))),
+            export_to_time=datetime_to_micros(datetime.fromisoformat(str(self.export_to))),
+        )
+
     def describe(self) -> str:
         if self.mode == "full":
             return f"full export of {self.table} at {self.export_time}"
@@ -173,7 +229,12 @@ class ExportRequest:
 
 @dataclass(frozen=True)
 class BackfillPlan:
-    """What a run will do: the exports in order, and whether it only looks (dry run)."""
+    """What a run will do: the exports in order, and whether it only looks (dry run).
+
+    ``request`` is what the run asked for (its params); ``run_id`` the run. The plan of a
+    run is stored (:func:`store_plan`) and reused when any of its tasks is cleared, so the
+    run exports the same moment however often it is re-run.
+    """
 
     table: str
     mode: Mode
@@ -183,6 +244,9 @@ class BackfillPlan:
     dry_run: bool = False
     compression: str = "zstd"
     notes: tuple[str, ...] = field(default=())
+    force: bool = False
+    run_id: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,8 +257,55 @@ class BackfillPlan:
             "dry_run": self.dry_run,
             "compression": self.compression,
             "notes": list(self.notes),
+            "force": self.force,
+            "run_id": self.run_id,
+            "request": self.request,
             "exports": [request.to_json() for request in self.exports],
         }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> BackfillPlan:
+        return cls(
+            table=str(raw["table"]),
+            mode=raw["mode"],
+            lake_uri=str(raw["lake_uri"]),
+            exports=tuple(ExportRequest.from_json(item) for item in raw["exports"]),
+            pitr_window=str(raw["pitr_window"]),
+            dry_run=bool(raw.get("dry_run")),
+            compression=str(raw.get("compression") or "zstd"),
+            notes=tuple(raw.get("notes") or ()),
+            force=bool(raw.get("force")),
+            run_id=str(raw.get("run_id") or ""),
+            request=dict(raw.get("request") or {}),
+        )
+
+
+PLAN_FILE = "backfill-plan.json"
+
+
+def run_prefix(config: TableConfig, run_key: str) -> str:
+    """The run's folder in the export bucket: its exports and its stored plan live there."""
+    return f"{config.export_prefix.strip('/')}/{_safe(run_key)}"
+
+
+def plan_uri(config: TableConfig, run_key: str) -> str:
+    return f"s3://{config.export_bucket}/{run_prefix(config, run_key)}/{PLAN_FILE}"
+
+
+def load_plan(location: Location) -> BackfillPlan | None:
+    """The plan a run stored earlier, or ``None``."""
+    if not location.exists():
+        return None
+    try:
+        return BackfillPlan.from_json(orjson.loads(location.read_bytes()))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise SourceError(
+            f"{location.uri} is not a backfill plan ({exc!r}); delete it to plan the run again"
+        ) from None
+
+
+def store_plan(location: Location, plan: BackfillPlan) -> None:
+    location.write_bytes(orjson.dumps(plan.to_json(), option=orjson.OPT_INDENT_2))
 
 
 def _error_code(exc: ClientError) -> str:
@@ -276,6 +387,7 @@ def plan_backfill(
     export_to: str | datetime | None = None,
     compression: str | None = None,
     dry_run: bool = False,
+    force: bool = False,
 ) -> BackfillPlan:
     """Check the requested times against the PITR window and decide the exports.
 
@@ -283,7 +395,7 @@ def plan_backfill(
     ClientTokens, so the same run asks for the same exports however often it is retried.
     """
     notes: list[str] = []
-    prefix = f"{config.export_prefix.strip('/')}/{_safe(run_key)}"
+    prefix = run_prefix(config, run_key)
     template = ExportRequest(
         table=config.name,
         table_arn=table_arn,
@@ -321,6 +433,20 @@ def plan_backfill(
         if end is None:
             end = window.latest
             notes.append(f"export_to not given: using the latest restorable time {_iso(end)}")
+            if start >= end:
+                raise ExportWindowError(
+                    f"export_from {_iso(start)} is not before the latest restorable time "
+                    f"{_iso(end)}: the window would be empty; choose an earlier start"
+                )
+        if start > end:
+            raise ExportWindowError(
+                f"export_from {_iso(start)} is after export_to {_iso(end)}: swap them"
+            )
+        if start == end:
+            raise ExportWindowError(
+                f"export_from and export_to are both {_iso(start)}: the window is empty; "
+                "an incremental export covers at least 15 minutes"
+            )
         if end - start < MIN_WINDOW:
             raise ExportWindowError(
                 f"the window [{_iso(start)}, {_iso(end)}) is shorter than DynamoDB's 15-minute "
@@ -358,7 +484,21 @@ def plan_backfill(
         dry_run=dry_run,
         compression=compression or config.compression,
         notes=tuple(notes),
+        force=force,
+        run_id=run_key,
+        request={
+            "mode": mode,
+            "export_time": _text(export_time),
+            "export_from": _text(export_from),
+            "export_to": _text(export_to),
+            "compression": compression,
+            "force": force,
+        },
     )
+
+
+def _text(value: str | datetime | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else (value or None)
 
 
 def _safe(text: str) -> str:
@@ -437,6 +577,12 @@ def describe_export(dynamodb: Any, export_arn: str) -> ExportState:
 # --- conversion in batches -------------------------------------------------------------
 
 
+def run_attempt(run_key: str) -> str:
+    """The lake writer's attempt name for a run: every task of the run shares its staging,
+    and no other run or CLI invocation touches it."""
+    return f"run-{hashlib.sha256(run_key.encode()).hexdigest()[:16]}"
+
+
 def plan_batches(
     manifest: ExportManifest, target_bytes: int, max_batches: int = 1024
 ) -> list[list[str]]:
@@ -467,8 +613,8 @@ def plan_batches(
     return batches
 
 
-def _receipt_location(table: LakeTable, export_id: str, batch: int) -> Any:
-    return table.staging(export_id).child(RECEIPTS, f"batch-{batch:05d}.json")
+def _receipt_location(table: LakeTable, stage: Stage, batch: int) -> Location:
+    return table.staging(stage).child(RECEIPTS, f"batch-{batch:05d}.json")
 
 
 def convert_batch(
@@ -478,20 +624,23 @@ def convert_batch(
     batch: int,
     s3: S3Options | None = None,
     compression: str = "zstd",
+    *,
+    attempt: str,
 ) -> dict[str, Any]:
     """Convert some data files of an export into staging and leave a receipt; return counts."""
     manifest = read_manifest(manifest_uri, s3)
     table = LakeTable(resolve(lake_uri, s3))
+    stage = Stage(manifest.summary.export_id, attempt)
     settings = WriterSettings(compression=compression)  # type: ignore[arg-type]
     conversions = [
-        convert_data_file(manifest, manifest.data_file(key), table, settings) for key in keys
+        convert_data_file(manifest, manifest.data_file(key), table, stage, settings) for key in keys
     ]
     receipt = {
         "export_id": manifest.summary.export_id,
         "batch": batch,
         "files": [_conversion_json(conversion) for conversion in conversions],
     }
-    _receipt_location(table, manifest.summary.export_id, batch).write_bytes(orjson.dumps(receipt))
+    _receipt_location(table, stage, batch).write_bytes(orjson.dumps(receipt))
     return {
         "export_id": manifest.summary.export_id,
         "batch": batch,
@@ -512,51 +661,73 @@ def _conversion_from_json(raw: dict[str, Any]) -> FileConversion:
     return FileConversion(staged=staged, **raw)
 
 
+def _time_text(micros: int | None) -> str | None:
+    return None if micros is None else _iso(micros_to_datetime(micros))
+
+
 def commit_exports(
     exports: Sequence[dict[str, Any]],
     lake_uri: str,
     batches_per_export: dict[str, int],
     s3: S3Options | None = None,
     max_bad_lines: int = 0,
+    *,
+    run_id: str,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     """Verify and publish each export's batches, in the order given; return per-export facts.
 
     ``exports`` are dicts with ``manifest_uri`` (and anything else worth recording);
-    ``batches_per_export`` maps an export id to how many batches were planned for it.
+    ``batches_per_export`` maps an export id to how many batches were planned for it. Times
+    reported are the export's own (manifest-summary.json: AWS keeps milliseconds), with
+    what the run asked for beside them.
     """
     table = LakeTable(resolve(lake_uri, s3))
+    attempt = run_attempt(run_id)
     committed = []
     for export in exports:
         manifest = read_manifest(export["manifest_uri"], s3)
-        export_id = manifest.summary.export_id
-        conversions: list[FileConversion] = []
-        for batch in range(batches_per_export.get(export_id, 0)):
-            receipt_location = _receipt_location(table, export_id, batch)
-            if not receipt_location.exists():
-                if (
-                    table.published_record(export_id).exists()
-                    and not table.staging(export_id).exists()
-                ):
-                    break  # published by an earlier attempt of this commit
-                raise DynamoLakeError(
-                    f"batch {batch} of export {export_id} has no receipt; re-run its conversion"
-                )
-            receipt = orjson.loads(receipt_location.read_bytes())
-            conversions += [_conversion_from_json(item) for item in receipt["files"]]
-        if conversions:
-            published = publish_export(manifest, table, conversions, max_bad_lines)
+        summary = manifest.summary
+        stage = Stage(summary.export_id, attempt)
+        receipts = [
+            _receipt_location(table, stage, batch)
+            for batch in range(batches_per_export.get(summary.export_id, 0))
+        ]
+        missing = [receipt for receipt in receipts if not receipt.exists()]
+        earlier = read_published(table, summary.export_id)
+        if not missing:
+            conversions = [
+                _conversion_from_json(item)
+                for receipt in receipts
+                for item in orjson.loads(receipt.read_bytes())["files"]
+            ]
+            published = publish_export(
+                manifest, table, stage, conversions, max_bad_lines, run=run_id, force=force
+            )
             rows = sum(c.rows for c in conversions)
             bad = sum(c.bad_lines for c in conversions)
-        else:  # already published: report what the record says
-            record = orjson.loads(table.published_record(export_id).read_bytes())
-            published = [entry["path"] for entry in record["files"]]
-            rows, bad = int(record["rows"]), 0
+        elif (
+            earlier is not None
+            and earlier.state == "published"
+            and earlier.about.get("run") == run_id
+        ):  # an earlier attempt of this commit published it and cleared its staging
+            published = sorted(earlier.paths)
+            rows, bad = earlier.rows, summary.item_count - earlier.rows
+        else:
+            raise DynamoLakeError(
+                f"{missing[0].uri} is missing: a batch of export {summary.export_id} was not "
+                "converted by this run; clear the run's convert tasks to convert it again"
+            )
         committed.append(
             {
                 **export,
-                "export_id": export_id,
-                "export_type": manifest.summary.export_type,
-                "item_count": manifest.summary.item_count,
+                "export_id": summary.export_id,
+                "export_type": summary.export_type,
+                "item_count": summary.item_count,
+                "requested_export_time": export.get("export_time"),
+                "export_time": _time_text(summary.export_time),
+                "export_from": _time_text(summary.export_from_time),
+                "export_to": _time_text(summary.export_to_time),
                 "rows": rows,
                 "bad_lines": bad,
                 "files": len(published),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -51,8 +52,20 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="lines that may fail to parse (kept under _errors/) before the export fails",
     )
+    convert.add_argument(
+        "--force",
+        action="store_true",
+        help="convert even if the lake already holds this export's events from another "
+        "export (same export time or an overlapping window); readers then see them twice",
+    )
     convert.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds like an error: worker processes are terminated and the staging
+    # of this invocation is removed, as on Ctrl-C.
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1 or args.max_bad_lines < 0:
         print("dynamo-lake: --workers must be >= 1 and --max-bad-lines >= 0", file=sys.stderr)
         return EXIT_USAGE
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         result = convert_export(
             args.source,
@@ -72,9 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             compression=args.compression,
             workers=args.workers,
             max_bad_lines=args.max_bad_lines,
+            force=args.force,
         )
     except DynamoLakeError as exc:
         print(f"dynamo-lake: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # a store failing in a way the core did not name: still one line
+        print(f"dynamo-lake: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
     print(orjson.dumps(result.summary()).decode())
     return 0

@@ -22,6 +22,11 @@ class InvalidItemError(DynamoLakeError, ValueError):
         self.reason = reason
         super().__init__(f"invalid DynamoDB attribute at {path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[InvalidItemError], tuple[str, str]]:
+        # Errors cross process boundaries (conversion workers); pickle rebuilds them with
+        # the constructor's arguments, not with ``args`` (the formatted message).
+        return type(self), (self.path, self.reason)
+
 
 class InvalidRecordError(DynamoLakeError, ValueError):
     """An export line or stream record lacks what a CDC row needs (keys, images, times)."""
@@ -42,6 +47,9 @@ class ExportIntegrityError(DynamoLakeError):
         self.reason = reason
         super().__init__(f"{location}: {reason}")
 
+    def __reduce__(self) -> tuple[type[ExportIntegrityError], tuple[str, str]]:
+        return type(self), (self.location, self.reason)
+
 
 class LakeWriteError(DynamoLakeError):
     """Rows could not be written to, or published in, the lake."""
@@ -49,3 +57,7 @@ class LakeWriteError(DynamoLakeError):
 
 class StorageError(DynamoLakeError):
     """A local path or S3 URI cannot be resolved or read."""
+
+
+class DuplicateEventsError(DynamoLakeError):
+    """The lake already holds the events an export would add (the same moment or window)."""

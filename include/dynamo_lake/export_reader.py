@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,13 @@ log = logging.getLogger(__name__)
 FULL_EXPORT = "FULL_EXPORT"
 INCREMENTAL_EXPORT = "INCREMENTAL_EXPORT"
 _CHUNK = 1 << 20
+#: The longest data line we accept. A DynamoDB item is at most 400 KB; its DynamoDB JSON
+#: (type tags, escapes, base64) stays far below this, so a longer "line" is not an item
+#: (a corrupt or hostile file) and is refused before it can exhaust memory.
+MAX_LINE_BYTES = 32 << 20
+#: ExportId as AWS writes it: "0" + epoch milliseconds (13 digits) + "-" + 8 hex digits.
+EXPORT_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{8}$")
+_DATA_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,150}\.(json|ion)\.gz$")
 
 
 @dataclass(frozen=True)
@@ -71,11 +79,19 @@ class ExportSummary:
 
     @property
     def export_id(self) -> str:
+        """The ARN's last segment; checked against :data:`EXPORT_ID` when parsed."""
         return self.export_arn.rsplit("/", 1)[-1]
 
     @property
     def is_incremental(self) -> bool:
         return self.export_type == INCREMENTAL_EXPORT
+
+    @property
+    def window(self) -> tuple[int, int] | None:
+        """``[exportFromTime, exportToTime)`` in µs for an incremental export."""
+        if self.export_from_time is None or self.export_to_time is None:
+            return None
+        return self.export_from_time, self.export_to_time
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,8 @@ class DataFile:
 
     @property
     def stem(self) -> str:
-        """The file's name without folders or ``.json.gz``: unique within an export."""
+        """The file's name without folders or ``.json.gz``: unique within an export
+        (:func:`read_manifest` refuses a manifest where it is not)."""
         name = self.key.rsplit("/", 1)[-1]
         for suffix in (".json.gz", ".ion.gz", ".gz"):
             if name.endswith(suffix):
@@ -198,7 +215,87 @@ def _parse_summary(raw: dict[str, Any], uri: str) -> ExportSummary:
         raise ExportFormatError(f"{uri}: unknown exportType {summary.export_type!r}")
     if summary.export_type == FULL_EXPORT and summary.export_time is None:
         raise ExportFormatError(f"{uri}: a full export's summary needs exportTime")
+    if "/export/" not in summary.export_arn or not EXPORT_ID.match(summary.export_id):
+        # The id names the lake files and folders of the export: never trust its shape.
+        raise ExportFormatError(
+            f"{uri}: exportArn {summary.export_arn!r} does not end in /export/<ExportId> "
+            "shaped like 01700000000000-a1b2c3d4; is this a DynamoDB export's summary?"
+        )
+    if summary.item_count < 0:
+        raise ExportFormatError(f"{uri}: itemCount {summary.item_count} is negative")
+    window = summary.window
+    if summary.is_incremental and window is not None and not window[0] < window[1]:
+        raise ExportFormatError(
+            f"{uri}: exportFromTime is not before exportToTime; the summary is damaged"
+        )
+    folder = summary.manifest_files_key.rsplit("/", 2)
+    if (
+        len(folder) != 3
+        or folder[2] != "manifest-files.json"
+        or folder[1] != summary.export_id
+        or _has_dot_segments(summary.manifest_files_key)
+    ):
+        raise ExportFormatError(
+            f"{uri}: manifestFilesS3Key {summary.manifest_files_key!r} is not "
+            f"<prefix>/AWSDynamoDB/{summary.export_id}/manifest-files.json"
+        )
     return summary
+
+
+def _has_dot_segments(key: str) -> bool:
+    return key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/"))
+
+
+def _data_file(entry: object) -> DataFile:
+    if not isinstance(entry, dict):
+        raise TypeError(f"a line must be an object, got {type(entry).__name__}")
+    key, count, md5 = entry["dataFileS3Key"], entry["itemCount"], entry["md5Checksum"]
+    if not isinstance(key, str) or not key:
+        raise ValueError("dataFileS3Key must be a non-empty string")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError("itemCount must be a whole number >= 0")
+    if not isinstance(md5, str):
+        raise ValueError("md5Checksum must be a string")
+    etag = entry.get("etag")
+    return DataFile(key=key, item_count=count, md5_checksum=md5, etag=str(etag) if etag else None)
+
+
+def _check_data_files(
+    data_files: list[DataFile], summary: ExportSummary, where: str
+) -> tuple[DataFile, ...]:
+    """Refuse keys outside the export's AWSDynamoDB folder, repeated keys or file names.
+
+    Output files are named after the data file's name, so two listed files sharing a name
+    (or one listed twice) would overwrite each other's rows in the lake.
+    """
+    folder = summary.manifest_files_key.rsplit("/", 2)[0] + "/"
+    by_stem: dict[str, str] = {}
+    for data_file in data_files:
+        name = data_file.key.rsplit("/", 1)[-1]
+        if (
+            not data_file.key.startswith(folder)
+            or _has_dot_segments(data_file.key)
+            or not _DATA_FILE_NAME.match(name)
+            or ".." in name
+        ):
+            raise ExportIntegrityError(
+                where,
+                f"dataFileS3Key {data_file.key!r} is not a data file below {folder} "
+                "(<name>.json.gz); the manifest is damaged or not this export's",
+            )
+        if data_file.stem in by_stem:
+            what = (
+                "is listed twice"
+                if by_stem[data_file.stem] == data_file.key
+                else (f"has the same file name as {by_stem[data_file.stem]}")
+            )
+            raise ExportIntegrityError(
+                where,
+                f"data file {data_file.key} {what}; its rows would be counted twice or "
+                "overwrite each other. The manifest is damaged: export again",
+            )
+        by_stem[data_file.stem] = data_file.key
+    return tuple(data_files)
 
 
 def read_manifest(source: str, s3: S3Options | None = None) -> ExportManifest:
@@ -224,30 +321,27 @@ def read_manifest(source: str, s3: S3Options | None = None) -> ExportManifest:
         if not line.strip():
             continue
         try:
-            entry = orjson.loads(line)
-            data_files.append(
-                DataFile(
-                    key=str(entry["dataFileS3Key"]),
-                    item_count=int(entry["itemCount"]),
-                    md5_checksum=str(entry["md5Checksum"]),
-                    etag=entry.get("etag"),
-                )
-            )
+            data_files.append(_data_file(orjson.loads(line)))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ExportIntegrityError(
-                f"{files_location.uri}:{number}", f"not a manifest-files.json line ({exc!r})"
+                f"{files_location.uri}:{number}", f"not a manifest-files.json line ({exc})"
             ) from None
-    listed = sum(data_file.item_count for data_file in data_files)
+    checked = _check_data_files(data_files, summary, files_location.uri)
+    listed = sum(data_file.item_count for data_file in checked)
     if listed != summary.item_count:
         raise ExportIntegrityError(
             files_location.uri,
             f"data files list {listed} items but manifest-summary.json says {summary.item_count}",
         )
-    return ExportManifest(summary_location.uri, root, summary, tuple(data_files))
+    return ExportManifest(summary_location.uri, root, summary, checked)
 
 
 def _gzip_chunks(location: Location, expected_md5: str) -> Iterator[bytes]:
-    """Decompressed chunks of one gzip object, checking its MD5 and completeness."""
+    """Decompressed chunks of one gzip object, checking its MD5 and completeness.
+
+    Each chunk is at most 1 MiB however well the input compresses (a gzip bomb inflates
+    in bounded pieces, never all at once).
+    """
     digest = hashlib.md5(usedforsecurity=False)
     decompressor = zlib.decompressobj(wbits=31)
     member_open = False  # bytes fed to a gzip member whose end we have not seen yet
@@ -257,18 +351,27 @@ def _gzip_chunks(location: Location, expected_md5: str) -> Iterator[bytes]:
         raise ExportIntegrityError(
             location.uri, "listed in manifest-files.json but missing"
         ) from None
+    except OSError as exc:
+        raise StorageError(f"cannot read {location.uri}: {exc}") from None
     with stream:
-        while compressed := stream.read(_CHUNK):
+        while compressed := _read(stream, location):
             digest.update(compressed)
             try:
-                while compressed:
+                while True:
                     member_open = True
-                    yield decompressor.decompress(compressed)
-                    compressed = b""
+                    out = decompressor.decompress(compressed, _CHUNK)
+                    if out:
+                        yield out
                     if decompressor.eof:  # concatenated gzip members are legal
                         member_open = False
                         compressed = decompressor.unused_data
                         decompressor = zlib.decompressobj(wbits=31)
+                        if not compressed:
+                            break
+                        continue
+                    compressed = decompressor.unconsumed_tail
+                    if not compressed and len(out) < _CHUNK:
+                        break  # input used up and no output held back
             except zlib.error as exc:
                 raise ExportIntegrityError(location.uri, f"corrupt gzip data ({exc})") from None
     if member_open:
@@ -281,14 +384,32 @@ def _gzip_chunks(location: Location, expected_md5: str) -> Iterator[bytes]:
         )
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
-    """Batches of complete lines (without newlines) from a stream of byte chunks."""
+def _read(stream: Any, location: Location) -> bytes:
+    try:
+        return bytes(stream.read(_CHUNK))
+    except OSError as exc:
+        raise StorageError(f"cannot read {location.uri}: {' '.join(str(exc).split())}") from None
+
+
+def _lines(chunks: Iterator[bytes], where: str) -> Iterator[list[bytes]]:
+    """Batches of complete lines (without newlines) from a stream of byte chunks.
+
+    A line longer than :data:`MAX_LINE_BYTES` raises instead of growing without bound.
+    """
     pending = b""
+    lines = 0
     for chunk in chunks:
         if not chunk:
             continue
         parts = (pending + chunk).split(b"\n")
         pending = parts.pop()
+        lines += len(parts)
+        if len(pending) > MAX_LINE_BYTES:
+            raise ExportIntegrityError(
+                f"{where}:{lines + 1}",
+                f"line longer than {MAX_LINE_BYTES >> 20} MiB: not a DynamoDB item "
+                "(items are at most 400 KB); the file is corrupt",
+            )
         if parts:
             yield parts
     if pending:
@@ -300,9 +421,9 @@ RowBuilder = Callable[..., CdcRow]
 
 def _row_builder(summary: ExportSummary) -> RowBuilder:
     if summary.is_incremental:
-        view = summary.output_view
+        view, window = summary.output_view, summary.window
         return lambda line, consume=False: row_from_incremental_export_line(
-            line, view, consume=consume
+            line, view, window=window, consume=consume
         )
     export_time = summary.export_time
     assert export_time is not None
@@ -338,7 +459,7 @@ def read_rows(
     bad_seen = 0
     line_number = 0
     loads = orjson.loads
-    for lines in _lines(_gzip_chunks(location, data_file.md5_checksum)):
+    for lines in _lines(_gzip_chunks(location, data_file.md5_checksum), location.uri):
         batch: list[CdcRow] = []
         append = batch.append
         for line in lines:

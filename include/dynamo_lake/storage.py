@@ -5,20 +5,57 @@ A location is either an ``s3://bucket/key`` URI or a local path. Both resolve to
 branch on the store. S3 settings come from :class:`S3Options` (the Airflow side fills it
 from a connection) or, when absent, from the usual AWS environment variables, with
 ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) honoured for local emulators.
+
+Every S3 request is retried with the SDK's standard mode (exponential backoff with jitter)
+so throttling (503 SlowDown) and 500s are ridden out; what still fails becomes a
+:class:`StorageError` naming the object, never a raw ``OSError``.
+
+:func:`acquire_lease` is the one mutual-exclusion primitive (a publish holds one per
+group): an S3 object created with a conditional write (``If-None-Match: *``, taken over
+from an expired holder with ``If-Match``), or a local file locked with ``flock``, which the
+kernel releases when its process dies.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
-from dataclasses import dataclass
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
+import orjson
 from pyarrow import fs as pafs
 
+from dynamo_lake.contract import valid_bucket_name
 from dynamo_lake.errors import StorageError
 
-__all__ = ["Location", "S3Options", "resolve", "split_s3_uri"]
+__all__ = [
+    "S3_MAX_ATTEMPTS",
+    "Lease",
+    "LeaseHeldError",
+    "Location",
+    "S3Options",
+    "acquire_lease",
+    "resolve",
+    "split_s3_uri",
+]
+
+#: Attempts per S3 request (the SDK's standard retry mode: exponential backoff with jitter,
+#: capped at 20 s a wait), enough to ride out sustained throttling without hanging forever.
+#: ``DYNAMO_LAKE_S3_MAX_ATTEMPTS`` overrides it.
+S3_MAX_ATTEMPTS = 10
+
+
+def s3_max_attempts() -> int:
+    configured = os.environ.get("DYNAMO_LAKE_S3_MAX_ATTEMPTS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else S3_MAX_ATTEMPTS
 
 
 @dataclass(frozen=True)
@@ -28,8 +65,8 @@ class S3Options:
     endpoint_url: str | None = None
     region: str | None = None
     access_key: str | None = None
-    secret_key: str | None = None
-    session_token: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> S3Options:
@@ -40,7 +77,9 @@ class S3Options:
         )
 
     def filesystem(self) -> pafs.S3FileSystem:
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, object] = {
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=s3_max_attempts())
+        }
         if self.endpoint_url:
             parsed = urlparse(self.endpoint_url)
             kwargs["endpoint_override"] = parsed.netloc or parsed.path
@@ -55,6 +94,24 @@ class S3Options:
                 kwargs["session_token"] = self.session_token
         return pafs.S3FileSystem(**kwargs)
 
+    def client(self) -> Any:
+        """A boto3 S3 client with the same endpoint, region, credentials and retries."""
+        import boto3
+        from botocore.config import Config
+
+        kwargs: dict[str, Any] = {
+            "config": Config(retries={"mode": "standard", "max_attempts": s3_max_attempts()})
+        }
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.region:
+            kwargs["region_name"] = self.region
+        if self.access_key and self.secret_key:
+            kwargs["aws_access_key_id"] = self.access_key
+            kwargs["aws_secret_access_key"] = self.secret_key
+            kwargs["aws_session_token"] = self.session_token
+        return boto3.client("s3", **kwargs)
+
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
@@ -64,6 +121,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Location:
     """A place in a store: the filesystem, a path inside it, and how to name it to people."""
@@ -71,6 +132,7 @@ class Location:
     filesystem: pafs.FileSystem
     path: str
     uri: str
+    s3: S3Options | None = field(default=None, repr=False, compare=False)
 
     def child(self, *parts: str) -> Location:
         suffix = "/".join(part.strip("/") for part in parts if part)
@@ -80,15 +142,28 @@ class Location:
             self.filesystem,
             f"{self.path.rstrip('/')}/{suffix}",
             f"{self.uri.rstrip('/')}/{suffix}",
+            self.s3,
         )
 
     @property
     def is_s3(self) -> bool:
         return self.uri.startswith("s3://")
 
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def _info(self) -> pafs.FileInfo:
+        try:
+            return self.filesystem.get_file_info(self.path)
+        except OSError as exc:
+            raise StorageError(f"cannot look at {self.uri}: {_one_line(exc)}") from None
+
     def exists(self) -> bool:
-        info = self.filesystem.get_file_info(self.path)
-        return bool(info.type != pafs.FileType.NotFound)
+        return bool(self._info().type != pafs.FileType.NotFound)
+
+    def is_file(self) -> bool:
+        return bool(self._info().type == pafs.FileType.File)
 
     def read_bytes(self) -> bytes:
         try:
@@ -97,7 +172,7 @@ class Location:
         except FileNotFoundError:
             raise StorageError(f"{self.uri} does not exist") from None
         except OSError as exc:
-            raise StorageError(f"cannot read {self.uri}: {exc}") from None
+            raise StorageError(f"cannot read {self.uri}: {_one_line(exc)}") from None
 
     def write_bytes(self, payload: bytes) -> None:
         """Write a whole object. On S3 a PUT appears only when complete; locally, a rename."""
@@ -112,16 +187,276 @@ class Location:
             temporary.write_bytes(payload)
             os.replace(temporary, target)
         except OSError as exc:
-            raise StorageError(f"cannot write {self.uri}: {exc}") from None
+            raise StorageError(f"cannot write {self.uri}: {_one_line(exc)}") from None
+
+    def copy_to(self, target: Location) -> None:
+        """Make ``target`` a whole copy of this object (replacing it), never a partial one.
+
+        S3: a server-side copy, which appears whole. Locally: a hard link (or a copy where
+        links do not work) under a temporary name, renamed into place.
+        """
+        try:
+            if self.is_s3:
+                self.filesystem.copy_file(self.path, target.path)
+                return
+            destination = Path(target.path)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            temporary = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
+            temporary.unlink(missing_ok=True)
+            try:
+                os.link(self.path, temporary)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(self.path, temporary)
+            try:
+                os.replace(temporary, destination)
+            finally:
+                temporary.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot copy {self.uri} to {target.uri}: {_one_line(exc)}"
+            ) from None
+
+    def delete(self) -> None:
+        """Remove this object if it exists."""
+        try:
+            if self.is_s3:
+                self.filesystem.delete_file(self.path)
+            else:
+                Path(self.path).unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.uri}: {_one_line(exc)}") from None
+
+    def delete_tree(self) -> None:
+        """Remove this folder and everything below it, if it exists."""
+        try:
+            if self.exists():
+                self.filesystem.delete_dir(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.uri}: {_one_line(exc)}") from None
+
+    def list_files(self) -> list[Location]:
+        """The objects directly inside this folder (none when it does not exist), by name."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=False)
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.uri}: {_one_line(exc)}") from None
+        names = sorted(info.base_name for info in infos if info.type == pafs.FileType.File)
+        return [self.child(name) for name in names]
+
+    def bucket_and_key(self) -> tuple[str, str]:
+        return split_s3_uri(self.uri)
+
+    def check_folder(self, role: str) -> None:
+        """Refuse, in plain words, a folder that cannot hold what we write into it.
+
+        ``role`` names the folder for the message (e.g. ``--lake``). Local: the path and its
+        parents must be folders (or not yet exist). S3: the bucket must exist.
+        """
+        if self.is_s3:
+            bucket, _ = self.bucket_and_key()
+            info = self.filesystem.get_file_info(bucket) if bucket else None
+            if info is None or info.type == pafs.FileType.NotFound:
+                raise StorageError(
+                    f"{role} {self.uri}: S3 bucket {bucket!r} does not exist (or this identity "
+                    "may not see it); create it or fix the bucket name"
+                )
+            return
+        path = Path(self.path)
+        for candidate in (path, *path.parents):
+            if candidate.exists() or candidate.is_symlink():
+                if not candidate.is_dir():
+                    what = "is" if candidate == path else f"is below {candidate}, which is"
+                    raise StorageError(
+                        f"{role} {self.uri} {what} a file, not a folder; give a folder path"
+                    )
+                if not os.access(candidate, os.W_OK | os.X_OK):
+                    raise StorageError(
+                        f"{role} {self.uri}: {candidate} is not writable; fix its permissions "
+                        "or choose another folder"
+                    )
+                return
 
 
 def resolve(location: str, s3: S3Options | None = None) -> Location:
     """Resolve an ``s3://`` URI or a local path to a :class:`Location`."""
+    if not location or not location.strip():
+        raise StorageError("empty location: give an s3://bucket/key URI or a folder path")
     if location.startswith("s3://"):
         bucket, key = split_s3_uri(location)
+        if not valid_bucket_name(bucket):
+            raise StorageError(
+                f"{location}: {bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, "
+                "digits, dots and hyphens)"
+            )
+        if any(part in (".", "..") for part in key.split("/")):
+            raise StorageError(f"{location}: '.' and '..' are not allowed in an S3 key")
         options = s3 or S3Options.from_env()
-        return Location(options.filesystem(), f"{bucket}/{key}".rstrip("/"), location.rstrip("/"))
+        try:
+            filesystem = options.filesystem()
+        except OSError as exc:
+            raise StorageError(f"cannot reach S3 for {location}: {_one_line(exc)}") from None
+        return Location(filesystem, f"{bucket}/{key}".rstrip("/"), location.rstrip("/"), options)
     if "://" in location:
         raise StorageError(f"unsupported location {location!r}: use s3://bucket/key or a path")
     path = str(Path(location).expanduser().resolve())
     return Location(pafs.LocalFileSystem(), path, path)
+
+
+# --- leases ----------------------------------------------------------------------------
+
+
+class LeaseHeldError(StorageError):
+    """Another writer holds the lease (and it has not expired)."""
+
+
+@dataclass
+class Lease:
+    """An exclusive hold on ``location``: :meth:`keep` while working, :meth:`release` after."""
+
+    location: Location
+    owner: str
+    ttl: float
+    etag: str | None = None  # S3: the lease object's ETag, for conditional renewal
+    handle: int | None = None  # local: the flock'ed file descriptor
+    renewed: float = field(default_factory=time.monotonic)
+
+    def keep(self) -> None:
+        """Renew an S3 lease once a third of its time has passed (local leases need not)."""
+        if self.handle is not None or time.monotonic() - self.renewed < self.ttl / 3:
+            return
+        client = self.location.s3.client() if self.location.s3 else S3Options.from_env().client()
+        bucket, key = self.location.bucket_and_key()
+        try:
+            response = client.put_object(
+                Bucket=bucket, Key=key, Body=_lease_body(self.owner, self.ttl), IfMatch=self.etag
+            )
+        except Exception as exc:  # botocore's ClientError; imported lazily
+            raise LeaseHeldError(
+                f"lost the lease {self.location.uri} ({_one_line(exc)}): another writer took "
+                "it over after it expired; stop and re-run"
+            ) from None
+        self.etag = response.get("ETag")
+        self.renewed = time.monotonic()
+
+    def release(self) -> None:
+        if self.handle is not None:
+            os.close(self.handle)  # closing drops the flock
+            self.handle = None
+            return
+        client = self.location.s3.client() if self.location.s3 else S3Options.from_env().client()
+        bucket, key = self.location.bucket_and_key()
+        # Delete only our own lease: a holder that overran its time may have been replaced.
+        # (The check and the delete are two requests; the window between them is small.)
+        current = _read_s3_lease(client, bucket, key)
+        if current is not None and current[1] == self.etag:
+            client.delete_object(Bucket=bucket, Key=key)
+
+
+def _lease_body(owner: str, ttl: float) -> bytes:
+    now = datetime.now(UTC)
+    return orjson.dumps(
+        {
+            "owner": owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "acquired": now.isoformat(),
+            "expires": (now + timedelta(seconds=ttl)).isoformat(),
+        }
+    )
+
+
+def _read_s3_lease(client: Any, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    try:
+        body = orjson.loads(response["Body"].read())
+    except orjson.JSONDecodeError:
+        body = {}
+    return (body if isinstance(body, dict) else {}), str(response.get("ETag"))
+
+
+def _held_message(location: Location, holder: dict[str, Any]) -> str:
+    who = f"{holder.get('owner', '?')} on {holder.get('host', '?')} (pid {holder.get('pid', '?')})"
+    return (
+        f"{location.uri} is held by {who} since {holder.get('acquired', '?')} until "
+        f"{holder.get('expires', '?')}: another run is working on the same thing. Wait for it "
+        f"and re-run; if that run died, re-run after {holder.get('expires', 'it expires')} "
+        f"(or delete {location.uri})"
+    )
+
+
+def acquire_lease(location: Location, owner: str, ttl: float = 900.0) -> Lease:
+    """Take the lease at ``location`` for ``owner`` or raise :class:`LeaseHeldError`.
+
+    An S3 lease held by the same ``owner`` (a retried task) or past its expiry is taken
+    over atomically (``If-Match`` on the ETag that was read); a local one is free as soon
+    as its holder's process ends.
+    """
+    if not location.is_s3:
+        return _acquire_local(location, owner, ttl)
+    from botocore.exceptions import ClientError
+
+    client = location.s3.client() if location.s3 else S3Options.from_env().client()
+    bucket, key = location.bucket_and_key()
+    body = _lease_body(owner, ttl)
+    try:
+        response = client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+        return Lease(location, owner, ttl, etag=response.get("ETag"))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise StorageError(f"cannot create {location.uri}: {code}: {exc}") from None
+    current = _read_s3_lease(client, bucket, key)
+    if current is None:  # released between our two requests: try once more from scratch
+        return acquire_lease(location, owner, ttl)
+    holder, etag = current
+    expires = _parse_expiry(holder.get("expires"))
+    if holder.get("owner") != owner and expires > datetime.now(UTC):
+        raise LeaseHeldError(_held_message(location, holder))
+    try:
+        response = client.put_object(Bucket=bucket, Key=key, Body=body, IfMatch=etag)
+    except ClientError:
+        raise LeaseHeldError(_held_message(location, holder)) from None
+    return Lease(location, owner, ttl, etag=response.get("ETag"))
+
+
+def _parse_expiry(text: object) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)  # unreadable: treat as expired
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _acquire_local(location: Location, owner: str, ttl: float) -> Lease:
+    path = Path(location.path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"cannot create {location.uri}: {_one_line(exc)}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = orjson.loads(path.read_bytes() or b"{}")
+        except (OSError, orjson.JSONDecodeError):
+            holder = {}
+        os.close(handle)
+        raise LeaseHeldError(_held_message(location, holder)) from None
+    os.ftruncate(handle, 0)
+    os.pwrite(handle, _lease_body(owner, ttl), 0)
+    return Lease(location, owner, ttl, handle=handle)

@@ -36,7 +36,19 @@ class Scenario:
         return self.aws.client(service, max_attempts=3)
 
 
-TABLE_ENTRIES = ["full", "incremental", "split", "rerun", "dry", "badtime", "nopitr", "nobucket"]
+TABLE_ENTRIES = [
+    "full",
+    "incremental",
+    "split",
+    "rerun",
+    "cleared",
+    "expired",
+    "twice",
+    "dry",
+    "badtime",
+    "nopitr",
+    "nobucket",
+]
 
 
 def tables_yaml() -> dict[str, Any]:

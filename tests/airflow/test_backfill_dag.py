@@ -3,6 +3,7 @@ real Parquet in its S3, DuckDB to read it back."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +61,7 @@ UNSET = {
     "export_to": None,
     "compression": "table default",
     "dry_run": False,
+    "force": False,
 }
 
 
@@ -111,6 +113,12 @@ def test_full_backfill_lands_the_table_in_the_lake(backfill_dag: Any, scenario: 
     assert export["export_arn"].startswith("arn:aws:dynamodb:us-east-1:")
     assert export["item_count"] == export["rows"] == len(rows)
     assert record["run_id"] == dag_run.run_id
+    # The record states the export's own time (the manifest's, in AWS's milliseconds), the
+    # time every row carries, beside the time the run asked for (microseconds).
+    (stamp,) = {stamp for _, _, stamp, _ in rows}
+    assert export["export_time"] == stamp.isoformat().replace("+00:00", "Z")
+    assert stamp.microsecond % 1000 == 0
+    assert export["requested_export_time"]
 
     # The asset event for the lake table carries the figures.
     from airflow.models.asset import AssetEvent
@@ -120,6 +128,7 @@ def test_full_backfill_lands_the_table_in_the_lake(backfill_dag: Any, scenario: 
         events = session.query(AssetEvent).filter(AssetEvent.source_run_id == dag_run.run_id).all()
         (event,) = events
         assert event.extra["rows"] == len(rows)
+        assert event.extra["exports"][0]["export_time"] == export["export_time"]
         assert event.asset.uri == load_tables().table("full").lake_uri
 
 
@@ -149,7 +158,7 @@ def test_incremental_backfill_writes_each_change(
 
 
 def test_a_window_over_24_hours_is_split_into_consecutive_exports(
-    backfill_dag: Any, scenario: Scenario
+    backfill_dag: Any, scenario: Scenario, capfd: pytest.CaptureFixture[str]
 ) -> None:
     before = len(exports_of(scenario))
     conf = {
@@ -163,6 +172,9 @@ def test_a_window_over_24_hours_is_split_into_consecutive_exports(
     assert dag_run.state == DagRunState.SUCCESS, states(dag_run)
     assert len(exports_of(scenario)) == before + 2
     assert states(dag_run)["export"] == [TaskInstanceState.SUCCESS] * 2
+    # Reading the mapped exports' results reads no XCom past the end (an error line each).
+    output = capfd.readouterr()
+    assert "XCom not found" not in output.out + output.err
     rows = lake_rows(scenario, "split")
     # Every item was inserted in the first part; the churn falls in it too.
     assert len({data for _, op, _, data in rows if op != "D"}) >= 100
@@ -215,6 +227,89 @@ def test_rerunning_the_same_run_reuses_the_export_and_rewrites_the_same_files(
     assert leftovers == []
 
 
+def _visible_files(scenario: Scenario, entry: str) -> list[str]:
+    from pyarrow.fs import FileSelector
+
+    lake = _lake(scenario, entry)
+    return sorted(
+        info.path
+        for info in lake.filesystem.get_file_info(
+            FileSelector(lake.path, recursive=True, allow_not_found=True)
+        )
+        if info.path.endswith(".parquet") and "/_" not in info.path[len(lake.path) :]
+    )
+
+
+def test_clearing_a_run_without_an_export_time_reuses_its_moment(
+    backfill_dag: Any, scenario: Scenario
+) -> None:
+    """The run resolves "the latest restorable time" once: clearing it (plan included) a
+    little later must not export a newer moment and orphan the first export's files."""
+    before = len(exports_of(scenario))
+    moment = datetime.now().astimezone() - timedelta(minutes=2)
+    conf = {"table": "cleared", "mode": "full"}
+    first = run(backfill_dag, conf, logical_date=moment, run_after=moment)
+    assert first.state == DagRunState.SUCCESS, states(first)
+    files_first, rows_first = _visible_files(scenario, "cleared"), lake_rows(scenario, "cleared")
+    time.sleep(2.5)  # the table's latest restorable time moves on (the stack's lag is 1 s)
+    second = run(backfill_dag, conf, logical_date=moment, run_after=moment)
+    assert second.run_id == first.run_id
+    assert second.state == DagRunState.SUCCESS, states(second)
+    assert len(exports_of(scenario)) == before + 1
+    assert _visible_files(scenario, "cleared") == files_first
+    assert lake_rows(scenario, "cleared") == rows_first
+
+
+def test_a_run_cleared_after_its_client_token_expired_replaces_its_first_export(
+    backfill_dag: Any, scenario: Scenario
+) -> None:
+    """AWS forgets a ClientToken after 8 hours: a run cleared later starts a second export
+    of the same moment. Its commit publishes the new export and retires the first."""
+    before = len(exports_of(scenario))
+    moment = datetime.now().astimezone() - timedelta(minutes=3)
+    conf = {"table": "expired", "mode": "full"}
+    first = run(backfill_dag, conf, logical_date=moment, run_after=moment)
+    assert first.state == DagRunState.SUCCESS, states(first)
+    files_first, rows_first = _visible_files(scenario, "expired"), lake_rows(scenario, "expired")
+    scenario.aws.update_settings(client_token_ttl_seconds=0.001)
+    try:
+        second = run(backfill_dag, conf, logical_date=moment, run_after=moment)
+    finally:
+        scenario.aws.restore_settings()
+        scenario.aws.update_settings(export_delay_seconds=0.0)
+    assert second.state == DagRunState.SUCCESS, states(second)
+    assert len(exports_of(scenario)) == before + 2  # a second export of the same moment
+    files_second = _visible_files(scenario, "expired")
+    assert files_second and not set(files_second) & set(files_first)  # the first is retired
+    assert lake_rows(scenario, "expired") == rows_first  # the same events, once
+
+
+def test_a_second_backfill_of_the_same_moment_is_refused_unless_forced(
+    backfill_dag: Any, scenario: Scenario, capfd: pytest.CaptureFixture[str]
+) -> None:
+    conf = {"table": "twice", "mode": "full", "export_time": scenario.changes_to.isoformat()}
+    first = run(backfill_dag, conf)
+    assert first.state == DagRunState.SUCCESS, states(first)
+    rows = lake_rows(scenario, "twice")
+    before = len(exports_of(scenario))
+    capfd.readouterr()
+
+    second = run(backfill_dag, conf)
+    assert second.run_id != first.run_id
+    assert second.state == DagRunState.FAILED
+    assert states(second)["plan"] == [TaskInstanceState.FAILED]
+    output = capfd.readouterr()
+    assert "already holds the events of a full export" in output.out + output.err
+    assert len(exports_of(scenario)) == before  # refused before exporting
+    assert lake_rows(scenario, "twice") == rows
+
+    forced = run(backfill_dag, {**conf, "force": True})
+    assert forced.state == DagRunState.SUCCESS, states(forced)
+    again = lake_rows(scenario, "twice")
+    assert len(again) == 2 * len(rows)
+    assert {row[0] for row in again} == {row[0] for row in rows}  # the same events, twice
+
+
 def test_dry_run_plans_and_writes_nothing(backfill_dag: Any, scenario: Scenario) -> None:
     before = len(exports_of(scenario))
     dag_run = run(backfill_dag, {"table": "dry", "mode": "full", "dry_run": True})
@@ -231,7 +326,7 @@ def test_dry_run_plans_and_writes_nothing(backfill_dag: Any, scenario: Scenario)
     ("conf", "message"),
     [
         (
-            {"table": "badtime", "mode": "full", "export_time": "2001-01-01T00:00:00Z"},
+            {"table": "badtime", "mode": "full", "export_time": "2013-01-01T00:00:00Z"},
             "outside the table's point-in-time window",
         ),
         ({"table": "badtime", "mode": "incremental"}, "needs export_from"),

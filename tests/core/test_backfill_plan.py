@@ -255,25 +255,61 @@ def test_incremental_rejects_export_time() -> None:
         )
 
 
+def _incremental(export_from: str | None, export_to: str | None) -> Any:
+    return plan_backfill(
+        _config(),
+        ARN,
+        WINDOW,
+        mode="incremental",
+        run_key="r",
+        export_from=export_from,
+        export_to=export_to,
+    )
+
+
+def test_incremental_window_shorter_than_15_minutes() -> None:
+    with pytest.raises(ExportWindowError, match="shorter than DynamoDB's 15-minute minimum"):
+        _incremental("2024-05-20T00:00:00Z", "2024-05-20T00:14:59Z")
+
+
 @pytest.mark.parametrize(
-    ("export_from", "export_to"),
+    ("export_from", "export_to", "expected"),
     [
-        ("2024-05-20T00:00:00Z", "2024-05-20T00:14:59Z"),
-        ("2024-05-20T00:00:00Z", "2024-05-20T00:00:00Z"),
-        ("2024-05-20T01:00:00Z", "2024-05-20T00:00:00Z"),  # reversed
+        # Reversed bounds are a swap, not a short window.
+        ("2024-05-20T01:00:00Z", "2024-05-20T00:00:00Z", "is after export_to .* swap them"),
+        ("2024-05-20T00:00:00Z", "2024-05-20T00:00:00Z", "both 2024-05-20T00:00:00Z: .* empty"),
+        # A start after the latest restorable time with no end: the window would be empty.
+        ("2024-06-02T00:00:00Z", None, "not before the latest restorable time .* earlier start"),
     ],
 )
-def test_incremental_window_shorter_than_15_minutes(export_from: str, export_to: str) -> None:
-    with pytest.raises(ExportWindowError, match="shorter than DynamoDB's 15-minute minimum"):
-        plan_backfill(
-            _config(),
-            ARN,
-            WINDOW,
-            mode="incremental",
-            run_key="r",
-            export_from=export_from,
-            export_to=export_to,
-        )
+def test_incremental_bounds_in_the_wrong_order_name_the_real_problem(
+    export_from: str, export_to: str | None, expected: str
+) -> None:
+    with pytest.raises(ExportWindowError, match=expected) as caught:
+        _incremental(export_from, export_to)
+    assert "15-minute" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "export_time",
+    [
+        "9999-12-31T23:59:59-14:00",  # beyond datetime's range once in UTC (OverflowError)
+        "0001-01-01T00:00:00+14:00",
+        "1970-01-01T00:00:00Z",
+        "2200-01-01T00:00:00Z",
+    ],
+)
+def test_absurd_years_are_refused_in_plain_words(export_time: str) -> None:
+    with pytest.raises(ExportWindowError, match="outside 2012-2099 .* check the year"):
+        plan_backfill(_config(), ARN, WINDOW, mode="full", run_key="r", export_time=export_time)
+
+
+def test_a_lowercase_rfc3339_time_is_accepted() -> None:
+    # The trigger form's "date-time" format is RFC 3339, which allows a lowercase t and z.
+    plan = plan_backfill(
+        _config(), ARN, WINDOW, mode="full", run_key="r", export_time="2024-05-20t02:30:00z"
+    )
+    assert plan.exports[0].export_time == "2024-05-20T02:30:00+00:00"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -18,8 +19,16 @@ from dynamo_lake import backfill
 from dynamo_lake.airflow.hooks import aws_client, s3_options
 from dynamo_lake.catalog import CatalogError, ensure_glue_table
 from dynamo_lake.config import ConfigError, TableConfig, load_tables
-from dynamo_lake.errors import ExportFormatError, ExportIntegrityError, InvalidRecordError
+from dynamo_lake.convert import check_not_in_lake
+from dynamo_lake.errors import (
+    DuplicateEventsError,
+    ExportFormatError,
+    ExportIntegrityError,
+    InvalidRecordError,
+)
 from dynamo_lake.export_reader import read_manifest
+from dynamo_lake.lake_writer import LakeTable
+from dynamo_lake.storage import S3Options, resolve
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -35,9 +44,11 @@ PERMANENT = (
     ExportFormatError,
     InvalidRecordError,
     CatalogError,
+    DuplicateEventsError,
 )
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def fails_fast(function: Callable[P, R]) -> Callable[P, R]:
@@ -51,6 +62,15 @@ def fails_fast(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def materialize(values: Sequence[T]) -> list[T]:
+    """A mapped task's outputs as a list, read in one request.
+
+    ``list()`` over Airflow's lazy XCom sequence reads item by item until one past the end,
+    and that last read logs an "XCom not found" error in the scheduler for every run.
+    """
+    return list(values[:])
+
+
 def _table(name: str) -> TableConfig:
     return load_tables().table(name)
 
@@ -62,10 +82,15 @@ def _compression(chosen: str | None) -> str | None:
 
 @fails_fast
 def plan(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Validate the request against the table and PITR, and decide the exports."""
+    """Validate the request against the table and PITR, and decide the exports.
+
+    The first plan of a run is stored beside its exports and reused when the run (or this
+    task) is cleared, so "the latest restorable time" is resolved once per run.
+    """
     config = _table(params["table"])
     dynamodb = aws_client("dynamodb", config.aws_conn_id, config.region)
     s3 = aws_client("s3", config.aws_conn_id, config.region)
+    options = s3_options(config.aws_conn_id, config.region)
     table_arn, window = backfill.check_source(dynamodb, s3, config)
     decided = backfill.plan_backfill(
         config,
@@ -78,7 +103,19 @@ def plan(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         export_to=params.get("export_to"),
         compression=_compression(params.get("compression")),
         dry_run=bool(params.get("dry_run")),
+        force=bool(params.get("force")),
     )
+    stored_at = resolve(backfill.plan_uri(config, run_id), options)
+    stored = backfill.load_plan(stored_at)
+    if stored is not None and stored.request == decided.request:
+        log.info("reusing the plan this run stored at %s", stored_at.uri)
+        decided = replace(stored, dry_run=decided.dry_run)
+    elif not decided.dry_run:
+        if stored is not None:
+            log.warning("the stored plan %s was for other params; planning again", stored_at.uri)
+        backfill.store_plan(stored_at, decided)
+    if not decided.dry_run:
+        _refuse_repeated_events(config, decided, options)
     for note in decided.notes:
         log.info("%s", note)
     for request in decided.exports:
@@ -86,6 +123,21 @@ def plan(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     if decided.dry_run:
         log.info("dry run: nothing will be exported or written")
     return decided.to_json()
+
+
+def _refuse_repeated_events(
+    config: TableConfig, decided: backfill.BackfillPlan, options: S3Options
+) -> None:
+    """Refuse, before exporting, a full export at a moment (or a window) the lake holds.
+
+    The commit checks again against the export's real time; this saves a 10-minute export
+    that would be refused. The export's time is rounded to AWS's milliseconds first.
+    """
+    table = LakeTable(resolve(decided.lake_uri, options))
+    for request in decided.exports:
+        check_not_in_lake(
+            table, request.expected_summary(), run=decided.run_id, force=decided.force
+        )
 
 
 @fails_fast
@@ -107,11 +159,13 @@ def plan_conversion(planned: dict[str, Any], exports: list[dict[str, Any]]) -> l
         batches += [
             {
                 "table": config.name,
+                "lake_uri": planned["lake_uri"],
                 "manifest_uri": export["manifest_uri"],
                 "export_id": manifest.summary.export_id,
                 "keys": keys,
                 "batch": number,
                 "compression": planned["compression"],
+                "attempt": backfill.run_attempt(planned["run_id"]),
             }
             for number, keys in enumerate(groups)
         ]
@@ -125,10 +179,11 @@ def convert(batch: dict[str, Any]) -> dict[str, Any]:
     counts = backfill.convert_batch(
         batch["manifest_uri"],
         batch["keys"],
-        config.lake_uri,
+        batch["lake_uri"],
         batch["batch"],
         s3_options(config.aws_conn_id, config.region),
         compression=batch["compression"],
+        attempt=batch["attempt"],
     )
     log.info("batch %s of %s: %s", batch["batch"], counts["export_id"], counts)
     return counts
@@ -154,10 +209,12 @@ def commit(
     ordered = sorted(exports, key=lambda item: item["sequence"])
     committed = backfill.commit_exports(
         ordered,
-        config.lake_uri,
+        planned["lake_uri"],
         _batches_per_export(batches),
         options,
         max_bad_lines=config.max_bad_lines,
+        run_id=run_id,
+        force=bool(planned.get("force")),
     )
     glue = aws_client("glue", config.aws_conn_id, config.region)
     catalog = ensure_glue_table(glue, config.glue_database, config.glue_table, config.lake_uri)
@@ -196,6 +253,7 @@ def commit(
                 "export_arn": item["export_arn"],
                 "rows": item["rows"],
                 "export_time": item.get("export_time"),
+                "requested_export_time": item.get("requested_export_time"),
                 "export_from": item.get("export_from"),
                 "export_to": item.get("export_to"),
             }
