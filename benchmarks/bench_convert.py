@@ -16,7 +16,7 @@ input, each in a fresh Python process so that its peak RSS (``ru_maxrss``) is it
     JSON are skipped, and ``json.dumps`` gets ``default=`` for the sets and datetimes that
     dynamodb-json produces (the real Lambda raises ``TypeError`` on those items).
 ``ours-w1`` / ``ours-w2``
-    ``dynamo_lake.convert.convert_export(summary, lake, compression=..., workers=N)``.
+    ``dynamo_lake.lake.conversion.convert_export(summary, lake, compression=..., workers=N)``.
 
 Timing covers the work only (imports and interpreter start-up are excluded). Rates are per
 input line (export item). With ``--skip-seed-above N`` the seed runs on its first N lines
@@ -265,7 +265,7 @@ def run_seed(summary_path: Path, out_dir: Path, limit: int | None) -> dict[str, 
 def run_ours(
     summary_path: Path, out_dir: Path, workers: int, compression: Compression
 ) -> dict[str, Any]:
-    from dynamo_lake.convert import convert_export
+    from dynamo_lake.lake.conversion import convert_export
 
     base = _maxrss_mb()
     started = time.perf_counter()

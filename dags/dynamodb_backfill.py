@@ -30,8 +30,10 @@ from typing import Any
 from airflow.sdk import AssetAlias, Param, dag, task
 
 from dynamo_lake.airflow.operators import DynamoDBExportOperator
-from dynamo_lake.config import ConfigError, load_tables
+from dynamo_lake.airflow.params import TIME_FORMAT_HINT, table_param, time_param
+from dynamo_lake.config import load_tables
 from dynamo_lake.contract import COMPRESSIONS
+from dynamo_lake.errors import ConfigError
 
 try:
     TABLES = load_tables()
@@ -41,7 +43,6 @@ except ConfigError as error:  # the import error shows this message, not our int
 LAKE_TABLES = AssetAlias(name="dynamo_lake_tables")
 # How often the triggerer asks DynamoDB about a running export (exports take 10+ minutes).
 EXPORT_POLL_SECONDS = float(os.environ.get("DYNAMO_LAKE_EXPORT_POLL_SECONDS", "30"))
-TIME_FORMAT_HINT = "UTC, ISO-8601, e.g. 2024-06-01T12:00:00Z"
 
 
 @dag(
@@ -58,13 +59,7 @@ TIME_FORMAT_HINT = "UTC, ISO-8601, e.g. 2024-06-01T12:00:00Z"
         "retry_delay": timedelta(minutes=1),
     },
     params={
-        "table": Param(
-            sorted(TABLES.tables)[0],
-            type="string",
-            enum=sorted(TABLES.tables),
-            title="Table",
-            description="A table configured in include/config/tables.yaml.",
-        ),
+        "table": table_param(TABLES.tables),
         "mode": Param(
             "full",
             type="string",
@@ -72,27 +67,17 @@ TIME_FORMAT_HINT = "UTC, ISO-8601, e.g. 2024-06-01T12:00:00Z"
             title="Export type",
             description="full: the table at one moment. incremental: the changes in a window.",
         ),
-        "export_time": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Export time (full)",
-            description=f"The moment to export ({TIME_FORMAT_HINT}). "
-            "Empty: the latest restorable time.",
+        "export_time": time_param(
+            "Export time (full)",
+            f"The moment to export ({TIME_FORMAT_HINT}). Empty: the latest restorable time.",
         ),
-        "export_from": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Window start (incremental, inclusive)",
-            description=f"{TIME_FORMAT_HINT}. At least 15 minutes before the end.",
+        "export_from": time_param(
+            "Window start (incremental, inclusive)",
+            f"{TIME_FORMAT_HINT}. At least 15 minutes before the end.",
         ),
-        "export_to": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Window end (incremental, exclusive)",
-            description=f"{TIME_FORMAT_HINT}. Empty: the latest restorable time. "
+        "export_to": time_param(
+            "Window end (incremental, exclusive)",
+            f"{TIME_FORMAT_HINT}. Empty: the latest restorable time. "
             "Windows over 24 hours become several exports.",
         ),
         "compression": Param(
@@ -128,53 +113,47 @@ def dynamodb_backfill() -> None:
     @task
     def exports_to_start(planned: dict[str, Any]) -> list[dict[str, Any]]:
         """The planned export requests; none on a dry run (so everything after is skipped)."""
-        return [] if planned["dry_run"] else list(planned["exports"])
-
-    @task
-    def plan_conversion(
-        planned: dict[str, Any], exports: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
         from dynamo_lake.airflow import backfill_tasks
 
-        return backfill_tasks.plan_conversion(planned, backfill_tasks.materialize(exports))
+        return backfill_tasks.exports_to_start(planned)
+
+    @task
+    def plan_conversion(planned: dict[str, Any], exports: Any, run_id: str) -> list[dict[str, Any]]:
+        from dynamo_lake.airflow import backfill_tasks, tasks
+
+        return backfill_tasks.plan_conversion(planned, tasks.materialize(exports), run_id)
 
     @task(max_active_tis_per_dagrun=8)
     def convert(batch: dict[str, Any]) -> dict[str, Any]:
-        from dynamo_lake.airflow import backfill_tasks
+        from dynamo_lake.airflow import tasks
 
-        return backfill_tasks.convert(batch)
+        return tasks.convert(batch)
 
     @task(outlets=[LAKE_TABLES])
     def commit(
         planned: dict[str, Any],
-        exports: list[dict[str, Any]],
-        batches: list[dict[str, Any]],
-        converted: list[dict[str, Any]],
+        exports: Any,
+        batches: Any,
+        converted: Any,
         run_id: str,
         outlet_events: Any = None,
     ) -> dict[str, Any]:
         from airflow.sdk import Asset
 
-        from dynamo_lake.airflow import backfill_tasks
+        from dynamo_lake.airflow import backfill_tasks, tasks
 
-        summary = backfill_tasks.commit(
-            planned,
-            backfill_tasks.materialize(exports),
-            backfill_tasks.materialize(batches),
-            run_id,
+        committed = backfill_tasks.commit(
+            planned, tasks.materialize(exports), tasks.materialize(batches), run_id
         )
-        outlet_events[LAKE_TABLES].add(
-            Asset(name=f"dynamo_lake/{summary['table']}", uri=summary["lake_uri"]),
-            extra={key: summary[key] for key in ("rows", "files", "bad_lines", "record_uri")}
-            | {"run_id": run_id, "exports": summary["exports"]},
-        )
-        return summary
+        name, uri, extra = backfill_tasks.lake_asset_event(committed)
+        outlet_events[LAKE_TABLES].add(Asset(name=name, uri=uri), extra=extra)
+        return committed
 
     @task(trigger_rule="none_failed")
     def summary(planned: dict[str, Any], committed: dict[str, Any] | None = None) -> dict[str, Any]:
         from dynamo_lake.airflow import backfill_tasks
 
-        return backfill_tasks.summarize(planned, committed)
+        return backfill_tasks.describe_run(planned, committed)
 
     planned = plan()
     exports = DynamoDBExportOperator.partial(

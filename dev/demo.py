@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "dev"))
 
 from dynamo_lake.config import load_tables  # noqa: E402
-from dynamo_lake.lake_query import latest_state, query_lake  # noqa: E402
+from dynamo_lake.lake.query import latest_state, query_lake  # noqa: E402
 from dynamo_lake.storage import S3Options  # noqa: E402
 from local_aws import EmulatorSettings, LocalAwsProcess  # noqa: E402
 from local_aws.seed import PARTITION_KEY, SORT_KEY, apply_churn, seed_sample_table  # noqa: E402

@@ -47,14 +47,14 @@ import orjson
 
 from dynamo_lake.cdc import CdcRow, datetime_to_micros
 from dynamo_lake.codec import item_to_data
+from dynamo_lake.contract import partition_of
 from dynamo_lake.firehose_lambda import transform_event
-from dynamo_lake.lake_query import latest_state
-from dynamo_lake.lake_writer import (
+from dynamo_lake.lake.query import latest_state
+from dynamo_lake.lake.writer import (
     LakeTable,
     Stage,
     StagedWriter,
     WriterSettings,
-    partition_of,
     publish,
 )
 from dynamo_lake.storage import S3Options, resolve
@@ -434,7 +434,7 @@ def stitched_demo(
     """
     import uuid as uuid_module
 
-    from dynamo_lake.convert import convert_export
+    from dynamo_lake.lake.conversion import convert_export
     from local_aws.seed import PARTITION_KEY, SORT_KEY, apply_churn, create_sample_table, load_items
 
     name = table_name or f"orders-{uuid_module.uuid4().hex[:8]}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,37 +24,63 @@ from urllib.parse import urlparse
 __all__ = ["FaultProxy", "FaultRule"]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
-_ERRORS = {
-    503: ("SlowDown", "Please reduce your request rate."),
-    500: ("InternalError", "We encountered an internal error. Please try again."),
+#: What AWS answers, by error code: (HTTP status, message, protocol). S3 speaks XML;
+#: DynamoDB (and other JSON APIs) a JSON body with ``__type``.
+ERRORS = {
+    "SlowDown": (503, "Please reduce your request rate.", "xml"),
+    "InternalError": (500, "We encountered an internal error. Please try again.", "xml"),
+    "ExpiredToken": (400, "The provided token has expired.", "xml"),
+    "ThrottlingException": (400, "Rate of requests exceeds the allowed throughput.", "json"),
+    "InternalServerError": (500, "Internal server error", "json"),
+    "UnrecognizedClientException": (
+        400,
+        "The security token included in the request is invalid.",
+        "json",
+    ),
+    "ExpiredTokenException": (400, "The security token included in the request is expired", "json"),
+    "AccessDeniedException": (400, "User is not authorized to perform this action", "json"),
+    "ValidationException": (400, "Invalid ExportArn", "json"),
+    "LimitExceededException": (400, "Too many concurrent exports", "json"),
 }
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
 @dataclass
 class FaultRule:
-    """Which requests fail: a share of those whose method and path match, reproducibly.
+    """Which requests fail, and how: a share of those that match, reproducibly.
 
     ``rate`` is the probability a matching request fails (1.0: every one); ``methods``
     limits it (empty: all); ``path_contains`` limits it to paths holding that text;
-    ``query_contains`` to query strings holding it (``uploadId`` picks multipart uploads).
+    ``query_contains`` to query strings holding it (``uploadId`` picks multipart uploads);
+    ``target_contains`` to JSON API operations (``X-Amz-Target``, e.g. ``DescribeExport``);
+    ``access_keys`` to requests signed with one of those keys (an expired identity).
+    ``error`` is the AWS error code answered (see :data:`ERRORS`).
     """
 
     rate: float = 0.0
-    status: int = 503
+    error: str = "SlowDown"
     methods: frozenset[str] = frozenset()
     path_contains: str = ""
     query_contains: str = ""
+    target_contains: str = ""
+    access_keys: frozenset[str] = frozenset()
     seed: int = 0
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
-    def picks(self, method: str, path: str, query: str) -> bool:
+    def picks(self, method: str, path: str, query: str, headers: Any) -> bool:
         if self.methods and method not in self.methods:
             return False
         if self.path_contains not in path or self.query_contains not in query:
             return False
+        if self.target_contains and self.target_contains not in headers.get("X-Amz-Target", ""):
+            return False
+        if self.access_keys:
+            signed = _CREDENTIAL.search(headers.get("Authorization", ""))
+            if not signed or signed.group(1) not in self.access_keys:
+                return False
         return self._random.random() < self.rate
 
 
@@ -70,9 +97,9 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self.endpoint_url = ""
 
-    def _decide(self, method: str, path: str, query: str) -> bool:
+    def _decide(self, method: str, path: str, query: str, headers: Any) -> bool:
         with self._lock:  # one random stream, so a seed replays the same faults in order
-            failed = self.rule.picks(method, path, query)
+            failed = self.rule.picks(method, path, query, headers)
             self.counts["failed" if failed else "forwarded"] += 1
             return failed
 
@@ -102,7 +129,7 @@ class FaultProxy:
             def _handle(self) -> None:
                 body = self._body()
                 path, _, query = self.path.partition("?")
-                if proxy._decide(self.command, path, query):
+                if proxy._decide(self.command, path, query, self.headers):
                     self._fail()
                     return
                 headers = {
@@ -133,14 +160,23 @@ class FaultProxy:
                     connection.close()
 
             def _fail(self) -> None:
-                status = proxy.rule.status
-                code, message = _ERRORS.get(status, ("InternalError", "injected fault"))
-                payload = (
-                    f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                    f"<Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>"
-                ).encode()
+                code = proxy.rule.error
+                status, message, protocol = ERRORS[code]
+                if protocol == "json":
+                    payload = (
+                        f'{{"__type":"com.amazonaws.dynamodb.v20120810#{code}",'
+                        f'"message":"{message}"}}'
+                    ).encode()
+                    content_type = "application/x-amz-json-1.0"
+                else:
+                    payload = (
+                        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                        f"<Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>"
+                    ).encode()
+                    content_type = "application/xml"
                 self.send_response(status)
-                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Type", content_type)
+                self.send_header("x-amzn-ErrorType", code)
                 self.send_header(
                     "Content-Length", str(0 if self.command == "HEAD" else len(payload))
                 )

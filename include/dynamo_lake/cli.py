@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import orjson
 
 from dynamo_lake.contract import COMPRESSIONS
-from dynamo_lake.convert import convert_export
 from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.lake.conversion import convert_export
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a store failing in a way the core did not name: still one line
         print(f"dynamo-lake: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
-    print(orjson.dumps(result.summary()).decode())
+    print(orjson.dumps(result.to_json()).decode())
     return 0
 
 

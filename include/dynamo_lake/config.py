@@ -37,10 +37,15 @@ from typing import Any
 
 import yaml
 
-from dynamo_lake.contract import COMPRESSIONS, DEFAULT_LAKE_PREFIX, valid_bucket_name
-from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.contract import (
+    COMPRESSIONS,
+    DEFAULT_LAKE_PREFIX,
+    lake_table_uri,
+    valid_bucket_name,
+)
+from dynamo_lake.errors import ConfigError
 
-__all__ = ["ConfigError", "TableConfig", "TablesConfig", "default_tables_file", "load_tables"]
+__all__ = ["TableConfig", "TablesConfig", "default_tables_file", "load_tables"]
 
 TABLES_FILE_VARIABLE = "DYNAMO_LAKE_TABLES_FILE"
 # The sections a tables file may have; anything else is a typo. A new section is added here.
@@ -55,10 +60,6 @@ _PREFIX_HINT = (
     "a prefix is one or more segments of letters, digits and ! _ . * ' ( ) - "
     "separated by single slashes, e.g. 'dynamo-cdc' or 'warehouse/cdc'"
 )
-
-
-class ConfigError(DynamoLakeError):
-    """The tables file is missing, malformed, or names something impossible."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,9 @@ class TableConfig:
     @property
     def lake_uri(self) -> str:
         """``s3://<lake_bucket>/<lake_prefix>/<glue_database>/<glue_table>`` (the contract)."""
-        prefix = self.lake_prefix.strip("/")
-        return f"s3://{self.lake_bucket}/{prefix}/{self.glue_database}/{self.glue_table}"
+        return lake_table_uri(
+            self.lake_bucket, self.lake_prefix, self.glue_database, self.glue_table
+        )
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,65 @@
-"""Narrow exception classes for the whole product, in one module.
+"""Every exception the product raises on purpose, in one module, and how to read AWS's.
 
 Every error says which thing is wrong (an attribute path, a file and line, a table) and,
 where there is one, what fixes it. Callers catch the narrowest class they can handle.
+
+Each class says whether trying again can help (:attr:`DynamoLakeError.retryable`): a
+store that throttled or a lease another run holds may be gone on the next attempt; a bad
+configuration, a corrupt export or a failed AWS export will not be. The Airflow layer turns
+the permanent ones into failures that skip the task's retries.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
+__all__ = [
+    "CatalogError",
+    "ConfigError",
+    "DuplicateEventsError",
+    "DynamoLakeError",
+    "ExportFailedError",
+    "ExportFormatError",
+    "ExportIntegrityError",
+    "ExportLimitError",
+    "ExportWindowError",
+    "InvalidItemError",
+    "InvalidRecordError",
+    "LakeWriteError",
+    "LeaseHeldError",
+    "PitrUnavailableError",
+    "PublishFailedError",
+    "SourceError",
+    "StorageError",
+    "aws_error_code",
+    "aws_error_message",
+]
+
+
+def aws_error_code(exc: BaseException) -> str:
+    """The error code of a botocore ``ClientError`` (``""`` for anything else)."""
+    response: Any = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def aws_error_message(exc: BaseException) -> str:
+    """The message AWS gave with a ``ClientError`` (``""`` for anything else)."""
+    response: Any = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Message", ""))
+
 
 class DynamoLakeError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose. Permanent by default."""
+
+    #: Whether running the same step again may succeed.
+    retryable: ClassVar[bool] = False
+
+
+# --- items and export content ------------------------------------------------------------
 
 
 class InvalidItemError(DynamoLakeError, ValueError):
@@ -51,13 +102,61 @@ class ExportIntegrityError(DynamoLakeError):
         return type(self), (self.location, self.reason)
 
 
-class LakeWriteError(DynamoLakeError):
-    """Rows could not be written to, or published in, the lake."""
+# --- configuration and the source table --------------------------------------------------
+
+
+class ConfigError(DynamoLakeError):
+    """The tables file is missing, malformed, or names something impossible."""
+
+
+class SourceError(DynamoLakeError):
+    """The table or a bucket named in the configuration cannot be used."""
+
+
+class PitrUnavailableError(SourceError):
+    """Point-in-time recovery is off for the table."""
+
+
+class ExportWindowError(DynamoLakeError):
+    """Requested export times lie outside what PITR can export, or are malformed."""
+
+
+class ExportFailedError(DynamoLakeError):
+    """DynamoDB reported the export FAILED, or refused to start it for good."""
+
+
+class ExportLimitError(DynamoLakeError):
+    """DynamoDB refused to start an export for now (too many concurrent exports)."""
+
+    retryable = True
+
+
+# --- the lake and its stores ---------------------------------------------------------------
 
 
 class StorageError(DynamoLakeError):
-    """A local path or S3 URI cannot be resolved or read."""
+    """A local path or S3 object cannot be resolved, read or written (after retries)."""
+
+    retryable = True
+
+
+class LeaseHeldError(StorageError):
+    """Another writer holds the lease (and it has not expired): try again after it."""
+
+
+class LakeWriteError(DynamoLakeError):
+    """Rows cannot be written to, or published in, the lake as asked (a wrong request)."""
+
+
+class PublishFailedError(LakeWriteError):
+    """A publish failed on the store and was undone: running it again may succeed."""
+
+    retryable = True
 
 
 class DuplicateEventsError(DynamoLakeError):
     """The lake already holds the events an export would add (the same moment or window)."""
+
+
+class CatalogError(DynamoLakeError):
+    """The Glue catalog cannot hold the lake table as the contract says."""

@@ -48,7 +48,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 import orjson
 
 from dynamo_lake.cdc import CdcRow, metadata_text, row_from_stream_record
-from dynamo_lake.contract import partition_values
+from dynamo_lake.contract import COLUMNS, partition_values
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
 __all__ = [
@@ -107,14 +107,18 @@ def partition_keys(micros: int) -> PartitionKeys:
 
 
 def row_json(row: CdcRow) -> bytes:
-    """One lake row as the JSON line Firehose's SerDe reads (UTF-8, newline-terminated)."""
+    """One lake row as the JSON line Firehose's SerDe reads (UTF-8, newline-terminated):
+    the contract's columns in order, time stamps as :func:`time_stamp_text`."""
+    values = row._asdict()
     return (
         orjson.dumps(
             {
-                "uuid": row.uuid,
-                "op": row.op,
-                "time_stamp": time_stamp_text(row.time_stamp),
-                "data": row.data,
+                column.name: (
+                    time_stamp_text(values[column.name])
+                    if column.kind == "timestamp"
+                    else values[column.name]
+                )
+                for column in COLUMNS
             }
         )
         + b"\n"

@@ -34,14 +34,16 @@ import orjson
 from pyarrow import fs as pafs
 
 from dynamo_lake.contract import valid_bucket_name
-from dynamo_lake.errors import StorageError
+from dynamo_lake.errors import LeaseHeldError, StorageError
 
 __all__ = [
     "S3_MAX_ATTEMPTS",
     "Lease",
-    "LeaseHeldError",
+    "LocalStore",
     "Location",
     "S3Options",
+    "S3Store",
+    "Store",
     "acquire_lease",
     "resolve",
     "split_s3_uri",
@@ -60,13 +62,21 @@ def s3_max_attempts() -> int:
 
 @dataclass(frozen=True)
 class S3Options:
-    """How to reach S3. ``None`` fields fall back to the AWS SDK's default chain."""
+    """How to reach S3: an endpoint, a region, and an identity.
+
+    The identity is one of: ``credentials``, a botocore credentials object that refreshes
+    itself (an Airflow connection's session: assumed roles, web identity, instance
+    profiles), asked for current keys before they run out; static keys, only where the
+    connection has static keys; or nothing, and the AWS SDK's default chain (which refreshes
+    on its own). Secrets never appear in a repr.
+    """
 
     endpoint_url: str | None = None
     region: str | None = None
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    credentials: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> S3Options:
@@ -76,7 +86,17 @@ class S3Options:
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         )
 
-    def filesystem(self) -> pafs.S3FileSystem:
+    def current_keys(self) -> tuple[str, str, str | None] | None:
+        """The keys to sign with now (refreshed by botocore when due), or None: the chain."""
+        if self.credentials is not None:
+            frozen = self.credentials.get_frozen_credentials()
+            return frozen.access_key, frozen.secret_key, frozen.token
+        if self.access_key and self.secret_key:
+            return self.access_key, self.secret_key, self.session_token
+        return None
+
+    def filesystem(self, keys: tuple[str, str, str | None] | None = None) -> pafs.S3FileSystem:
+        """A pyarrow S3 filesystem signing with ``keys`` (default: :meth:`current_keys`)."""
         kwargs: dict[str, object] = {
             "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=s3_max_attempts())
         }
@@ -87,15 +107,15 @@ class S3Options:
             kwargs["allow_bucket_creation"] = False
         if self.region:
             kwargs["region"] = self.region
-        if self.access_key and self.secret_key:
-            kwargs["access_key"] = self.access_key
-            kwargs["secret_key"] = self.secret_key
-            if self.session_token:
-                kwargs["session_token"] = self.session_token
+        keys = keys or self.current_keys()
+        if keys is not None:
+            kwargs["access_key"], kwargs["secret_key"] = keys[0], keys[1]
+            if keys[2]:
+                kwargs["session_token"] = keys[2]
         return pafs.S3FileSystem(**kwargs)
 
     def client(self) -> Any:
-        """A boto3 S3 client with the same endpoint, region, credentials and retries."""
+        """A boto3 S3 client with the same endpoint, region, current keys and retries."""
         import boto3
         from botocore.config import Config
 
@@ -106,11 +126,68 @@ class S3Options:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.region:
             kwargs["region_name"] = self.region
-        if self.access_key and self.secret_key:
-            kwargs["aws_access_key_id"] = self.access_key
-            kwargs["aws_secret_access_key"] = self.secret_key
-            kwargs["aws_session_token"] = self.session_token
+        keys = self.current_keys()
+        if keys is not None:
+            kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = keys[0], keys[1]
+            kwargs["aws_session_token"] = keys[2]
         return boto3.client("s3", **kwargs)
+
+
+class Store:
+    """Where a location's bytes live; hands out a filesystem ready to use now."""
+
+    def filesystem(self) -> pafs.FileSystem:
+        raise NotImplementedError
+
+    @property
+    def s3(self) -> S3Options | None:
+        return None
+
+
+class LocalStore(Store):
+    def __init__(self) -> None:
+        self._filesystem = pafs.LocalFileSystem()
+
+    def filesystem(self) -> pafs.FileSystem:
+        return self._filesystem
+
+
+class S3Store(Store):
+    """One S3 endpoint and identity. With refreshing credentials, the pyarrow filesystem
+    (which copies keys when it is made) is made again whenever botocore hands out new keys;
+    botocore does so 10-15 minutes before the old ones expire, so work in flight on the old
+    filesystem finishes well inside their lifetime."""
+
+    #: How often refreshing credentials are asked for their current keys.
+    CHECK_SECONDS = 30.0
+
+    def __init__(self, options: S3Options) -> None:
+        self.options = options
+        self._filesystem: pafs.S3FileSystem | None = None
+        self._keys: tuple[str, str, str | None] | None = None
+        self._checked = 0.0
+
+    @property
+    def s3(self) -> S3Options:
+        return self.options
+
+    def filesystem(self) -> pafs.FileSystem:
+        now = time.monotonic()
+        refreshing = self.options.credentials is not None
+        if self._filesystem is None or (refreshing and now - self._checked > self.CHECK_SECONDS):
+            try:
+                keys = self.options.current_keys()
+                if self._filesystem is None or keys != self._keys:
+                    self._filesystem = self.options.filesystem(keys)
+                    self._keys = keys
+            except OSError as exc:
+                raise StorageError(f"cannot reach S3: {_one_line(exc)}") from None
+            self._checked = now
+        return self._filesystem
+
+    def __reduce__(self) -> tuple[type[S3Store], tuple[S3Options]]:
+        # Sent to worker processes: they build their own filesystem from the options.
+        return type(self), (self.options,)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -127,22 +204,37 @@ def _one_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Location:
-    """A place in a store: the filesystem, a path inside it, and how to name it to people."""
+    """A place in a store: the store, a path inside its filesystem, and how to name it to
+    people (the URI)."""
 
-    filesystem: pafs.FileSystem
+    store: Store = field(repr=False, compare=False)
     path: str
     uri: str
-    s3: S3Options | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        return self.store.filesystem()
+
+    @property
+    def s3(self) -> S3Options | None:
+        return self.store.s3
+
+    def sibling(self, name: str) -> Location:
+        """The location named ``name`` in the same folder."""
+        return Location(
+            self.store,
+            f"{self.path.rsplit('/', 1)[0]}/{name}",
+            f"{self.uri.rsplit('/', 1)[0]}/{name}",
+        )
 
     def child(self, *parts: str) -> Location:
         suffix = "/".join(part.strip("/") for part in parts if part)
         if not suffix:
             return self
         return Location(
-            self.filesystem,
+            self.store,
             f"{self.path.rstrip('/')}/{suffix}",
             f"{self.uri.rstrip('/')}/{suffix}",
-            self.s3,
         )
 
     @property
@@ -297,23 +389,16 @@ def resolve(location: str, s3: S3Options | None = None) -> Location:
             )
         if any(part in (".", "..") for part in key.split("/")):
             raise StorageError(f"{location}: '.' and '..' are not allowed in an S3 key")
-        options = s3 or S3Options.from_env()
-        try:
-            filesystem = options.filesystem()
-        except OSError as exc:
-            raise StorageError(f"cannot reach S3 for {location}: {_one_line(exc)}") from None
-        return Location(filesystem, f"{bucket}/{key}".rstrip("/"), location.rstrip("/"), options)
+        store = S3Store(s3 or S3Options.from_env())
+        store.filesystem()  # fail here, naming the location, if S3 cannot be reached at all
+        return Location(store, f"{bucket}/{key}".rstrip("/"), location.rstrip("/"))
     if "://" in location:
         raise StorageError(f"unsupported location {location!r}: use s3://bucket/key or a path")
     path = str(Path(location).expanduser().resolve())
-    return Location(pafs.LocalFileSystem(), path, path)
+    return Location(LocalStore(), path, path)
 
 
 # --- leases ----------------------------------------------------------------------------
-
-
-class LeaseHeldError(StorageError):
-    """Another writer holds the lease (and it has not expired)."""
 
 
 @dataclass
@@ -331,7 +416,7 @@ class Lease:
         """Renew an S3 lease once a third of its time has passed (local leases need not)."""
         if self.handle is not None or time.monotonic() - self.renewed < self.ttl / 3:
             return
-        client = self.location.s3.client() if self.location.s3 else S3Options.from_env().client()
+        client = (self.location.s3 or S3Options.from_env()).client()
         bucket, key = self.location.bucket_and_key()
         try:
             response = client.put_object(
@@ -350,7 +435,7 @@ class Lease:
             os.close(self.handle)  # closing drops the flock
             self.handle = None
             return
-        client = self.location.s3.client() if self.location.s3 else S3Options.from_env().client()
+        client = (self.location.s3 or S3Options.from_env()).client()
         bucket, key = self.location.bucket_and_key()
         # Delete only our own lease: a holder that overran its time may have been replaced.
         # (The check and the delete are two requests; the window between them is small.)
@@ -409,7 +494,7 @@ def acquire_lease(location: Location, owner: str, ttl: float = 900.0) -> Lease:
         return _acquire_local(location, owner, ttl)
     from botocore.exceptions import ClientError
 
-    client = location.s3.client() if location.s3 else S3Options.from_env().client()
+    client = (location.s3 or S3Options.from_env()).client()
     bucket, key = location.bucket_and_key()
     body = _lease_body(owner, ttl)
     try:

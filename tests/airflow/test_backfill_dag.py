@@ -103,22 +103,24 @@ def test_full_backfill_lands_the_table_in_the_lake(backfill_dag: Any, scenario: 
     assert [k["Name"] for k in glue["PartitionKeys"]] == ["year", "month", "day"]
 
     # The backfill record sits beside the lake table and agrees with the lake.
-    record_location = _lake(scenario, "full").child("_backfills")
-    (record_info,) = record_location.filesystem.get_file_info(
-        __import__("pyarrow.fs", fromlist=["FileSelector"]).FileSelector(record_location.path)
-    )
-    record = orjson.loads(record_location.filesystem.open_input_file(record_info.path).read())
-    assert record["rows"] == len(rows)
-    (export,) = record["exports"]
-    assert export["export_arn"].startswith("arn:aws:dynamodb:us-east-1:")
-    assert export["item_count"] == export["rows"] == len(rows)
-    assert record["run_id"] == dag_run.run_id
+    from dynamo_lake.backfill import read_backfill_record
+
+    lake_uri = load_tables().table("full").lake_uri
+    (listed,) = _lake(scenario, "full").child("_backfills").list_files()
+    record = read_backfill_record(lake_uri, dag_run.run_id, _options(scenario))
+    assert record is not None and listed.name.endswith(".json")
+    assert orjson.loads(listed.read_bytes()) == record.to_json()
+    assert record.rows == len(rows) and record.glue == "created"
+    (export,) = record.exports
+    assert export.export_arn.startswith("arn:aws:dynamodb:us-east-1:")
+    assert export.item_count == export.rows == len(rows)
+    assert record.run_id == dag_run.run_id
     # The record states the export's own time (the manifest's, in AWS's milliseconds), the
     # time every row carries, beside the time the run asked for (microseconds).
     (stamp,) = {stamp for _, _, stamp, _ in rows}
-    assert export["export_time"] == stamp.isoformat().replace("+00:00", "Z")
+    assert export.export_time == stamp.isoformat().replace("+00:00", "Z")
     assert stamp.microsecond % 1000 == 0
-    assert export["requested_export_time"]
+    assert export.requested_export_time
 
     # The asset event for the lake table carries the figures.
     from airflow.models.asset import AssetEvent
@@ -128,7 +130,7 @@ def test_full_backfill_lands_the_table_in_the_lake(backfill_dag: Any, scenario: 
         events = session.query(AssetEvent).filter(AssetEvent.source_run_id == dag_run.run_id).all()
         (event,) = events
         assert event.extra["rows"] == len(rows)
-        assert event.extra["exports"][0]["export_time"] == export["export_time"]
+        assert event.extra["exports"][0]["export_time"] == export.export_time
         assert event.asset.uri == load_tables().table("full").lake_uri
 
 
@@ -356,7 +358,7 @@ def test_bad_requests_fail_in_plan_with_plain_words(
 
 def test_failed_export_fails_the_task_with_aws_reason(scenario: Scenario) -> None:
     from dynamo_lake.airflow.operators import DynamoDBExportOperator, ExportFailed
-    from dynamo_lake.backfill import ExportRequest
+    from dynamo_lake.exports.api import ExportRequest
 
     dynamodb = scenario.client("dynamodb")
     arn = dynamodb.describe_table(TableName=DDB_TABLE)["Table"]["TableArn"]

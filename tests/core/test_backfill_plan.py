@@ -16,20 +16,16 @@ from botocore.validate import ParamValidator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo_lake.backfill import (
+from dynamo_lake.backfill import plan_backfill
+from dynamo_lake.config import TableConfig
+from dynamo_lake.errors import (
     ExportFailedError,
-    ExportRequest,
     ExportWindowError,
     PitrUnavailableError,
-    PitrWindow,
     SourceError,
-    check_source,
-    client_token,
-    plan_backfill,
-    split_window,
-    start_export,
 )
-from dynamo_lake.config import TableConfig
+from dynamo_lake.exports.api import ExportRequest, start_export
+from dynamo_lake.exports.planning import PitrWindow, check_source, client_token, split_window
 from local_aws.seed import create_small_table
 from local_aws.server import LocalAwsControl
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dynamo_lake.config import ConfigError, TableConfig, load_tables
+from dynamo_lake.config import TableConfig, load_tables
+from dynamo_lake.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "include" / "config" / "tables.yaml"

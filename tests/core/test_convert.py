@@ -14,10 +14,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from dynamo_lake.convert import convert_export
 from dynamo_lake.errors import ExportFormatError, ExportIntegrityError, LakeWriteError
-from dynamo_lake.export_reader import read_manifest, read_rows
-from dynamo_lake.lake_writer import CDC_SCHEMA, WriterSettings
+from dynamo_lake.exports.manifest import read_manifest, read_rows
+from dynamo_lake.lake.conversion import convert_export
+from dynamo_lake.lake.writer import CDC_SCHEMA, WriterSettings
 
 GLOB = "year=*/month=*/day=*/*.parquet"
 

@@ -27,7 +27,6 @@ import orjson
 import pytest
 
 import dynamo_lake
-from dynamo_lake.convert import convert_export
 from dynamo_lake.errors import (
     DuplicateEventsError,
     DynamoLakeError,
@@ -35,7 +34,9 @@ from dynamo_lake.errors import (
     ExportIntegrityError,
     LakeWriteError,
 )
-from dynamo_lake.lake_writer import LakeTable, Stage, StagedFile, publish, read_published
+from dynamo_lake.lake.conversion import convert_export
+from dynamo_lake.lake.writer import LakeTable, Stage, publish, read_published
+from dynamo_lake.records import StagedFile
 from dynamo_lake.storage import resolve
 
 GLOB = "year=*/month=*/day=*/*.parquet"
@@ -188,8 +189,8 @@ def test_publish_refuses_two_files_with_one_final_name(tmp_path: Path) -> None:
 
 
 def test_publish_counts_what_the_staged_files_hold(make_export: Any, tmp_path: Path) -> None:
-    from dynamo_lake.convert import convert_data_file
-    from dynamo_lake.export_reader import read_manifest
+    from dynamo_lake.exports.manifest import read_manifest
+    from dynamo_lake.lake.conversion import convert_data_file
 
     manifest = read_manifest(str(make_export(items=40, files=1)))
     table = LakeTable(resolve(str(tmp_path / "lake")))
@@ -238,7 +239,7 @@ def test_a_publish_that_fails_midway_is_undone(make_export: Any, tmp_path: Path)
 
 
 def test_a_failed_republish_keeps_the_earlier_files(make_export: Any, tmp_path: Path) -> None:
-    from dynamo_lake.lake_writer import WriterSettings
+    from dynamo_lake.lake.writer import WriterSettings
 
     summary = make_export(items=300, files=1)
     lake = tmp_path / "lake"
@@ -337,7 +338,7 @@ def test_a_write_time_outside_the_window_is_refused_or_diverted(
 _PEAK_RSS = """
 import re, sys
 from pathlib import Path
-from dynamo_lake.convert import convert_export
+from dynamo_lake.lake.conversion import convert_export
 from dynamo_lake.errors import DynamoLakeError
 try:
     result = convert_export(sys.argv[1], sys.argv[2])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from dynamo_lake.convert import convert_export
+from dynamo_lake.lake.conversion import convert_export
 
 GLOB = "year=*/month=*/day=*/*.parquet"
 
@@ -20,8 +20,8 @@ def test_sigkill_during_conversion_leaves_no_visible_rows(make_export, tmp_path:
     summary = make_export(items=60_000, files=2)
     lake = tmp_path / "lake"
     script = (
-        "import sys; from dynamo_lake.convert import convert_export; "
-        "from dynamo_lake.lake_writer import WriterSettings; "
+        "import sys; from dynamo_lake.lake.conversion import convert_export; "
+        "from dynamo_lake.lake.writer import WriterSettings; "
         "convert_export(sys.argv[1], sys.argv[2], "
         "settings=WriterSettings(row_group_rows=2_000, max_rows_per_file=10_000))"
     )

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from dynamo_lake.catalog import glue_table_input
+from dynamo_lake.contract import partition_of
 from dynamo_lake.firehose_lambda import partition_keys
-from dynamo_lake.lake_writer import partition_of
+from dynamo_lake.lake.catalog import glue_table_input
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "include" / "cloudformation" / "dynamo-lake-stream.yaml"

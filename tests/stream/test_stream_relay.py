@@ -14,7 +14,7 @@ import orjson
 import pyarrow.dataset as ds
 import pytest
 
-from dynamo_lake.lake_writer import CDC_SCHEMA
+from dynamo_lake.lake.writer import CDC_SCHEMA
 from dynamo_lake.storage import S3Options, resolve
 from local_aws.server import LocalAwsControl
 from stream_relay import (

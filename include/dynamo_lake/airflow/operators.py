@@ -3,6 +3,11 @@
 Unlike the provider's DynamoDBToS3Operator it sends a deterministic ClientToken (a retried
 task attaches to the export it already started), never holds a worker slot while the
 export runs, and returns the export's ARN and manifest for the tasks after it.
+
+Failures: an export that ended FAILED, or a request DynamoDB refuses for good, fails the
+task without retries (:class:`ExportFailed`); anything a retry may fix (throttling, too
+many concurrent exports, expired credentials, a lost connection, a trigger that ended
+without an event) raises :class:`ExportWaitError`, so the task's retries apply.
 """
 
 from __future__ import annotations
@@ -11,20 +16,26 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:  # the core's AWS side is imported when a task runs, not at DAG parsing
-    from dynamo_lake.backfill import ExportRequest, ExportState
+    from dynamo_lake.exports.api import ExportRequest, ExportState
+
+__all__ = ["DynamoDBExportOperator", "ExportFailed", "ExportWaitError"]
 
 
 class ExportFailed(AirflowFailException):
     """The export ended FAILED, or cannot be started: a retry would not help."""
 
 
-class DynamoDBExportOperator(BaseOperator):
-    """Run one planned :class:`~dynamo_lake.backfill.ExportRequest` (given as its JSON dict).
+class ExportWaitError(AirflowException):
+    """Starting or waiting for the export failed in a way a retry may fix."""
 
-    :param export_request: the request, as planned by the backfill's plan task
+
+class DynamoDBExportOperator(BaseOperator):
+    """Run one planned :class:`~dynamo_lake.exports.api.ExportRequest` (given as its JSON).
+
+    :param export_request: the request, as planned by the DAG's plan task
     :param poll_interval: seconds between DescribeExport calls while waiting
     :param max_wait: how long the export may take before the task fails (AWS has no SLA)
     """
@@ -46,25 +57,27 @@ class DynamoDBExportOperator(BaseOperator):
         self.max_wait = max_wait
 
     def _request(self) -> ExportRequest:
-        from dynamo_lake.backfill import ExportRequest
+        from dynamo_lake.exports.api import ExportRequest
 
         return ExportRequest.from_json(dict(self.export_request))
 
     def _client(self, request: ExportRequest) -> Any:
-        from dynamo_lake.airflow.hooks import aws_client
+        from dynamo_lake.airflow.connections import aws_client
 
         return aws_client("dynamodb", request.aws_conn_id, request.region)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from dynamo_lake.airflow.backfill_tasks import PERMANENT
         from dynamo_lake.airflow.triggers import ExportCompletionTrigger
-        from dynamo_lake.backfill import describe_export, start_export
+        from dynamo_lake.errors import DynamoLakeError
+        from dynamo_lake.exports.api import describe_export, start_export
 
         request = self._request()
         client = self._client(request)
         try:
             arn = start_export(client, request)
-        except PERMANENT as exc:
+        except DynamoLakeError as exc:
+            if exc.retryable:
+                raise ExportWaitError(str(exc)) from exc
             raise ExportFailed(str(exc)) from exc
         state = describe_export(client, arn)
         if state.done:
@@ -84,27 +97,38 @@ class DynamoDBExportOperator(BaseOperator):
         )
         raise AssertionError("defer() returns only by raising")  # pragma: no cover
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("status") == "error":
-            raise ExportFailed(f"waiting for the export failed: {event.get('message')}")
-        from dynamo_lake.backfill import ExportState
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from dynamo_lake.exports.api import ExportState
 
-        return self._finish(self._request(), ExportState(**event["state"]))
+        request = self._request()
+        if not event:
+            raise ExportWaitError(
+                f"{request.describe()}: the wait ended without word from the triggerer; "
+                "the retry attaches to the same export"
+            )
+        if event.get("status") == "error":
+            message = f"{request.describe()}: {event.get('message')}"
+            if event.get("retryable", True):
+                raise ExportWaitError(message)
+            raise ExportFailed(message)
+        return self._finish(request, ExportState.from_json(event["state"]))
 
     def _finish(self, request: ExportRequest, state: ExportState) -> dict[str, Any]:
+        from dynamo_lake.records import ExportResult
+
         if state.status != "COMPLETED" or not state.manifest_uri:
             raise ExportFailed(f"{request.describe()}: {state.failure_reason()}")
         self.log.info(
             "%s: %s completed with %s items", request.describe(), state.export_arn, state.item_count
         )
-        return {
-            "sequence": request.sequence,
-            "export_arn": state.export_arn,
-            "manifest_uri": state.manifest_uri,
-            "item_count": state.item_count,
-            "mode": request.mode,
-            "export_time": request.export_time,
-            "export_from": request.export_from,
-            "export_to": request.export_to,
-            "client_token": request.client_token,
-        }
+        return ExportResult(
+            sequence=request.sequence,
+            export_arn=state.export_arn,
+            manifest_uri=state.manifest_uri,
+            item_count=state.item_count,
+            mode=request.mode,
+            client_token=request.client_token,
+            export_time=request.export_time,
+            export_from=request.export_from,
+            export_to=request.export_to,
+        ).to_json()

@@ -12,28 +12,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dynamo_lake import contract
 from dynamo_lake.contract import END_YEAR, FIRST_YEAR
-from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.errors import CatalogError, aws_error_code
 
-__all__ = ["CatalogError", "ensure_glue_table", "glue_table_input", "projection_parameters"]
+__all__ = [
+    "COLUMNS",
+    "PARTITION_KEYS",
+    "ensure_glue_table",
+    "glue_table_input",
+    "projection_parameters",
+]
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [
-    {"Name": "uuid", "Type": "string"},
-    {"Name": "op", "Type": "string"},
-    {"Name": "time_stamp", "Type": "timestamp"},
-    {"Name": "data", "Type": "string"},
-]
-PARTITION_KEYS = [
-    {"Name": "year", "Type": "string"},
-    {"Name": "month", "Type": "string"},
-    {"Name": "day", "Type": "string"},
-]
-
-
-class CatalogError(DynamoLakeError):
-    """The Glue catalog cannot hold the lake table as the contract says."""
+#: The contract's columns and partition keys as Glue (Hive) types.
+COLUMNS = [{"Name": column.name, "Type": column.kind} for column in contract.COLUMNS]
+PARTITION_KEYS = [{"Name": key, "Type": "string"} for key in contract.PARTITION_KEYS]
 
 
 def projection_parameters(location: str) -> dict[str, str]:
@@ -113,14 +108,14 @@ def ensure_glue_table(glue: Any, database: str, table: str, location: str) -> st
         try:
             glue.get_database(Name=database)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "EntityNotFoundException":
+            if aws_error_code(exc) != "EntityNotFoundException":
                 raise
             glue.create_database(DatabaseInput={"Name": database})
             log.info("created Glue database %s", database)
         try:
             existing = glue.get_table(DatabaseName=database, Name=table)["Table"]
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "EntityNotFoundException":
+            if aws_error_code(exc) != "EntityNotFoundException":
                 raise
             glue.create_table(DatabaseName=database, TableInput=wanted)
             log.info("created Glue table %s.%s at %s", database, table, location)

@@ -19,15 +19,20 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from dynamo_lake.lake_writer import CDC_SCHEMA
+from dynamo_lake import contract
+from dynamo_lake.lake.writer import CDC_SCHEMA
 from dynamo_lake.storage import S3Options, resolve
 
 __all__ = ["OP_RANK", "lake_dataset", "latest_state", "latest_state_sql", "query_lake"]
 
-OP_RANK = "CASE op WHEN 'D' THEN 3 WHEN 'U' THEN 2 ELSE 1 END"
+#: The contract's op ranks (the tie rule) as SQL.
+OP_RANK = (
+    "CASE op "
+    + " ".join(f"WHEN '{op}' THEN {rank}" for op, rank in sorted(contract.OP_RANK.items()))
+    + " END"
+)
 _PARTITIONING = ds.partitioning(
-    pa.schema([("year", pa.string()), ("month", pa.string()), ("day", pa.string())]),
-    flavor="hive",
+    pa.schema([(key, pa.string()) for key in contract.PARTITION_KEYS]), flavor="hive"
 )
 
 
@@ -41,9 +46,9 @@ def lake_dataset(lake_uri: str, s3: S3Options | None = None) -> ds.Dataset:
         filesystem=location.filesystem,
         format="parquet",
         partitioning=_PARTITIONING,
-        schema=CDC_SCHEMA.append(pa.field("year", pa.string()))
-        .append(pa.field("month", pa.string()))
-        .append(pa.field("day", pa.string())),
+        schema=pa.schema(
+            [*CDC_SCHEMA, *(pa.field(key, pa.string()) for key in contract.PARTITION_KEYS)]
+        ),
         ignore_prefixes=["_", "."],
     )
 

@@ -1,4 +1,5 @@
-"""Reading a DynamoDB point-in-time export exactly as AWS lays it out in S3.
+"""Reading a DynamoDB point-in-time export exactly as AWS lays it out in S3: its manifests,
+verified, and the rows of its data files.
 
 The only way in is manifest-summary.json: it names manifest-files.json, which names each
 data file (keys from the bucket root; incremental exports share one data folder, so a
@@ -36,9 +37,12 @@ from dynamo_lake.errors import (
     ExportIntegrityError,
     StorageError,
 )
+from dynamo_lake.exports.api import FULL_EXPORT, INCREMENTAL_EXPORT, ExportCoverage
 from dynamo_lake.storage import Location, S3Options, resolve
 
 __all__ = [
+    "EXPORT_ID",
+    "MAX_LINE_BYTES",
     "BadLine",
     "DataFile",
     "ExportManifest",
@@ -49,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FULL_EXPORT = "FULL_EXPORT"
-INCREMENTAL_EXPORT = "INCREMENTAL_EXPORT"
 _CHUNK = 1 << 20
 #: The longest data line we accept. A DynamoDB item is at most 400 KB; its DynamoDB JSON
 #: (type tags, escapes, base64) stays far below this, so a longer "line" is not an item
@@ -85,6 +87,13 @@ class ExportSummary:
     @property
     def is_incremental(self) -> bool:
         return self.export_type == INCREMENTAL_EXPORT
+
+    @property
+    def coverage(self) -> ExportCoverage:
+        """Which events the export holds (its moment, or its window)."""
+        return ExportCoverage(
+            self.export_type, self.export_time, self.export_from_time, self.export_to_time
+        )
 
     @property
     def window(self) -> tuple[int, int] | None:
@@ -151,11 +160,7 @@ def _read_checked_json(location: Location, check_md5: bool = True) -> bytes:
     payload = location.read_bytes()
     if not check_md5:
         return payload
-    md5_location = Location(
-        location.filesystem,
-        location.path.rsplit(".", 1)[0] + ".md5",
-        location.uri.rsplit(".", 1)[0] + ".md5",
-    )
+    md5_location = location.sibling(location.name.rsplit(".", 1)[0] + ".md5")
     try:
         expected = md5_location.read_bytes().decode("ascii", "replace").strip()
     except StorageError:
@@ -173,7 +178,7 @@ def _read_checked_json(location: Location, check_md5: bool = True) -> bytes:
 def _bucket_root(summary_location: Location, summary_key: str) -> Location:
     if summary_location.is_s3:
         bucket = summary_location.path.split("/", 1)[0]
-        return Location(summary_location.filesystem, bucket, f"s3://{bucket}")
+        return Location(summary_location.store, bucket, f"s3://{bucket}")
     if not summary_location.path.endswith("/" + summary_key):
         raise ExportFormatError(
             f"{summary_location.uri} is not at its S3 key {summary_key!r} below a directory "
@@ -181,7 +186,7 @@ def _bucket_root(summary_location: Location, summary_key: str) -> Location:
             "(aws s3 sync s3://<bucket>/<prefix> <dir>/<prefix>)"
         )
     root = summary_location.path[: -len(summary_key) - 1]
-    return Location(summary_location.filesystem, root, root)
+    return Location(summary_location.store, root, root)
 
 
 def _parse_summary(raw: dict[str, Any], uri: str) -> ExportSummary:

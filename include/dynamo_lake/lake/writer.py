@@ -36,8 +36,18 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from dynamo_lake.cdc import CdcRow
-from dynamo_lake.contract import COMPRESSIONS, MICROS_PER_DAY, Compression, partition_of
-from dynamo_lake.errors import DynamoLakeError, LakeWriteError, StorageError
+from dynamo_lake.contract import (
+    COLUMNS,
+    COMPRESSIONS,
+    ERRORS,
+    MICROS_PER_DAY,
+    PUBLISHED,
+    STAGING,
+    Compression,
+    partition_of,
+)
+from dynamo_lake.errors import DynamoLakeError, LakeWriteError, PublishFailedError, StorageError
+from dynamo_lake.records import StagedFile
 from dynamo_lake.storage import Lease, Location, acquire_lease
 
 __all__ = [
@@ -51,7 +61,6 @@ __all__ = [
     "StagedWriter",
     "WriterSettings",
     "check_name",
-    "partition_of",
     "publish",
     "published_groups",
     "read_published",
@@ -61,17 +70,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_ARROW_TYPES = {"string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC")}
+#: The contract's columns as Parquet stores them: never null, time stamps in µs, UTC.
 CDC_SCHEMA = pa.schema(
-    [
-        pa.field("uuid", pa.string(), nullable=False),
-        pa.field("op", pa.string(), nullable=False),
-        pa.field("time_stamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("data", pa.string(), nullable=False),
-    ]
+    [pa.field(column.name, _ARROW_TYPES[column.kind], nullable=False) for column in COLUMNS]
 )
-STAGING = "_staging"
-PUBLISHED = "_published"
-ERRORS = "_errors"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
@@ -90,23 +93,6 @@ class WriterSettings:
             )
         if self.row_group_rows < 1 or self.max_rows_per_file < self.row_group_rows:
             raise LakeWriteError("need 1 <= row_group_rows <= max_rows_per_file")
-
-
-@dataclass(frozen=True)
-class StagedFile:
-    """A complete Parquet file in staging, and where it goes when published."""
-
-    partition: str
-    name: str
-    rows: int
-    source: str
-    #: sha256 of the file's uuids in order: two files with one digest hold the same rows
-    #: (a republish may then replace one with the other without changing what readers see).
-    digest: str = ""
-
-    @property
-    def final_path(self) -> str:
-        return f"{self.partition}/{self.name}"
 
 
 def check_name(kind: str, name: str) -> str:
@@ -564,7 +550,7 @@ def _publish_held(
     except BaseException as exc:
         _roll_back(table, group, made, replaced, earlier)
         if isinstance(exc, DynamoLakeError):
-            raise LakeWriteError(
+            raise PublishFailedError(
                 f"publishing {group} into {table.uri} failed and was undone (readers see what "
                 f"they saw before): {exc}"
             ) from None

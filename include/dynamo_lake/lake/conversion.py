@@ -1,11 +1,13 @@
-"""One export into the lake: read, verify, stage, count, publish.
+"""An export into a lake table (or a work location): read, verify, stage, count, publish.
 
-:func:`convert_data_file` is the unit of work (one export data file into staging); the
-backfill DAG maps it over batches of files on separate workers. :func:`convert_export`
-runs the whole export in one process (optionally over several cores) for the CLI and the
-demo. Either way nothing is published until every file's rows were written and counted
-against the manifest, and lines that cannot become rows are kept under ``_errors/``
-beside the table, never dropped.
+:func:`convert_data_file` is the unit of work (one export data file into staging). Airflow
+maps :func:`convert_batch` over batches of files (:func:`plan_batches`) on separate workers,
+each leaving a receipt, and :func:`publish_exports` checks the receipts against the
+manifests and publishes; :func:`convert_export` does the whole export in one process
+(optionally over several cores) for the CLI. Either way nothing is published until every
+file's rows were written and counted against the manifest, lines that cannot become rows
+are kept under ``_errors/`` beside the table, never dropped, and an export whose events
+the lake already holds is refused (:func:`check_not_in_lake`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import signal
@@ -26,10 +29,11 @@ from typing import Any
 import orjson
 
 from dynamo_lake.cdc import micros_to_datetime
-from dynamo_lake.errors import DuplicateEventsError, ExportIntegrityError
-from dynamo_lake.export_reader import (
+from dynamo_lake.contract import Compression
+from dynamo_lake.errors import DuplicateEventsError, ExportIntegrityError, LakeWriteError
+from dynamo_lake.exports.api import FULL_EXPORT, ExportCoverage
+from dynamo_lake.exports.manifest import (
     EXPORT_ID,
-    FULL_EXPORT,
     BadLine,
     DataFile,
     ExportManifest,
@@ -37,11 +41,9 @@ from dynamo_lake.export_reader import (
     read_manifest,
     read_rows,
 )
-from dynamo_lake.lake_writer import (
-    Compression,
+from dynamo_lake.lake.writer import (
     LakeTable,
     Stage,
-    StagedFile,
     StagedWriter,
     WriterSettings,
     publish,
@@ -49,34 +51,34 @@ from dynamo_lake.lake_writer import (
     read_published,
     unpublish,
 )
-from dynamo_lake.storage import S3Options, resolve
+from dynamo_lake.records import (
+    BatchReceipt,
+    ConversionBatch,
+    ExportResult,
+    FileConversion,
+    PublishedExport,
+)
+from dynamo_lake.storage import Location, S3Options, resolve
 
 __all__ = [
     "ConversionResult",
-    "FileConversion",
     "LakeExport",
     "check_not_in_lake",
+    "convert_batch",
     "convert_data_file",
     "convert_export",
     "export_about",
     "lake_exports",
     "new_attempt",
+    "plan_batches",
     "publish_export",
+    "publish_exports",
+    "run_attempt",
 ]
 
+RECEIPTS = "_receipts"
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FileConversion:
-    """What one data file became: rows staged, lines diverted, files staged."""
-
-    key: str
-    rows: int
-    bad_lines: int
-    staged: tuple[StagedFile, ...]
-    first_bad_line: str | None = None
-    errors_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class ConversionResult:
     seconds: float
     published: tuple[str, ...] = field(default=(), repr=False)
 
-    def summary(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, object]:
         return {
             "export_id": self.export_id,
             "export_type": self.export_type,
@@ -176,37 +178,19 @@ class LakeExport:
     """An export published in a lake table, as its publish record describes it."""
 
     export_id: str
-    export_type: str
-    export_time: int | None
-    export_from: int | None
-    export_to: int | None
+    coverage: ExportCoverage
     run: str | None
 
-    def overlaps(self, summary: ExportSummary) -> bool:
-        """True when ``summary``'s rows would repeat events this export already holds.
-
-        Full exports repeat each other only at the same ``exportTime`` (rows are stamped
-        with it); incremental exports whenever their windows share a moment. A full and an
-        incremental export never share a row (different ops and times).
-        """
-        if summary.export_type != self.export_type:
-            return False
-        if not summary.is_incremental:
-            return summary.export_time == self.export_time
-        window = summary.window
-        if window is None or self.export_from is None or self.export_to is None:
-            return False
-        return window[0] < self.export_to and self.export_from < window[1]
-
     def describe(self) -> str:
-        if self.export_type == FULL_EXPORT and self.export_time is not None:
-            moment = f"at {_iso(self.export_time)}"
-        elif self.export_from is not None and self.export_to is not None:
-            moment = f"for [{_iso(self.export_from)}, {_iso(self.export_to)})"
+        coverage = self.coverage
+        if coverage.export_type == FULL_EXPORT and coverage.export_time is not None:
+            moment = f" at {_iso(coverage.export_time)}"
+        elif coverage.export_from is not None and coverage.export_to is not None:
+            moment = f" for [{_iso(coverage.export_from)}, {_iso(coverage.export_to)})"
         else:
             moment = ""
         by = f", published by run {self.run}" if self.run else ""
-        return f"export {self.export_id} {moment}{by}".replace("  ", " ")
+        return f"export {self.export_id}{moment}{by}"
 
 
 def _iso(micros: int) -> str:
@@ -223,21 +207,23 @@ def lake_exports(table: LakeTable) -> list[LakeExport]:
         about = record.about if record else {}
         if about.get("kind") != "export":
             continue
-        found.append(
-            LakeExport(
-                export_id=group,
-                export_type=str(about.get("export_type")),
-                export_time=about.get("export_time"),
-                export_from=about.get("export_from"),
-                export_to=about.get("export_to"),
-                run=about.get("run"),
-            )
+        coverage = ExportCoverage(
+            str(about.get("export_type")),
+            about.get("export_time"),
+            about.get("export_from"),
+            about.get("export_to"),
         )
+        found.append(LakeExport(group, coverage, about.get("run")))
     return found
 
 
 def check_not_in_lake(
-    table: LakeTable, summary: ExportSummary, *, run: str | None = None, force: bool = False
+    table: LakeTable,
+    export_id: str,
+    coverage: ExportCoverage,
+    *,
+    run: str | None = None,
+    force: bool = False,
 ) -> list[LakeExport]:
     """Refuse an export whose events the lake already holds from another export.
 
@@ -248,27 +234,27 @@ def check_not_in_lake(
     repeats = [
         found
         for found in lake_exports(table)
-        if found.export_id != summary.export_id and found.overlaps(summary)
+        if found.export_id != export_id and found.coverage.overlaps(coverage)
     ]
     earlier_of_run = [found for found in repeats if run is not None and found.run == run]
     others = [found for found in repeats if found not in earlier_of_run]
     if others and not force:
         what = (
-            f"a full export at {_iso(summary.export_time)}"
-            if summary.export_time is not None and not summary.is_incremental
+            f"a full export at {_iso(coverage.export_time)}"
+            if coverage.export_type == FULL_EXPORT and coverage.export_time is not None
             else "an incremental window"
         )
         raise DuplicateEventsError(
             f"{table.uri} already holds the events of {what} from "
             f"{'; '.join(found.describe() for found in others)}: converting export "
-            f"{summary.export_id} would add them a second time. Skip this backfill, choose a "
+            f"{export_id} would add them a second time. Skip this backfill, choose a "
             "time or window the lake does not hold, or force it (force=true, --force); "
             "readers then see those events twice and must deduplicate by uuid"
         )
     if others:
         log.warning(
             "forced: %s repeats events of %s",
-            summary.export_id,
+            export_id,
             "; ".join(found.describe() for found in others),
         )
     return earlier_of_run
@@ -318,7 +304,7 @@ def publish_export(
             f"{bad} lines could not be read (allowed: {max_bad_lines}); first: {first}; "
             f"all kept in {', '.join(where)}. Nothing was published.",
         )
-    superseded = check_not_in_lake(table, summary, run=run, force=force)
+    superseded = check_not_in_lake(table, summary.export_id, summary.coverage, run=run, force=force)
     staged = [item for conversion in conversions for item in conversion.staged]
     paths = publish(table, stage, staged, about=export_about(summary, run))
     for earlier in superseded:
@@ -332,6 +318,143 @@ def publish_export(
             summary.export_id,
         )
     return paths
+
+
+def run_attempt(run_key: str) -> str:
+    """The lake writer's attempt name for a run: every task of the run shares its staging,
+    and no other run or CLI invocation touches it."""
+    return f"run-{hashlib.sha256(run_key.encode()).hexdigest()[:16]}"
+
+
+def plan_batches(
+    manifest: ExportManifest, target_bytes: int, max_batches: int = 1024
+) -> list[list[str]]:
+    """Group the export's data files into batches of about ``target_bytes`` (gzip size).
+
+    Sizes come from one HEAD per data file; files keep manifest order so batches (and
+    their ids) are the same on every retry. At most ``max_batches`` (Airflow maps them to
+    task instances; raise ``batch_size_mb`` for a larger export).
+    """
+    filesystem = manifest.bucket_root.filesystem
+    paths = [manifest.data_file_location(data_file).path for data_file in manifest.data_files]
+    sizes = [info.size or 0 for info in filesystem.get_file_info(paths)] if paths else []
+    batches: list[list[str]] = []
+    current: list[str] = []
+    current_bytes = 0
+    for data_file, size in zip(manifest.data_files, sizes, strict=True):
+        if current and current_bytes + size > target_bytes:
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(data_file.key)
+        current_bytes += size
+    if current:
+        batches.append(current)
+    if len(batches) > max_batches:
+        raise LakeWriteError(
+            f"{len(batches)} batches exceed the limit of {max_batches}; raise batch_size_mb"
+        )
+    return batches
+
+
+def _receipt_location(table: LakeTable, stage: Stage, batch: int) -> Location:
+    return table.staging(stage).child(RECEIPTS, f"batch-{batch:05d}.json")
+
+
+def convert_batch(batch: ConversionBatch, s3: S3Options | None = None) -> BatchReceipt:
+    """Convert some data files of an export into the target's staging; leave a receipt."""
+    manifest = read_manifest(batch.manifest_uri, s3)
+    table = LakeTable(resolve(batch.target, s3))
+    stage = Stage(manifest.summary.export_id, batch.attempt)
+    settings = WriterSettings(compression=batch.compression)  # type: ignore[arg-type]
+    receipt = BatchReceipt(
+        export_id=manifest.summary.export_id,
+        batch=batch.batch,
+        files=tuple(
+            convert_data_file(manifest, manifest.data_file(key), table, stage, settings)
+            for key in batch.keys
+        ),
+    )
+    _receipt_location(table, stage, batch.batch).write_bytes(orjson.dumps(receipt.to_json()))
+    return receipt
+
+
+def _time_text(micros: int | None) -> str | None:
+    return None if micros is None else _iso(micros)
+
+
+def publish_exports(
+    exports: Sequence[ExportResult],
+    target: str,
+    batches_per_export: dict[str, int],
+    s3: S3Options | None = None,
+    *,
+    run_id: str,
+    max_bad_lines: int = 0,
+    force: bool = False,
+) -> list[PublishedExport]:
+    """Check each export's receipts against its manifest and publish it, in order.
+
+    ``batches_per_export`` maps an export id to how many batches were planned for it.
+    Times reported are the export's own (manifest-summary.json: AWS keeps milliseconds),
+    with what the run asked for beside them. Publishing again what this run already
+    published (a retried task) reports it without writing anything.
+    """
+    table = LakeTable(resolve(target, s3))
+    attempt = run_attempt(run_id)
+    published_exports = []
+    for export in sorted(exports, key=lambda item: item.sequence):
+        manifest = read_manifest(export.manifest_uri, s3)
+        summary = manifest.summary
+        stage = Stage(summary.export_id, attempt)
+        receipts = [
+            _receipt_location(table, stage, batch)
+            for batch in range(batches_per_export.get(summary.export_id, 0))
+        ]
+        missing = [receipt for receipt in receipts if not receipt.exists()]
+        earlier = read_published(table, summary.export_id)
+        if not missing:
+            conversions = [
+                conversion
+                for receipt in receipts
+                for conversion in BatchReceipt.from_json(orjson.loads(receipt.read_bytes())).files
+            ]
+            published = publish_export(
+                manifest, table, stage, conversions, max_bad_lines, run=run_id, force=force
+            )
+            rows = sum(c.rows for c in conversions)
+            bad = sum(c.bad_lines for c in conversions)
+        elif (
+            earlier is not None
+            and earlier.state == "published"
+            and earlier.about.get("run") == run_id
+        ):  # an earlier attempt of this step published it and cleared its staging
+            published = sorted(earlier.paths)
+            rows, bad = earlier.rows, summary.item_count - earlier.rows
+        else:
+            raise LakeWriteError(
+                f"{missing[0].uri} is missing: a batch of export {summary.export_id} was not "
+                "converted by this run; clear the run's convert tasks to convert it again"
+            )
+        published_exports.append(
+            PublishedExport(
+                sequence=export.sequence,
+                export_arn=export.export_arn,
+                export_id=summary.export_id,
+                export_type=summary.export_type,
+                manifest_uri=export.manifest_uri,
+                item_count=summary.item_count,
+                rows=rows,
+                bad_lines=bad,
+                files=len(published),
+                partitions=tuple(sorted({path.rsplit("/", 1)[0] for path in published})),
+                export_time=_time_text(summary.export_time),
+                export_from=_time_text(summary.export_from_time),
+                export_to=_time_text(summary.export_to_time),
+                requested_export_time=export.export_time,
+                client_token=export.client_token,
+            )
+        )
+    return published_exports
 
 
 def new_attempt() -> str:
@@ -386,7 +509,8 @@ def convert_export(
     table = LakeTable(location)
     settings = settings or WriterSettings(compression=compression)
     stage = Stage(manifest.summary.export_id, attempt or new_attempt())
-    check_not_in_lake(table, manifest.summary, force=force)  # before any work
+    summary = manifest.summary
+    check_not_in_lake(table, summary.export_id, summary.coverage, force=force)  # before work
     jobs = [(manifest, data_file, table, stage, settings) for data_file in manifest.data_files]
     try:
         if workers > 1 and len(jobs) > 1:
