@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 PORT ?= 4566
 
-.PHONY: help venv test lint typecheck unit demo local-aws bench clean lambda-zip
+.PHONY: help venv test lint typecheck unit demo local-aws bench bench-reconcile clean lambda-zip
 
 help:
 	@echo "make demo       - run the main job end to end on the embedded default"
 	@echo "make test       - lint, type-check and run the whole test suite"
 	@echo "make local-aws  - start the local AWS emulator on 127.0.0.1:$(PORT)"
 	@echo "make bench      - conversion benchmark against the seed's approach"
+	@echo "make bench-reconcile - latest state and key-level diff on DuckDB (10M rows)"
 
 # The virtualenv is built from the committed lock only: the same versions everywhere.
 $(BIN)/.installed: requirements-dev.txt requirements.txt pyproject.toml
@@ -48,6 +49,9 @@ lambda-zip: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_convert.py
+
+bench-reconcile: venv
+	$(BIN)/python benchmarks/bench_reconcile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var demo-out

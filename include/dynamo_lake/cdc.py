@@ -42,6 +42,7 @@ __all__ = [
     "metadata_text",
     "micros_to_datetime",
     "parse_aws_time",
+    "row_from_canonical",
     "row_from_full_export_line",
     "row_from_incremental_export_line",
     "row_from_stream_record",
@@ -98,6 +99,12 @@ def _uuid_text(hexdigest: str) -> str:
 
 _sha256 = hashlib.sha256
 _VARIANT_DIGITS = "89ab"
+
+
+def row_from_canonical(op: Op, time_stamp: int, data: str) -> CdcRow:
+    """A row for ``data`` that is already canonical JSON (read back from the lake, as the
+    repair does): the same uuid the codec's path gives."""
+    return CdcRow(row_uuid(op, time_stamp, data), op, time_stamp, data)
 
 
 def _row(op: Op, time_stamp: int, data: bytes) -> CdcRow:

@@ -1,6 +1,9 @@
 """The ``dynamo-lake`` command: the core's jobs from a shell, one JSON line out.
 
-``dynamo-lake convert <manifest-summary.json> --lake <table folder>`` converts one export.
+``dynamo-lake convert <manifest-summary.json> --lake <table folder>`` converts one export;
+``dynamo-lake state --lake ... --keys pk,sk`` prints the lake's latest state (a count, or
+the items); ``dynamo-lake reconcile --lake ... --export <manifest-summary.json> --keys ...``
+compares an export with the lake (exit 0 consistent, 3 drift, 1 error).
 S3 settings come from the usual AWS environment variables (``AWS_ENDPOINT_URL`` included).
 Errors exit non-zero with one line that names the problem; no traceback for expected ones.
 """
@@ -11,16 +14,21 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
+from dynamo_lake.cdc import datetime_to_micros
 from dynamo_lake.contract import COMPRESSIONS
-from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.errors import ConfigError, DynamoLakeError
 from dynamo_lake.lake.conversion import convert_export
+from dynamo_lake.lake.query import key_expression
+from dynamo_lake.storage import resolve
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+#: ``reconcile`` found drift (the lake differs from the export as of T).
+EXIT_DRIFT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +67,43 @@ def _parser() -> argparse.ArgumentParser:
         "export (same export time or an overlapping window); readers then see them twice",
     )
     convert.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+
+    state = commands.add_parser(
+        "state",
+        help="the lake's latest state: how many items live, or each as canonical JSON",
+        description="The lake table's latest state as of a moment (default: everything in "
+        "it): per key the row with the greatest time_stamp (ties: D over U over I, then the "
+        "greater uuid); the item lives unless that row is a D.",
+    )
+    state.add_argument("--lake", required=True, help="the lake table (s3:// or a folder)")
+    state.add_argument("--keys", required=True, help="the key attributes: pk or pk,sk")
+    state.add_argument("--as-of", help="the moment (UTC, ISO-8601); default: the newest")
+    shown = state.add_mutually_exclusive_group()
+    shown.add_argument("--count", action="store_true", help="print the count (default)")
+    shown.add_argument("--jsonl", action="store_true", help="print each live item, sorted by key")
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare an export of the table with the lake's latest state",
+        description="Compare a DynamoDB export with the lake as of T (default: the export's "
+        "time): a full export key by key (missing, extra, different), an incremental one as "
+        "the day's changes (and phantoms). Prints the report as one JSON line. Exit 0: "
+        f"consistent; {EXIT_DRIFT}: drift; 1: error.",
+    )
+    reconcile.add_argument("--lake", required=True, help="the lake table (s3:// or a folder)")
+    reconcile.add_argument(
+        "--export", required=True, help="the export's manifest-summary.json (s3:// or a path)"
+    )
+    reconcile.add_argument("--keys", required=True, help="the key attributes: pk or pk,sk")
+    reconcile.add_argument("--as-of", help="T (UTC, ISO-8601); default: the export's time")
+    reconcile.add_argument(
+        "--epsilon-ms", type=int, default=1000, help="tolerance around T (default 1000)"
+    )
+    reconcile.add_argument(
+        "--repair", action="store_true", help="write corrective rows for the drift found"
+    )
+    reconcile.add_argument("--report", help="also write the report (JSON) to this path")
+    reconcile.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
 
 
@@ -71,14 +116,18 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.workers < 1 or args.max_bad_lines < 0:
+    if args.command == "convert" and (args.workers < 1 or args.max_bad_lines < 0):
         print("dynamo-lake: --workers must be >= 1 and --max-bad-lines >= 0", file=sys.stderr)
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if args.command == "state":
+        return _guarded(lambda: _state(args))
+    if args.command == "reconcile":
+        return _guarded(lambda: _reconcile(args))
     try:
         result = convert_export(
             args.source,
@@ -96,6 +145,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     print(orjson.dumps(result.to_json()).decode())
     return 0
+
+
+def _guarded(command: Callable[[], int]) -> int:
+    try:
+        return command()
+    except DynamoLakeError as exc:
+        print(f"dynamo-lake: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"dynamo-lake: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _keys(text: str) -> list[str]:
+    keys = [part.strip() for part in text.split(",") if part.strip()]
+    if not keys or len(keys) > 2:
+        raise ConfigError(f"--keys {text!r}: give the partition key, or partition,sort key")
+    return keys
+
+
+def _state(args: argparse.Namespace) -> int:
+    from dynamo_lake.exports.planning import parse_time
+    from dynamo_lake.lake.query import lake_dataset, latest_state_sql, live_count_sql
+    from dynamo_lake.reconciliation.engines import DuckDBEngine
+
+    keys = _keys(args.keys)
+    moment = parse_time(args.as_of, "--as-of")
+    as_of = datetime_to_micros(moment) if moment else None
+    engine = DuckDBEngine(lake_dataset(args.lake))
+    try:
+        query = latest_state_sql("lake", keys, as_of)
+        if args.jsonl:
+            ordered = f"SELECT data FROM ({query}) live ORDER BY {key_expression(keys)}"
+            for batch in engine.connection.sql(ordered).to_arrow_reader(10_000):
+                for data in batch.column(0).to_pylist():
+                    sys.stdout.write(data + "\n")
+            return 0
+        ((count,),) = engine.connection.sql(live_count_sql("lake", keys, as_of)).fetchall()
+    finally:
+        engine.close()
+    print(orjson.dumps({"lake": args.lake, "as_of": args.as_of, "live": count}).decode())
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from dynamo_lake.reconciliation.run import reconcile_export
+
+    report = reconcile_export(
+        lake=args.lake,
+        export=args.export,
+        keys=_keys(args.keys),
+        as_of=args.as_of,
+        epsilon_ms=args.epsilon_ms,
+        repair=args.repair,
+    )
+    payload = orjson.dumps(report.to_json())
+    if args.report:
+        resolve(args.report).write_bytes(payload)
+    print(payload.decode())
+    if report.status == "error":
+        return EXIT_ERROR
+    return EXIT_DRIFT if report.status == "drift" else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,12 +14,24 @@ One YAML file, versioned with the DAGs (``include/config/tables.yaml`` unless
         lake_bucket: acme-lake
         glue_database: shop
         glue_table: orders
+        reconcile:                 # optional; how the reconciliation DAG checks the table
+          method: changes          # also allowed under 'defaults:', merged key by key
+    reconciliation:                # optional
+      schedule: "@daily"           # a preset, a 5-field cron expression, or null (manual only)
 
 The only top-level keys are :data:`TOP_LEVEL_KEYS`. A key may appear once per mapping
 (YAML would silently keep the last one). Prefixes are S3 key prefixes: segments of
 ``A-Z a-z 0-9 ! _ . * ' ( ) -`` separated by single slashes (a leading or trailing slash is
 ignored). Two tables may not share a lake location or a Glue table, nor nest one lake inside
 another.
+
+A table's ``reconcile:`` settings are a :class:`ReconcileConfig` (every key optional, the
+dataclass holds the defaults). ``reconcile:`` under ``defaults:`` is merged key by key with
+the table's own, the table's keys winning. ``repair: true`` needs the ``export`` or
+``changes`` method (``count`` and ``scan`` compare totals only), and the ``athena`` engine
+needs ``athena_output_location``. The ``reconciliation:`` section holds the DAG's
+``schedule``: one of :data:`SCHEDULE_PRESETS`, a 5-field cron expression, or null for
+manual runs only (``@daily`` when left out).
 
 Errors read ``<file>:<line>: table 'x': field 'y' ...``: they name the file, the line, the
 table and the field, and say what is expected. Reading the file is cheap (no AWS calls,
@@ -28,10 +40,11 @@ nothing heavier than PyYAML), so DAG files may do it at parse time.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +58,78 @@ from dynamo_lake.contract import (
 )
 from dynamo_lake.errors import ConfigError
 
-__all__ = ["TableConfig", "TablesConfig", "default_tables_file", "load_tables"]
+__all__ = [
+    "ENGINES",
+    "RECONCILE_METHODS",
+    "ReconcileConfig",
+    "TableConfig",
+    "TablesConfig",
+    "default_tables_file",
+    "load_tables",
+]
 
 TABLES_FILE_VARIABLE = "DYNAMO_LAKE_TABLES_FILE"
 # The sections a tables file may have; anything else is a typo. A new section is added here.
-TOP_LEVEL_KEYS: tuple[str, ...] = ("defaults", "tables")
+TOP_LEVEL_KEYS: tuple[str, ...] = ("defaults", "tables", "reconciliation")
+# How a table is reconciled, and what runs the lake-side queries.
+RECONCILE_METHODS: tuple[str, ...] = ("count", "scan", "export", "changes")
+ENGINES: tuple[str, ...] = ("duckdb", "athena")
+# The Airflow presets the reconciliation DAG accepts (@once would run it a single time).
+SCHEDULE_PRESETS: tuple[str, ...] = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly")
+DEFAULT_SCHEDULE = "@daily"
+_RECONCILIATION_KEYS: tuple[str, ...] = ("schedule",)
 _GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
 _DYNAMODB_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 # S3's "safe characters" for object keys.
 _PREFIX_CHARACTERS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!_.*'()-/"
 )
+_SNS_TOPIC_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+)
+_ATHENA_WORKGROUP = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# One item of a cron field: '*', a value or a range, then an optional '/step'.
+_CRON_ITEM = re.compile(r"^(?:\*|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?$", re.IGNORECASE)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_WEEKDAYS = {
+    name: number for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+}
+# (name, lowest, highest, names allowed instead of numbers) for the five cron fields.
+_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _WEEKDAYS),
+)
 _PREFIX_HINT = (
     "a prefix is one or more segments of letters, digits and ! _ . * ' ( ) - "
     "separated by single slashes, e.g. 'dynamo-cdc' or 'warehouse/cdc'"
 )
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    """How the reconciliation DAG checks one table. Field names are the ``reconcile:`` keys."""
+
+    method: str = "count"  # one of RECONCILE_METHODS
+    settle_margin_minutes: int = 30  # how long after a change it is compared
+    epsilon_ms: int = 1000  # clock difference tolerated between DynamoDB and the lake
+    count_staleness_hours: int = 6  # how stale DescribeTable.ItemCount may be
+    count_slack: int = 0  # extra difference allowed by the count and scan methods
+    repair: bool = False  # write missing or stale items back (export and changes only)
+    sns_topic_arn: str | None = None  # where a difference is announced
+    engine: str = "duckdb"  # one of ENGINES: what queries the lake
+    duckdb_memory_limit_mb: int = 1024
+    scan_segments: int = 4  # parallel Scan segments
+    scan_pages_per_second: float = 0  # Scan pages per second across segments; 0 = no limit
+    athena_workgroup: str = "primary"
+    athena_output_location: str | None = None  # s3://bucket/prefix; required for athena
 
 
 @dataclass(frozen=True)
@@ -81,6 +151,7 @@ class TableConfig:
     max_bad_lines: int = 0
     batch_size_mb: int = 1024
     description: str = ""
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
     @property
     def lake_uri(self) -> str:
@@ -94,6 +165,8 @@ class TableConfig:
 class TablesConfig:
     path: Path
     tables: dict[str, TableConfig]
+    # The reconciliation DAG's schedule; None: it runs only when triggered.
+    reconciliation_schedule: str | None = DEFAULT_SCHEDULE
 
     def table(self, name: str) -> TableConfig:
         try:
@@ -107,6 +180,17 @@ class TablesConfig:
 
 _REQUIRED = ("dynamodb_table", "export_bucket", "lake_bucket", "glue_database", "glue_table")
 _KNOWN = {f.name for f in fields(TableConfig)} - {"name"}
+_RECONCILE_KNOWN = tuple(f.name for f in fields(ReconcileConfig))
+_RECONCILE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ReconcileConfig)}
+# Whole-number reconcile keys: (lowest, highest or None, what the number counts).
+_RECONCILE_WHOLE: dict[str, tuple[int, int | None, str]] = {
+    "settle_margin_minutes": (0, None, "minutes"),
+    "epsilon_ms": (0, None, "milliseconds"),
+    "count_staleness_hours": (0, None, "hours"),
+    "count_slack": (0, None, "items"),
+    "duckdb_memory_limit_mb": (64, None, "MiB"),
+    "scan_segments": (1, 1_000_000, "segments"),
+}
 
 
 def default_tables_file() -> Path:
@@ -214,6 +298,8 @@ def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
         problem = f"{exc.problem or exc.context} (column {mark.column + 1})"
         if exc.problem and exc.context and exc.context_mark is not None:
             problem += f", {exc.context} that starts at line {exc.context_mark.line + 1}"
+        if exc.problem and "'@'" in exc.problem:
+            problem += "; a value that starts with '@' must be quoted, e.g. schedule: \"@daily\""
         return ConfigError(
             f"{path}:{mark.line + 1}: not valid YAML: {problem}; check the indentation, "
             "brackets and quotes there"
@@ -230,38 +316,42 @@ def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
 def _duplicate_problem(root: yaml.Node, error: _DuplicateKeyError) -> str:
     key, mapping = error.key, error.mapping
     tables = _value_node(root, "tables")
+    defaults = _value_node(root, "defaults")
     if mapping is root:
         what = f"top-level key {key!r} appears twice"
     elif mapping is tables:
         what = f"table {key!r} is defined twice under 'tables:'"
-    elif mapping is _value_node(root, "defaults"):
+    elif mapping is defaults:
         what = f"defaults: field {key!r} appears twice"
+    elif mapping is _value_node(root, "reconciliation"):
+        what = f"reconciliation: field {key!r} appears twice"
+    elif any(node is mapping for node in _value_nodes(defaults, "reconcile")):
+        what = f"defaults: field 'reconcile.{key}' appears twice"
     else:
-        owners = [
-            str(name_node.value)
-            for name_node, value_node in (
-                tables.value if isinstance(tables, yaml.MappingNode) else []
-            )
-            if value_node is mapping
-        ]
-        what = (
-            f"table {owners[0]!r}: field {key!r} appears twice"
-            if owners
-            else f"key {key!r} appears twice in one mapping"
-        )
+        what = f"key {key!r} appears twice in one mapping"
+        for name_node, value_node in tables.value if isinstance(tables, yaml.MappingNode) else []:
+            if value_node is mapping:
+                what = f"table {str(name_node.value)!r}: field {key!r} appears twice"
+                break
+            if any(node is mapping for node in _value_nodes(value_node, "reconcile")):
+                what = f"table {str(name_node.value)!r}: field 'reconcile.{key}' appears twice"
+                break
     return (
         f"{what} (first at line {error.first_line}); YAML would silently keep only the last "
         "one: remove or rename one of them"
     )
 
 
-def _value_node(root: yaml.Node, key: str) -> yaml.Node | None:
-    if isinstance(root, yaml.MappingNode):
-        for key_node, value_node in root.value:
+def _value_nodes(mapping: yaml.Node | None, key: str) -> Iterator[yaml.Node]:
+    """Every value written under ``key`` in ``mapping`` (a '<<' merge may add a second)."""
+    if isinstance(mapping, yaml.MappingNode):
+        for key_node, value_node in mapping.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-                found: yaml.Node = value_node
-                return found
-    return None
+                yield value_node
+
+
+def _value_node(root: yaml.Node | None, key: str) -> yaml.Node | None:
+    return next(_value_nodes(root, key), None)
 
 
 def _parse(path: Path, text: str) -> tuple[Any, int]:
@@ -282,7 +372,8 @@ def _parse(path: Path, text: str) -> tuple[Any, int]:
         raise _yaml_error(path, text, exc) from None
     except RecursionError:
         raise ConfigError(
-            f"{path}: not valid YAML: nested too deeply; a tables file is two levels of mappings"
+            f"{path}: not valid YAML: nested too deeply; a tables file is at most four levels "
+            "of mappings"
         ) from None
     finally:
         loader.dispose()
@@ -334,6 +425,247 @@ def _prefix_problem(value: str) -> str | None:
     return None
 
 
+def _cron_problem(expression: str) -> str | None:
+    """Why ``expression`` is not a 5-field cron expression, or None if it looks like one.
+
+    Each field is a comma-separated list of ``*``, a value or a range ``a-b``, each with an
+    optional ``/step``; months and days of the week may be named (``jan``, ``mon``). Values
+    are checked against the field's range; nothing more of cron is checked.
+    """
+    parts = expression.split()
+    if len(parts) != 5:
+        return (
+            f"has {len(parts)} field{'s' if len(parts) != 1 else ''}; a cron expression has 5 "
+            "(minute hour day-of-month month day-of-week)"
+        )
+    for text, (label, lowest, highest, names) in zip(parts, _CRON_FIELDS, strict=True):
+        allowed = f"{lowest}-{highest}" + (
+            f" or {next(iter(names))}..{next(reversed(names))}" if names else ""
+        )
+        for item in text.split(","):
+            match = _CRON_ITEM.match(item)
+            if match is None:
+                return (
+                    f"has {label} field {text!r}: each item is '*', a value or a range a-b, "
+                    f"optionally followed by /step, with values {allowed}"
+                )
+            start, end, step = match.groups()
+            for value in (start, end):
+                if value is None:
+                    continue
+                number = int(value) if value.isdigit() else names.get(value.lower())
+                if number is None or not lowest <= number <= highest:
+                    return f"has {label} value {value!r} (allowed: {allowed})"
+            if step is not None and int(step) == 0:
+                return f"has a step of 0 in {label} field {text!r}"
+    return None
+
+
+def _check_schedule(path: Path, section: Any, line: int) -> str | None:
+    """The reconciliation DAG's schedule from the ``reconciliation:`` section."""
+    if section is None:  # no section, or `reconciliation:` with nothing under it
+        return DEFAULT_SCHEDULE
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"{path}:{line}: 'reconciliation' must be a mapping (e.g. 'schedule: \"@daily\"' "
+            f"indented under it), not {_kind(section)}"
+        )
+    lines = _lines(section)
+    for key in section:
+        if key not in _RECONCILIATION_KEYS:
+            raise ConfigError(
+                f"{path}:{lines.get(key, line)}: reconciliation: unknown field {key!r}"
+                f"{_did_you_mean(key, _RECONCILIATION_KEYS)} "
+                f"(known: {', '.join(_RECONCILIATION_KEYS)})"
+            )
+    if "schedule" not in section:
+        return DEFAULT_SCHEDULE
+    schedule = section["schedule"]
+    if schedule is None:
+        return None  # manual runs only
+    where = f"{path}:{lines.get('schedule', line)}: reconciliation: field 'schedule'"
+    expected = (
+        f"use one of {', '.join(SCHEDULE_PRESETS)}, a 5-field cron expression such as "
+        "'30 2 * * *' (quoted), or null for manual runs only"
+    )
+    if not isinstance(schedule, str):
+        raise ConfigError(f"{where} must be a string or null, not {_kind(schedule)}: {expected}")
+    if schedule in SCHEDULE_PRESETS:
+        return schedule
+    if schedule.startswith("@"):
+        if schedule == "@once":
+            why = "would run the DAG a single time"
+        else:
+            close = _did_you_mean(schedule, SCHEDULE_PRESETS).removeprefix("; ")
+            why = "is not an Airflow preset this DAG accepts" + (f" ({close})" if close else "")
+        raise ConfigError(f"{where} = {schedule!r} {why}; {expected}")
+    problem = _cron_problem(schedule)
+    if problem:
+        raise ConfigError(
+            f"{where} = {schedule!r} is not a cron expression: it {problem}; {expected}"
+        )
+    return schedule
+
+
+def _s3_location_problem(value: str) -> str | None:
+    """Why ``value`` is not ``s3://bucket[/prefix]``, or None if it is."""
+    if not value.startswith("s3://"):
+        return "does not start with 's3://'"
+    bucket, _, prefix = value.removeprefix("s3://").partition("/")
+    if not valid_bucket_name(bucket):
+        return f"names {bucket!r}, which is not an S3 bucket name"
+    if prefix.strip("/"):
+        problem = _prefix_problem(prefix)
+        if problem:
+            return f"has a prefix that {problem}"
+    return None
+
+
+def _sns_topic_arn_problem(value: str) -> str | None:
+    if _SNS_TOPIC_ARN.match(value):
+        return None
+    return (
+        "is not an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic>, e.g. "
+        "'arn:aws:sns:us-east-1:123456789012:lake-alerts'); or leave the field out (null)"
+    )
+
+
+def _athena_workgroup_problem(value: str) -> str | None:
+    if _ATHENA_WORKGROUP.match(value):
+        return None
+    return (
+        "is not an Athena workgroup name (1-128 letters, digits, dots, underscores and "
+        "hyphens); or leave the field out to use 'primary'"
+    )
+
+
+def _athena_output_location_problem(value: str) -> str | None:
+    problem = _s3_location_problem(value)
+    if problem is None:
+        return None
+    return (
+        f"is not an S3 location: it {problem}; write s3://bucket/prefix, e.g. "
+        "'s3://acme-athena-results/reconcile/'"
+    )
+
+
+_RECONCILE_STRING_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "sns_topic_arn": _sns_topic_arn_problem,
+    "athena_workgroup": _athena_workgroup_problem,
+    "athena_output_location": _athena_output_location_problem,
+}
+
+
+def _check_reconcile(
+    path: Path,
+    name: str,
+    values: dict[str, Any],
+    lines: dict[Any, int],
+    table_line: int,
+    from_defaults: set[str],
+) -> ReconcileConfig:
+    """A table's ``reconcile:`` settings, already merged with those under ``defaults:``."""
+
+    def where(key: str) -> str:
+        return f"{path}:{lines.get(key, table_line)}: table {name!r}"
+
+    def error(key: str, problem: str) -> ConfigError:
+        origin = " (set under 'defaults:')" if key in from_defaults else ""
+        return ConfigError(f"{where(key)}: field 'reconcile.{key}'{origin} {problem}")
+
+    unknown = sorted(
+        set(values) - set(_RECONCILE_KNOWN), key=lambda key: (lines.get(key, 0), str(key))
+    )
+    if unknown:
+        first = unknown[0]
+        origin = " under 'defaults:'" if first in from_defaults else ""
+        close = _did_you_mean(first, _RECONCILE_KNOWN).replace(" '", " 'reconcile.", 1)
+        raise ConfigError(
+            f"{where(first)}: unknown field 'reconcile.{first}'{origin}{close} "
+            f"(known: {', '.join(_RECONCILE_KNOWN)})"
+        )
+    for key, value in values.items():
+        default = _RECONCILE_DEFAULTS[key]
+        if value is None and default is not None:
+            raise error(key, f"is empty (null); give a value, or leave it out to use {default!r}")
+        if key in ("method", "engine"):
+            choices = RECONCILE_METHODS if key == "method" else ENGINES
+            if value not in choices:
+                raise error(
+                    key,
+                    f"= {value!r} is not one of {', '.join(choices)}"
+                    f"{_did_you_mean(value, choices) if isinstance(value, str) else ''}",
+                )
+        elif key in _RECONCILE_WHOLE:
+            lowest, highest, unit = _RECONCILE_WHOLE[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise error(key, f"must be a whole number of {unit}, not {_kind(value)}")
+            if value < lowest or (highest is not None and value > highest):
+                bounds = f"between {lowest} and {highest}" if highest else f">= {lowest}"
+                raise error(key, f"= {value!r} is out of range: it must be {bounds} ({unit})")
+        elif key == "repair":
+            if not isinstance(value, bool):
+                raise error(
+                    key,
+                    f"must be true or false, not {_kind(value)} ({value!r}); write true or false "
+                    "without quotes",
+                )
+        elif key == "scan_pages_per_second":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise error(key, f"must be a number, not {_kind(value)}")
+            if not math.isfinite(value) or value < 0:
+                raise error(key, f"= {value!r} is out of range: it must be >= 0 (0 means no limit)")
+        elif value is not None:  # the string settings; two of them may be null
+            if not isinstance(value, str):
+                raise error(key, f"must be a string, not {_kind(value)} (quote it)")
+            problem = _RECONCILE_STRING_CHECKS[key](value)
+            if problem:
+                raise error(key, f"= {value!r} {problem}")
+    config = ReconcileConfig(**values)
+    if config.repair and config.method not in ("export", "changes"):
+        method = f"{config.method!r}" + ("" if "method" in values else " (the default)")
+        raise error(
+            "repair",
+            f"= true needs the export or changes method, but method is {method}: count and "
+            "scan compare totals only and cannot name the items to repair; set method to "
+            "export or changes, or repair to false",
+        )
+    if config.engine == "athena" and config.athena_output_location is None:
+        needs = (
+            "where Athena writes query results (s3://bucket/prefix); set it, or use engine duckdb"
+        )
+        if "athena_output_location" in values:
+            raise error("athena_output_location", f"is empty (null) but engine is athena: {needs}")
+        raise error("engine", f"= 'athena' needs field 'reconcile.athena_output_location', {needs}")
+    return config
+
+
+def _reconcile_layers(
+    path: Path, name: str, defaults: dict[Any, Any], own: dict[Any, Any], table_line: int
+) -> tuple[dict[str, Any], dict[Any, int], set[str]]:
+    """A table's ``reconcile:`` merged key by key over the one under ``defaults:``.
+
+    Returns the settings, the line of each and the keys that came from ``defaults:``.
+    ``reconcile:`` with nothing under it sets nothing.
+    """
+    settings: dict[str, Any] = {}
+    lines: dict[Any, int] = {}
+    for layer, origin in ((defaults, " (set under 'defaults:')"), (own, "")):
+        layer_settings = layer.get("reconcile")
+        if layer_settings is None:
+            continue
+        if not isinstance(layer_settings, dict):
+            raise ConfigError(
+                f"{path}:{_lines(layer).get('reconcile', table_line)}: table {name!r}: field "
+                f"'reconcile'{origin} must be a mapping of reconciliation settings (method, "
+                f"repair, ... indented under it), not {_kind(layer_settings)}"
+            )
+        settings.update(layer_settings)
+        lines.update(_lines(layer_settings))
+    own_settings = own.get("reconcile") or {}
+    return settings, lines, set(settings) - set(own_settings)
+
+
 def _check_table(
     path: Path,
     name: str,
@@ -341,6 +673,7 @@ def _check_table(
     lines: dict[Any, int],
     table_line: int,
     from_defaults: set[str],
+    reconcile: tuple[dict[str, Any], dict[Any, int], set[str]],
 ) -> TableConfig:
     def error(field_name: str | None, problem: str) -> ConfigError:
         line = lines.get(field_name, table_line)
@@ -357,6 +690,7 @@ def _check_table(
             f"{path}:{lines.get(first, table_line)}: table {name!r}: unknown field {first!r}"
             f"{origin}{_did_you_mean(first, _KNOWN)} (known: {', '.join(sorted(_KNOWN))})"
         )
+    values = {key: value for key, value in values.items() if key != "reconcile"}
     for field_name in _REQUIRED:
         if not values.get(field_name):
             raise error(
@@ -425,7 +759,14 @@ def _check_table(
                 f"= {values[field_name]!r} is out of range: max_bad_lines must be >= 0 and "
                 "batch_size_mb >= 1",
             )
-    return TableConfig(name=name, **values)
+    settings, settings_lines, settings_from_defaults = reconcile
+    return TableConfig(
+        name=name,
+        reconcile=_check_reconcile(
+            path, name, settings, settings_lines, table_line, settings_from_defaults
+        ),
+        **values,
+    )
 
 
 def _check_locations(path: Path, tables: dict[str, TableConfig], lines: dict[str, int]) -> None:
@@ -501,6 +842,9 @@ def load_tables(path: Path | str | None = None) -> TablesConfig:
             f"{path}:{top.get('defaults', document_line)}: 'defaults' must be a mapping of "
             f"table fields, not {_kind(defaults)}"
         )
+    schedule = _check_schedule(
+        path, raw.get("reconciliation"), top.get("reconciliation", document_line)
+    )
     table_lines = _lines(raw["tables"])
     tables_line = top.get("tables", document_line)
     tables: dict[str, TableConfig] = {}
@@ -519,10 +863,16 @@ def load_tables(path: Path | str | None = None) -> TablesConfig:
         from_defaults = set(defaults) - set(values)
         field_lines = {**_lines(defaults), **_lines(values)}
         tables[name] = _check_table(
-            path, name, {**defaults, **values}, field_lines, line, from_defaults
+            path,
+            name,
+            {**defaults, **values},
+            field_lines,
+            line,
+            from_defaults,
+            _reconcile_layers(path, name, defaults, values, line),
         )
         lines[name] = line
     if not tables:
         raise ConfigError(f"{path}:{tables_line}: no tables configured under 'tables:'")
     _check_locations(path, tables, lines)
-    return TablesConfig(path, tables)
+    return TablesConfig(path, tables, reconciliation_schedule=schedule)

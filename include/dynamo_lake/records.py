@@ -22,6 +22,7 @@ __all__ = [
     "ExportResult",
     "FileConversion",
     "PublishedExport",
+    "ReconciliationPlan",
     "StagedFile",
 ]
 
@@ -330,3 +331,59 @@ class CommittedBackfill:
                 for item in record.exports
             ],
         }
+
+
+@dataclass(frozen=True)
+class ReconciliationPlan:
+    """What one table's reconciliation in a run will do, decided when the run is planned.
+
+    ``as_of`` is T (µs, whole milliseconds); ``keys`` the table's key attributes as
+    ``(name, type)``; ``work_uri`` where the table side is converted (readers never look
+    there); ``export_request`` the export the method needs, if any.
+    """
+
+    table: str
+    dynamodb_table: str
+    table_arn: str
+    lake_uri: str
+    work_uri: str
+    method: str
+    as_of: int
+    epsilon_ms: int
+    repair: bool
+    engine: str
+    keys: tuple[tuple[str, str], ...]
+    run_id: str
+    aws_conn_id: str
+    region: str | None
+    glue_database: str
+    glue_table: str
+    export_request: ExportRequest | None = None
+    window_start: int | None = None
+    settle_margin_minutes: int = 30
+    count_staleness_hours: int = 6
+    count_slack: int = 0
+    scan_segments: int = 4
+    scan_pages_per_second: float = 0.0
+    duckdb_memory_limit_mb: int = 1024
+    athena_workgroup: str = "primary"
+    athena_output_location: str | None = None
+    sns_topic_arn: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["keys"] = [list(pair) for pair in self.keys]
+        raw["export_request"] = self.export_request.to_json() if self.export_request else None
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ReconciliationPlan:
+        request = raw.get("export_request")
+        return _from_fields(
+            cls,
+            {
+                **raw,
+                "keys": tuple((str(name), str(kind)) for name, kind in raw["keys"]),
+                "export_request": ExportRequest.from_json(request) if request else None,
+            },
+        )

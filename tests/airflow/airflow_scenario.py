@@ -22,6 +22,7 @@ LAKE_BUCKET = "it-lake"
 DDB_TABLE = "it-orders"
 NO_PITR_TABLE = "it-no-pitr"
 ITEMS = 120
+ALERT_TOPIC = "arn:aws:sns:us-east-1:123456789012:it-lake-drift"
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,21 @@ TABLE_ENTRIES = [
 ]
 
 
+#: Entries the reconciliation tests check, each with its own lake, and their settings.
+RECONCILE_ENTRIES: dict[str, dict[str, Any]] = {
+    "rec_ok": {"method": "export"},
+    "rec_drift": {"method": "export"},
+    "rec_changes": {"method": "changes"},
+    "rec_repair": {"method": "export", "repair": True},
+    "rec_count": {"method": "count"},
+    "rec_scan": {"method": "scan", "settle_margin_minutes": 0, "scan_segments": 3},
+    "rec_alert": {"method": "export", "sns_topic_arn": ALERT_TOPIC},
+}
+
+
 def tables_yaml() -> dict[str, Any]:
     tables: dict[str, Any] = {}
-    for name in TABLE_ENTRIES:
+    for name in [*TABLE_ENTRIES, *RECONCILE_ENTRIES]:
         tables[name] = {
             "dynamodb_table": NO_PITR_TABLE if name == "nopitr" else DDB_TABLE,
             "export_bucket": "it-missing-bucket" if name == "nobucket" else EXPORT_BUCKET,
@@ -62,4 +75,10 @@ def tables_yaml() -> dict[str, Any]:
             "glue_database": "it_shop",
             "glue_table": f"orders_{name}",
         }
-    return {"defaults": {"aws_conn_id": "aws_default", "region": "us-east-1"}, "tables": tables}
+        if name in RECONCILE_ENTRIES:
+            tables[name]["reconcile"] = RECONCILE_ENTRIES[name]
+    return {
+        "defaults": {"aws_conn_id": "aws_default", "region": "us-east-1"},
+        "reconciliation": {"schedule": None},
+        "tables": tables,
+    }

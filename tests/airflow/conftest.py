@@ -72,9 +72,23 @@ def scenario(
 
 
 @pytest.fixture(scope="session")
-def backfill_dag(scenario: Scenario) -> Any:
+def dag_bag(scenario: Scenario) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("dynamodb_backfill")
+    return bag
+
+
+@pytest.fixture(scope="session")
+def backfill_dag(dag_bag: Any) -> Any:
+    return dag_bag.get_dag("dynamodb_backfill")
+
+
+@pytest.fixture(scope="session")
+def reconciliation_dag(dag_bag: Any) -> Any:
+    dag = dag_bag.get_dag("dynamodb_reconciliation")
+    # Failures here are asserted, not retried (the retry paths have their own tests).
+    for task in dag.tasks:
+        task.retries = 0
+    return dag

@@ -1,6 +1,6 @@
-"""DAG validation: the DAGs folder parses with Airflow's own DagBag, the backfill DAG declares
-what the conventions ask of it, parsing is cheap (no AWS calls, no heavy imports), and a bad
-tables file surfaces as an import error that names the problem."""
+"""DAG validation: the DAGs folder parses with Airflow's own DagBag, each DAG declares what the
+conventions ask of it, parsing is cheap (no AWS calls, no heavy imports), and a bad tables
+file surfaces as an import error that names the problem."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from dynamo_lake.config import load_tables
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 DAG_FILE = DAGS / "dynamodb_backfill.py"
+DAG_IDS = ("dynamodb_backfill", "dynamodb_reconciliation")
+#: Tasks that must not retry: judging a report again gives the same verdict (and alert).
+NO_RETRIES = {("dynamodb_reconciliation", "judge")}
 SHIPPED_TABLES = REPO / "include" / "config" / "tables.yaml"
 HEAVY = ("pyarrow", "duckdb", "pandas")
 AWS_SDK = ("boto3", "botocore")
@@ -72,10 +75,16 @@ def dag(bag: Any) -> Any:
     return bag.dags["dynamodb_backfill"]
 
 
+@pytest.fixture(scope="module", params=DAG_IDS)
+def any_dag(bag: Any, request: pytest.FixtureRequest) -> Any:
+    return bag.dags[request.param]
+
+
 def test_dags_folder_imports_without_errors(bag: Any) -> None:
     assert bag.import_errors == {}
-    assert "dynamodb_backfill" in bag.dag_ids
-    assert bag.dags["dynamodb_backfill"].fileloc == str(DAG_FILE)
+    assert set(DAG_IDS) <= set(bag.dag_ids)
+    for dag_id in DAG_IDS:
+        assert bag.dags[dag_id].fileloc == str(DAGS / f"{dag_id}.py")
 
 
 def test_the_shipped_tables_file_parses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,14 +95,21 @@ def test_the_shipped_tables_file_parses(monkeypatch: pytest.MonkeyPatch) -> None
     assert table.schema["enum"] == sorted(load_tables(SHIPPED_TABLES).tables)
 
 
-def test_declares_owner_retries_tags_and_no_schedule(dag: Any) -> None:
+def test_declares_owner_retries_tags_and_catchup(any_dag: Any) -> None:
+    dag = any_dag
     assert dag.tags, "the DAG has no tags"
     assert dag.owner and dag.owner != "airflow"
     assert dag.default_args["owner"] != "airflow"
     assert dag.default_args["retries"] >= 1
-    assert all(task.retries >= 1 for task in dag.tasks), {t.task_id: t.retries for t in dag.tasks}
+    retries = {t.task_id: t.retries for t in dag.tasks if (dag.dag_id, t.task_id) not in NO_RETRIES}
+    assert all(count >= 1 for count in retries.values()), retries
     assert dag.catchup is False
-    assert dag.schedule is None
+
+
+def test_the_backfill_is_manual_and_the_reconciliation_scheduled_from_the_file(bag: Any) -> None:
+    assert bag.dags["dynamodb_backfill"].schedule is None
+    # The test tables file has no reconciliation section: the default, daily.
+    assert bag.dags["dynamodb_reconciliation"].schedule == "@daily"
 
 
 def test_doc_md_explains_the_dag(dag: Any) -> None:
@@ -103,7 +119,14 @@ def test_doc_md_explains_the_dag(dag: Any) -> None:
     assert "**incremental**" in dag.doc_md
 
 
-def test_every_param_has_a_title_and_description(dag: Any) -> None:
+def test_the_reconciliations_doc_says_what_each_method_costs_and_what_to_do(bag: Any) -> None:
+    doc = bag.dags["dynamodb_reconciliation"].doc_md
+    for words in ("`count`", "`scan`", "`export`", "`changes`", "read capacity", "**On drift**"):
+        assert words in doc
+
+
+def test_every_param_has_a_title_and_description(any_dag: Any) -> None:
+    dag = any_dag
     assert list(dag.params)
     for name in dag.params:
         param = dag.params.get_param(name)
@@ -120,6 +143,11 @@ def test_table_enum_is_the_configured_tables(dag: Any, two_tables_file: Path) ->
     assert table.value in table.schema["enum"]
 
 
+def test_the_reconciliation_may_check_every_table(bag: Any) -> None:
+    table = bag.dags["dynamodb_reconciliation"].params.get_param("table")
+    assert table.schema["enum"] == ["", "orders", "users"] and table.value == ""
+
+
 _PARSE_SCRIPT = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("dag_parse_probe", sys.argv[1])
@@ -131,8 +159,9 @@ print(json.dumps({"tables": tables, "modules": {n: n in sys.modules for n in nam
 """
 
 
+@pytest.mark.parametrize("dag_file", [DAGS / f"{dag_id}.py" for dag_id in DAG_IDS], ids=DAG_IDS)
 def test_parsing_makes_no_aws_calls_and_imports_nothing_heavy(
-    tmp_path: Path, two_tables_file: Path
+    tmp_path: Path, two_tables_file: Path, dag_file: Path
 ) -> None:
     # An endpoint that accepts connections and never answers: any AWS call at parse time
     # would hang the import (and fail the timeout) and leave a connection in the backlog.
@@ -159,7 +188,7 @@ def test_parsing_makes_no_aws_calls_and_imports_nothing_heavy(
     )
     try:
         result = subprocess.run(
-            [sys.executable, "-c", _PARSE_SCRIPT, str(DAG_FILE), ",".join(HEAVY + AWS_SDK)],
+            [sys.executable, "-c", _PARSE_SCRIPT, str(dag_file), ",".join(HEAVY + AWS_SDK)],
             capture_output=True,
             text=True,
             timeout=90,
@@ -209,12 +238,13 @@ def test_config_error_is_an_import_error_naming_file_table_and_field(
 
     bag = _dag_bag(monkeypatch, tables_file)
 
-    assert "dynamodb_backfill" not in bag.dags
-    assert len(bag.import_errors) == 1, bag.import_errors
-    ((dag_file, error),) = bag.import_errors.items()
-    assert Path(dag_file).name == DAG_FILE.name
-    assert str(tables_file) in error
-    assert "table 'orders'" in error
-    assert repr(field) in error
-    assert words in error
-    assert "ConfigError" in error
+    assert not set(DAG_IDS) & set(bag.dags)
+    assert sorted(Path(name).name for name in bag.import_errors) == [
+        f"{dag_id}.py" for dag_id in DAG_IDS
+    ]
+    for error in bag.import_errors.values():
+        assert str(tables_file) in error
+        assert "table 'orders'" in error
+        assert repr(field) in error
+        assert words in error
+        assert "ConfigError" in error

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dynamo_lake.config import TableConfig, load_tables
+from dynamo_lake.config import ENGINES, RECONCILE_METHODS, ReconcileConfig, TableConfig, load_tables
 from dynamo_lake.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -328,6 +328,10 @@ def test_the_shipped_tables_file_loads() -> None:
     orders = config.table("orders")
     assert orders.lake_uri == "s3://demo-lake/dynamo-cdc/shop/orders"
     assert orders.region == "us-east-1"
+    # The reconciliation DAG's settings for the demo table.
+    assert orders.reconcile.method == "changes"
+    assert orders.reconcile.repair is False
+    assert config.reconciliation_schedule == "@daily"
 
 
 def test_a_yaml_boolean_is_not_a_number(tmp_path: Path) -> None:
@@ -442,7 +446,7 @@ def test_a_misspelt_top_level_key_is_refused(tmp_path: Path) -> None:
 def test_the_top_level_keys_are_one_constant() -> None:
     from dynamo_lake.config import TOP_LEVEL_KEYS
 
-    assert TOP_LEVEL_KEYS == ("defaults", "tables")
+    assert TOP_LEVEL_KEYS == ("defaults", "tables", "reconciliation")
 
 
 def test_a_misspelt_tables_key_is_named(tmp_path: Path) -> None:
@@ -703,3 +707,546 @@ def test_the_default_tables_file_is_the_shipped_one_and_loads(
 
     assert config.path.resolve() == SHIPPED.resolve()
     assert "orders" in config.tables
+
+
+# -- The reconciliation DAG's settings: `reconcile:` per table, `reconciliation:` on top ----
+
+# ORDERS then `    reconcile:` on line 9: the first setting written under it is line 10.
+RECONCILE = ORDERS + "    reconcile:\n"
+
+
+def test_the_reconcile_names_are_exported() -> None:
+    import dynamo_lake.config as config
+
+    assert {"ReconcileConfig", "RECONCILE_METHODS", "ENGINES"} <= set(config.__all__)
+    assert RECONCILE_METHODS == ("count", "scan", "export", "changes")
+    assert ENGINES == ("duckdb", "athena")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(ORDERS, id="no-reconcile"),
+        pytest.param(RECONCILE, id="empty-reconcile"),
+        pytest.param("defaults:\n  reconcile:\n" + RECONCILE, id="empty-both"),
+    ],
+)
+def test_reconcile_defaults_when_nothing_is_given(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, text)
+
+    config = load_tables(path)
+
+    reconcile = config.table("orders").reconcile
+    assert reconcile == ReconcileConfig()
+    assert (reconcile.method, reconcile.engine, reconcile.repair) == ("count", "duckdb", False)
+    assert (
+        reconcile.settle_margin_minutes,
+        reconcile.epsilon_ms,
+        reconcile.count_staleness_hours,
+        reconcile.count_slack,
+    ) == (30, 1000, 6, 0)
+    assert (reconcile.sns_topic_arn, reconcile.athena_output_location) == (None, None)
+    assert (reconcile.duckdb_memory_limit_mb, reconcile.scan_segments) == (1024, 4)
+    assert reconcile.scan_pages_per_second == 0
+    assert reconcile.athena_workgroup == "primary"
+    assert config.reconciliation_schedule == "@daily"
+
+
+def test_reconcile_values_are_read_back(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        RECONCILE
+        + "      method: export\n"
+        + "      settle_margin_minutes: 0\n"
+        + "      epsilon_ms: 250\n"
+        + "      count_staleness_hours: 12\n"
+        + "      count_slack: 3\n"
+        + "      repair: true\n"
+        + "      sns_topic_arn: arn:aws:sns:eu-west-1:123456789012:lake-alerts\n"
+        + "      engine: athena\n"
+        + "      duckdb_memory_limit_mb: 64\n"
+        + "      scan_segments: 1000000\n"
+        + "      scan_pages_per_second: 2.5\n"
+        + "      athena_workgroup: reconcile.v2\n"
+        + "      athena_output_location: s3://acme-athena/results/\n",
+    )
+
+    assert load_tables(path).table("orders").reconcile == ReconcileConfig(
+        method="export",
+        settle_margin_minutes=0,
+        epsilon_ms=250,
+        count_staleness_hours=12,
+        count_slack=3,
+        repair=True,
+        sns_topic_arn="arn:aws:sns:eu-west-1:123456789012:lake-alerts",
+        engine="athena",
+        duckdb_memory_limit_mb=64,
+        scan_segments=1_000_000,
+        scan_pages_per_second=2.5,
+        athena_workgroup="reconcile.v2",
+        athena_output_location="s3://acme-athena/results/",
+    )
+
+
+def test_reconcile_under_defaults_is_merged_key_by_key(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "defaults:\n"
+        "  reconcile:\n"
+        "    method: scan\n"
+        "    count_slack: 5\n"
+        "    scan_segments: 8\n"
+        + RECONCILE
+        + "      method: changes\n"
+        + "      repair: true\n"
+        + "      scan_segments: 2\n"
+        + "  users:\n"
+        + "    dynamodb_table: users\n"
+        + "    export_bucket: acme-ddb-exports\n"
+        + "    lake_bucket: acme-lake\n"
+        + "    glue_database: shop\n"
+        + "    glue_table: users\n",
+    )
+
+    config = load_tables(path)
+
+    orders, users = config.table("orders").reconcile, config.table("users").reconcile
+    # The table's keys win; the keys it leaves out come from the defaults, then the dataclass.
+    assert (orders.method, orders.repair, orders.scan_segments) == ("changes", True, 2)
+    assert orders.count_slack == 5
+    assert orders.epsilon_ms == 1000
+    # A table without `reconcile:` takes the defaults' as they are.
+    assert (users.method, users.repair, users.count_slack, users.scan_segments) == (
+        "scan",
+        False,
+        5,
+        8,
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        pytest.param(
+            "method: exprot",
+            "field 'reconcile.method' = 'exprot' is not one of count, scan, export, changes; "
+            "did you mean 'export'?",
+            id="method-typo",
+        ),
+        pytest.param(
+            "method: 5",
+            "field 'reconcile.method' = 5 is not one of count, scan, export, changes",
+            id="method-number",
+        ),
+        pytest.param(
+            "method:",
+            "field 'reconcile.method' is empty (null); give a value, or leave it out to use "
+            "'count'",
+            id="method-null",
+        ),
+        pytest.param(
+            "settle_margin_minutes: -1",
+            "field 'reconcile.settle_margin_minutes' = -1 is out of range: it must be >= 0 "
+            "(minutes)",
+            id="negative-minutes",
+        ),
+        pytest.param(
+            "epsilon_ms: true",
+            "field 'reconcile.epsilon_ms' must be a whole number of milliseconds, not true/false",
+            id="boolean-ms",
+        ),
+        pytest.param(
+            "count_staleness_hours: -6",
+            "field 'reconcile.count_staleness_hours' = -6 is out of range: it must be >= 0",
+            id="negative-hours",
+        ),
+        pytest.param(
+            "count_slack: 1.5",
+            "field 'reconcile.count_slack' must be a whole number of items, not a number",
+            id="fractional-slack",
+        ),
+        pytest.param(
+            "count_slack: '3'",
+            "field 'reconcile.count_slack' must be a whole number of items, not a string",
+            id="quoted-slack",
+        ),
+        pytest.param(
+            "duckdb_memory_limit_mb: 63",
+            "field 'reconcile.duckdb_memory_limit_mb' = 63 is out of range: it must be >= 64",
+            id="duckdb-memory-too-small",
+        ),
+        pytest.param(
+            "scan_segments: 0",
+            "field 'reconcile.scan_segments' = 0 is out of range: it must be between 1 and 1000000",
+            id="zero-segments",
+        ),
+        pytest.param(
+            "scan_segments: 1000001",
+            "field 'reconcile.scan_segments' = 1000001 is out of range",
+            id="too-many-segments",
+        ),
+        pytest.param(
+            "scan_segments: yes",
+            "field 'reconcile.scan_segments' must be a whole number of segments, not true/false",
+            id="boolean-segments",
+        ),
+        pytest.param(
+            "scan_pages_per_second: -0.5",
+            "field 'reconcile.scan_pages_per_second' = -0.5 is out of range: it must be >= 0 "
+            "(0 means no limit)",
+            id="negative-rate",
+        ),
+        pytest.param(
+            "scan_pages_per_second: .inf",
+            "field 'reconcile.scan_pages_per_second' = inf is out of range",
+            id="infinite-rate",
+        ),
+        pytest.param(
+            "scan_pages_per_second: false",
+            "field 'reconcile.scan_pages_per_second' must be a number, not true/false",
+            id="boolean-rate",
+        ),
+        pytest.param(
+            "repair: 'yes'",
+            "field 'reconcile.repair' must be true or false, not a string ('yes'); write true "
+            "or false without quotes",
+            id="repair-string",
+        ),
+        pytest.param(
+            "repair: 1",
+            "field 'reconcile.repair' must be true or false, not a number",
+            id="repair-number",
+        ),
+        pytest.param(
+            "sns_topic_arn: arn:aws:sqs:us-east-1:123456789012:alerts",
+            "field 'reconcile.sns_topic_arn' = 'arn:aws:sqs:us-east-1:123456789012:alerts' is "
+            "not an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic>",
+            id="sqs-arn",
+        ),
+        pytest.param(
+            "sns_topic_arn: arn:aws:sns:us-east-1:12345:alerts",
+            "field 'reconcile.sns_topic_arn' = 'arn:aws:sns:us-east-1:12345:alerts' is not an "
+            "SNS topic ARN",
+            id="short-account",
+        ),
+        pytest.param(
+            "sns_topic_arn: lake-alerts",
+            "field 'reconcile.sns_topic_arn' = 'lake-alerts' is not an SNS topic ARN",
+            id="topic-name-only",
+        ),
+        pytest.param(
+            "sns_topic_arn: 123456789012",
+            "field 'reconcile.sns_topic_arn' must be a string, not a number",
+            id="arn-number",
+        ),
+        pytest.param(
+            "engine: athens",
+            "field 'reconcile.engine' = 'athens' is not one of duckdb, athena; did you mean "
+            "'athena'?",
+            id="engine-typo",
+        ),
+        pytest.param(
+            "athena_workgroup: 'my group'",
+            "field 'reconcile.athena_workgroup' = 'my group' is not an Athena workgroup name",
+            id="workgroup-with-space",
+        ),
+        pytest.param(
+            "athena_output_location: acme-athena/results",
+            "field 'reconcile.athena_output_location' = 'acme-athena/results' is not an S3 "
+            "location: it does not start with 's3://'",
+            id="output-without-scheme",
+        ),
+        pytest.param(
+            "athena_output_location: s3://Acme_Athena/results",
+            "field 'reconcile.athena_output_location' = 's3://Acme_Athena/results' is not an "
+            "S3 location: it names 'Acme_Athena', which is not an S3 bucket name",
+            id="output-bad-bucket",
+        ),
+    ],
+)
+def test_a_wrong_reconcile_value_carries_its_line(tmp_path: Path, setting: str, words: str) -> None:
+    path = _write(tmp_path, RECONCILE + f"      {setting}\n")
+
+    message = _error_at(path, 10)
+
+    assert f"table 'orders': {words}" in message
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sns:us-east-1:123456789012:lake-alerts",
+        "arn:aws-us-gov:sns:us-gov-west-1:123456789012:Lake_Alerts",
+        "arn:aws-cn:sns:cn-north-1:123456789012:alerts.fifo",
+    ],
+)
+def test_sns_topic_arns_of_every_partition_are_accepted(tmp_path: Path, arn: str) -> None:
+    path = _write(tmp_path, RECONCILE + f"      sns_topic_arn: {arn}\n")
+
+    assert load_tables(path).table("orders").reconcile.sns_topic_arn == arn
+
+
+def test_reconcile_must_be_a_mapping(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + "    reconcile: changes\n")
+
+    message = _error_at(path, 9)
+
+    assert "table 'orders': field 'reconcile' must be a mapping" in message
+    assert "not a string" in message
+
+
+def test_an_unknown_reconcile_field_carries_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, RECONCILE + "      method: scan\n      metod: export\n")
+
+    message = _error_at(path, 11)
+
+    assert "table 'orders': unknown field 'reconcile.metod'" in message
+    assert "did you mean 'reconcile.method'?" in message
+    assert "settle_margin_minutes" in message.split("known:", 1)[1]
+
+
+def test_a_wrong_reconcile_value_under_defaults_points_at_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, "defaults:\n  reconcile:\n    epsilon_ms: -1\n" + ORDERS)
+
+    message = _error_at(path, 3)
+
+    assert "table 'orders': field 'reconcile.epsilon_ms' (set under 'defaults:') = -1" in message
+
+
+def test_an_unknown_reconcile_field_under_defaults_points_at_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, "defaults:\n  reconcile:\n    scan_segmnts: 8\n" + ORDERS)
+
+    message = _error_at(path, 3)
+
+    assert "unknown field 'reconcile.scan_segmnts' under 'defaults:'" in message
+    assert "did you mean 'reconcile.scan_segments'?" in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "line", "method"),
+    [
+        pytest.param("      repair: true\n", 10, "'count' (the default)", id="default-count"),
+        pytest.param(
+            "      method: count\n      repair: true\n", 11, "'count'", id="explicit-count"
+        ),
+        pytest.param("      repair: true\n      method: scan\n", 10, "'scan'", id="scan"),
+    ],
+)
+def test_repair_needs_the_export_or_changes_method(
+    tmp_path: Path, settings: str, line: int, method: str
+) -> None:
+    path = _write(tmp_path, RECONCILE + settings)
+
+    message = _error_at(path, line)
+
+    assert "table 'orders': field 'reconcile.repair' = true needs the export or changes " in (
+        message
+    )
+    assert f"but method is {method}:" in message
+    assert "set method to export or changes, or repair to false" in message
+
+
+@pytest.mark.parametrize("method", ["export", "changes"])
+def test_repair_is_accepted_with_export_or_changes(tmp_path: Path, method: str) -> None:
+    path = _write(tmp_path, RECONCILE + f"      method: {method}\n      repair: true\n")
+
+    reconcile = load_tables(path).table("orders").reconcile
+
+    assert (reconcile.method, reconcile.repair) == (method, True)
+
+
+def test_the_athena_engine_needs_an_output_location(tmp_path: Path) -> None:
+    path = _write(tmp_path, RECONCILE + "      method: scan\n      engine: athena\n")
+
+    message = _error_at(path, 11)
+
+    assert (
+        "table 'orders': field 'reconcile.engine' = 'athena' needs field "
+        "'reconcile.athena_output_location'"
+    ) in message
+    assert "set it, or use engine duckdb" in message
+
+
+def test_a_null_athena_output_location_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, RECONCILE + "      engine: athena\n      athena_output_location:\n")
+
+    message = _error_at(path, 11)
+
+    assert (
+        "table 'orders': field 'reconcile.athena_output_location' is empty (null) but engine "
+        "is athena"
+    ) in message
+
+
+def test_the_athena_engine_with_an_output_location_is_accepted(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "defaults:\n  reconcile:\n    athena_output_location: s3://acme-athena\n"
+        + RECONCILE
+        + "      engine: athena\n",
+    )
+
+    reconcile = load_tables(path).table("orders").reconcile
+
+    assert (reconcile.engine, reconcile.athena_output_location) == ("athena", "s3://acme-athena")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "first", "words"),
+    [
+        pytest.param(
+            RECONCILE + "      method: scan\n      count_slack: 1\n      method: export\n",
+            12,
+            10,
+            "table 'orders': field 'reconcile.method' appears twice",
+            id="in-a-table",
+        ),
+        pytest.param(
+            "defaults:\n  reconcile:\n    repair: false\n    repair: true\n" + ORDERS,
+            4,
+            3,
+            "defaults: field 'reconcile.repair' appears twice",
+            id="in-defaults",
+        ),
+        pytest.param(
+            RECONCILE.replace("    reconcile:\n", "    reconcile: {engine: duckdb, engine: x}\n"),
+            9,
+            9,
+            "table 'orders': field 'reconcile.engine' appears twice",
+            id="flow-mapping",
+        ),
+        pytest.param(
+            "reconciliation:\n  schedule: '@daily'\n  schedule: '@hourly'\n" + ORDERS,
+            3,
+            2,
+            "reconciliation: field 'schedule' appears twice",
+            id="in-reconciliation",
+        ),
+    ],
+)
+def test_a_key_repeated_in_a_reconcile_mapping_is_refused(
+    tmp_path: Path, text: str, line: int, first: int, words: str
+) -> None:
+    path = _write(tmp_path, text)
+
+    message = _error_at(path, line)
+
+    assert words in message
+    assert f"first at line {first}" in message
+    assert "remove or rename one" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "schedule"),
+    [
+        pytest.param("", "@daily", id="no-section"),
+        pytest.param("reconciliation:\n", "@daily", id="empty-section"),
+        pytest.param("reconciliation:\n  schedule: '@hourly'\n", "@hourly", id="preset"),
+        pytest.param("reconciliation:\n  schedule: '@yearly'\n", "@yearly", id="yearly"),
+        pytest.param("reconciliation:\n  schedule: '30 2 * * *'\n", "30 2 * * *", id="cron"),
+        pytest.param(
+            "reconciliation:\n  schedule: '*/15 0-6,22 1,15 jan-JUN/2 mon-fri'\n",
+            "*/15 0-6,22 1,15 jan-JUN/2 mon-fri",
+            id="cron-lists-ranges-steps-names",
+        ),
+        pytest.param("reconciliation:\n  schedule: 0 4 * * 7\n", "0 4 * * 7", id="cron-unquoted"),
+        pytest.param("reconciliation:\n  schedule:\n", None, id="null-is-manual-only"),
+        pytest.param("reconciliation:\n  schedule: null\n", None, id="explicit-null"),
+    ],
+)
+def test_the_reconciliation_schedule(tmp_path: Path, section: str, schedule: str | None) -> None:
+    path = _write(tmp_path, section + ORDERS)
+
+    assert load_tables(path).reconciliation_schedule == schedule
+
+
+@pytest.mark.parametrize(
+    ("schedule", "words"),
+    [
+        pytest.param("'@once'", "= '@once' would run the DAG a single time", id="once"),
+        pytest.param(
+            "'@dialy'",
+            "= '@dialy' is not an Airflow preset this DAG accepts (did you mean '@daily'?)",
+            id="preset-typo",
+        ),
+        pytest.param("'@quarterly'", "= '@quarterly' is not an Airflow preset", id="quarterly"),
+        pytest.param("daily", "= 'daily' is not a cron expression: it has 1 field;", id="word"),
+        pytest.param(
+            "'0 2 * *'",
+            "= '0 2 * *' is not a cron expression: it has 4 fields; a cron expression has 5",
+            id="four-fields",
+        ),
+        pytest.param("'0 0 2 * * *'", "it has 6 fields; a cron expression has 5", id="six-fields"),
+        pytest.param(
+            "'0 25 * * *'", "it has hour value '25' (allowed: 0-23)", id="hour-out-of-range"
+        ),
+        pytest.param(
+            "'0 2 L * *'", "it has day-of-month value 'L' (allowed: 1-31)", id="unsupported-L"
+        ),
+        pytest.param(
+            "'0 2 * foo *'", "it has month value 'foo' (allowed: 1-12 or jan..dec)", id="bad-name"
+        ),
+        pytest.param("'0 2 ? * *'", "it has day-of-month field '?'", id="question-mark"),
+        pytest.param("'*/0 2 * * *'", "it has a step of 0 in minute field '*/0'", id="zero-step"),
+        pytest.param("5", "must be a string or null, not a number", id="number"),
+    ],
+)
+def test_a_bad_reconciliation_schedule_is_refused(
+    tmp_path: Path, schedule: str, words: str
+) -> None:
+    path = _write(tmp_path, f"reconciliation:\n  schedule: {schedule}\n" + ORDERS)
+
+    message = _error_at(path, 2)
+
+    assert f"{path}:2: reconciliation: field 'schedule' " in message
+    assert words in message
+    assert "use one of @hourly, @daily, @weekly, @monthly, @yearly, a 5-field cron" in message
+    assert "or null for manual runs only" in message
+
+
+def test_an_unquoted_preset_schedule_is_told_to_be_quoted(tmp_path: Path) -> None:
+    path = _write(tmp_path, "reconciliation:\n  schedule: @daily\n" + ORDERS)
+
+    message = _error_at(path, 2)
+
+    assert "not valid YAML" in message
+    assert "a value that starts with '@' must be quoted" in message
+
+
+def test_an_unknown_key_under_reconciliation_carries_its_line(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, "reconciliation:\n  schedule: '@daily'\n  schedul: '@hourly'\n" + ORDERS
+    )
+
+    message = _error_at(path, 3)
+
+    assert "reconciliation: unknown field 'schedul'; did you mean 'schedule'?" in message
+    assert "(known: schedule)" in message
+
+
+def test_the_reconciliation_section_must_be_a_mapping(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + "reconciliation: '@daily'\n")
+
+    message = _error_at(path, 9)
+
+    assert "'reconciliation' must be a mapping" in message
+    assert "not a string" in message
+
+
+def test_a_misspelt_reconciliation_section_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS + "reconciliaton:\n  schedule: '@daily'\n")
+
+    message = _error_at(path, 9)
+
+    assert "unknown top-level key 'reconciliaton'; did you mean 'reconciliation'?" in message
+    assert "known: defaults, tables, reconciliation" in message
+
+
+def test_configs_built_in_code_keep_the_reconcile_defaults() -> None:
+    from dynamo_lake.config import TablesConfig
+
+    table = TableConfig("orders", "orders", "exports", "lake", "shop", "orders")
+    tables = TablesConfig(Path("tables.yaml"), {"orders": table})
+
+    assert table.reconcile == ReconcileConfig()
+    assert tables.reconciliation_schedule == "@daily"

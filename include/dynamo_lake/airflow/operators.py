@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 if TYPE_CHECKING:  # the core's AWS side is imported when a task runs, not at DAG parsing
     from dynamo_lake.exports.api import ExportRequest, ExportState
 
-__all__ = ["DynamoDBExportOperator", "ExportFailed", "ExportWaitError"]
+__all__ = ["DynamoDBExportOperator", "ExportFailed", "ExportWaitError", "LakeSettleOperator"]
 
 
 class ExportFailed(AirflowFailException):
@@ -132,3 +132,38 @@ class DynamoDBExportOperator(BaseOperator):
             export_from=request.export_from,
             export_to=request.export_to,
         ).to_json()
+
+
+class LakeSettleOperator(BaseOperator):
+    """Wait, deferred, until a moment has passed (the lake has settled past it).
+
+    Firehose delivers a change minutes after it happened, so a count taken at a moment is
+    compared with the lake only once that moment is a settle margin behind. ``until``
+    (µs since the epoch, or None: nothing to wait for) may come from an upstream task.
+    """
+
+    template_fields = ("until",)
+    ui_color = "#e8f4ff"
+
+    def __init__(self, *, until: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.until = until
+
+    def execute(self, context: Any) -> None:
+        from datetime import UTC, datetime
+
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        from dynamo_lake.cdc import micros_to_datetime
+
+        if not self.until:
+            return None
+        moment = micros_to_datetime(int(self.until))
+        if moment <= datetime.now(UTC):
+            return None
+        self.log.info("waiting until %s for the lake to settle", moment.isoformat())
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete")
+        raise AssertionError("defer() returns only by raising")  # pragma: no cover
+
+    def execute_complete(self, context: Any, event: Any = None) -> None:
+        return None

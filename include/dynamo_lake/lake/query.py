@@ -7,12 +7,12 @@ the same SQL runs in Athena (the reconciliation DAG transpiles it); locally Duck
 Latest state as of T: for each primary key, the row with the greatest ``time_stamp`` <= T;
 ties (two events in the same microsecond) go to ``D`` over ``U`` over ``I``, then to the
 greater ``uuid``, so every engine picks the same row. The item exists iff that row is not
-``D``.
+``D``. Expressed once, as SQL (:func:`latest_of_sql`): one aggregation per key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -20,10 +20,23 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from dynamo_lake import contract
+from dynamo_lake.cdc import micros_to_datetime
 from dynamo_lake.lake.writer import CDC_SCHEMA
 from dynamo_lake.storage import S3Options, resolve
 
-__all__ = ["OP_RANK", "lake_dataset", "latest_state", "latest_state_sql", "query_lake"]
+__all__ = [
+    "OP_RANK",
+    "key_expression",
+    "keyed_rows_sql",
+    "lake_dataset",
+    "latest_of_sql",
+    "latest_rows_sql",
+    "latest_state",
+    "latest_state_sql",
+    "live_count_sql",
+    "query_lake",
+    "time_literal",
+]
 
 #: The contract's op ranks (the tie rule) as SQL.
 OP_RANK = (
@@ -53,22 +66,77 @@ def lake_dataset(lake_uri: str, s3: S3Options | None = None) -> ds.Dataset:
     )
 
 
-def _key_expression(name: str) -> str:
-    escaped = name.replace('"', '\\"').replace("'", "''")
-    return f"data ->> '$.\"{escaped}\"'"
+def key_expression(key_names: Sequence[str]) -> str:
+    """SQL for a row's primary key as text: the key attributes' values joined by U+001F.
+
+    Key attributes are S, N or B (DynamoDB allows nothing else), so each is a JSON scalar
+    in ``data`` and ``->>`` gives its text; a table's key attributes have fixed types, so
+    equal text means the same key.
+    """
+    parts = []
+    for name in key_names:
+        escaped = name.replace('"', '\\"').replace("'", "''")
+        parts.append(f"(data ->> '$.\"{escaped}\"')")
+    return " || chr(31) || ".join(parts)
 
 
-def latest_state_sql(source: str, key_names: Iterable[str], as_of: int | None = None) -> str:
-    """DuckDB SQL: the latest row per key from ``source`` (op and data of live items)."""
-    keys = ", ".join(_key_expression(name) for name in key_names)
-    cut = "" if as_of is None else f"WHERE epoch_us(time_stamp) <= {int(as_of)}"
+def time_literal(micros: int) -> str:
+    """SQL for a moment (µs since the epoch, UTC) that compares exactly with ``time_stamp``."""
+    moment = micros_to_datetime(micros)
+    return f"CAST('{moment:%Y-%m-%d %H:%M:%S.%f}+00:00' AS TIMESTAMPTZ)"
+
+
+def keyed_rows_sql(source: str, key_names: Sequence[str], cut: str | None = None) -> str:
+    """SQL: ``source``'s rows with their key ``k`` and op rank ``rnk`` (each computed once)."""
+    where = f"WHERE {cut}" if cut else ""
+    return (
+        f"SELECT {key_expression(key_names)} AS k, op, data, time_stamp, uuid, "
+        f"{OP_RANK} AS rnk FROM {source} {where}"
+    )
+
+
+def latest_of_sql(keyed: str, cut: str = "TRUE") -> str:
+    """SQL: per key of the keyed rows ``keyed`` (see :func:`keyed_rows_sql`) with
+    ``time_stamp`` meeting ``cut``, its latest row as ``k, op, data, time_stamp``.
+
+    The latest row is the greatest ``(time_stamp, op rank, uuid)``: the contract's tie rule.
+    One aggregation (``arg_max`` of ``op || data`` by that tuple), no window over the lake.
+    """
     return f"""
-        SELECT op, data FROM (
-            SELECT op, data, row_number() OVER (
-                PARTITION BY {keys} ORDER BY time_stamp DESC, {OP_RANK} DESC, uuid DESC
-            ) AS rank
-            FROM {source} {cut}
-        ) WHERE rank = 1 AND op <> 'D'
+        SELECT k, substr(latest, 1, 1) AS op, substr(latest, 2) AS data, time_stamp FROM (
+            SELECT k, arg_max(op || data, (time_stamp, rnk, uuid)) AS latest,
+                max(time_stamp) AS time_stamp
+            FROM {keyed} WHERE {cut} GROUP BY k
+        ) latest_rows
+    """
+
+
+def latest_rows_sql(source: str, key_names: Sequence[str], cut: str | None = None) -> str:
+    """SQL: per key, the row that is its latest state (columns ``k, op, data, time_stamp``).
+
+    ``cut`` is an SQL condition on ``time_stamp`` (``time_stamp <= <literal>``) or ``None``.
+    Written once for DuckDB; the Athena engine transpiles it.
+    """
+    return latest_of_sql(f"({keyed_rows_sql(source, key_names, cut)}) keyed")
+
+
+def latest_state_sql(source: str, key_names: Sequence[str], as_of: int | None = None) -> str:
+    """SQL: op and data of every item live in ``source`` at ``as_of`` µs (or at the end)."""
+    cut = None if as_of is None else f"time_stamp <= {time_literal(as_of)}"
+    return (
+        f"SELECT op, data FROM ({latest_rows_sql(source, key_names, cut)}) latest WHERE op <> 'D'"
+    )
+
+
+def live_count_sql(source: str, key_names: Sequence[str], as_of: int | None = None) -> str:
+    """SQL: how many items live in ``source`` at ``as_of`` µs (or at the end): the latest
+    row per key by the tie rule, without carrying ``data``."""
+    cut = None if as_of is None else f"time_stamp <= {time_literal(as_of)}"
+    return f"""
+        SELECT count(*) FROM (
+            SELECT arg_max(op, (time_stamp, rnk, uuid)) AS op
+            FROM ({keyed_rows_sql(source, key_names, cut)}) keyed GROUP BY k
+        ) latest WHERE op <> 'D'
     """
 
 
@@ -79,6 +147,7 @@ def query_lake(
     rows = lake_dataset(lake_uri, s3)
     connection = duckdb.connect()
     try:
+        connection.execute("SET TimeZone = 'UTC'")
         connection.register("rows", rows)
         return connection.execute(sql, params or []).fetchall()
     finally:

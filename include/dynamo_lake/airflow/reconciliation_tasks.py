@@ -1,0 +1,326 @@
+"""The reconciliation DAG's own task bodies: plan each table, check it, judge, alert.
+
+Exports, their conversion into each table's work location, and publishing there are the
+shared blocks (:mod:`dynamo_lake.airflow.operators`, :mod:`dynamo_lake.airflow.tasks`);
+the work location is the *target*, so readers of the lake never see the table side.
+Values passed between tasks are the JSON of :mod:`dynamo_lake.records` and of the report.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from dynamo_lake.airflow import tasks
+from dynamo_lake.airflow.connections import aws_client, s3_options
+from dynamo_lake.airflow.tasks import fails_fast
+from dynamo_lake.config import TableConfig, load_tables
+from dynamo_lake.errors import SourceError, aws_error_code
+from dynamo_lake.exports.planning import PitrWindow, check_source
+from dynamo_lake.lake.conversion import run_attempt
+from dynamo_lake.reconciliation.compare import ScanResult, scan_count
+from dynamo_lake.reconciliation.plan import key_attributes, plan_reconciliation
+from dynamo_lake.reconciliation.report import ReconciliationReport
+from dynamo_lake.reconciliation.run import cleanup_work, reconcile_table
+from dynamo_lake.records import ConversionBatch, ExportResult, ReconciliationPlan
+
+__all__ = [
+    "check",
+    "check_inputs",
+    "exports_to_start",
+    "judge",
+    "plan",
+    "plan_conversion",
+    "publish_work",
+    "scan",
+    "settle_until",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _table_arn_and_keys(config: TableConfig) -> tuple[str, tuple[tuple[str, str], ...]]:
+    from botocore.exceptions import ClientError
+
+    dynamodb = aws_client("dynamodb", config.aws_conn_id, config.region)
+    try:
+        arn = dynamodb.describe_table(TableName=config.dynamodb_table)["Table"]["TableArn"]
+    except ClientError as exc:
+        if aws_error_code(exc) == "ResourceNotFoundException":
+            raise SourceError(
+                f"DynamoDB table {config.dynamodb_table!r} (configured as {config.name!r}) does "
+                "not exist; fix dynamodb_table or region in the tables file"
+            ) from None
+        raise
+    return str(arn), key_attributes(dynamodb, config.dynamodb_table)
+
+
+@fails_fast
+def plan(params: dict[str, Any], run_id: str, data_interval_end: datetime) -> list[dict[str, Any]]:
+    """One plan per table to check (``table`` empty: every configured table).
+
+    ``data_interval_end`` is the run's (a manual run without one passes its ``run_after``).
+    """
+    configured = load_tables()
+    names = [params["table"]] if params.get("table") else sorted(configured.tables)
+    method = params.get("method") or None
+    if method == "table default":
+        method = None
+    repair = params.get("repair")
+    now = datetime.now(UTC)
+    plans = []
+    for name in names:
+        config = configured.table(name)
+        table_arn, keys = _table_arn_and_keys(config)
+        chosen = method or config.reconcile.method
+        window: PitrWindow | None = None
+        if chosen in ("export", "changes"):
+            dynamodb = aws_client("dynamodb", config.aws_conn_id, config.region)
+            s3 = aws_client("s3", config.aws_conn_id, config.region)
+            _, window = check_source(dynamodb, s3, config)
+        decided = plan_reconciliation(
+            config,
+            table_arn,
+            keys,
+            window,
+            run_id=run_id,
+            data_interval_end=data_interval_end,
+            now=now,
+            method=method,
+            as_of=params.get("as_of"),
+            repair=None if repair in (None, "table default") else bool(repair),
+        )
+        log.info(
+            "%s: %s as of %s%s",
+            name,
+            decided.method,
+            decided.as_of,
+            " with repair" if decided.repair else "",
+        )
+        plans.append(decided.to_json())
+    return plans
+
+
+def exports_to_start(plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The exports the planned methods need (none for count and scan)."""
+    requests = [ReconciliationPlan.from_json(item).export_request for item in plans]
+    return [request.to_json() for request in requests if request is not None]
+
+
+def _plan_of(plans: list[ReconciliationPlan], export: ExportResult) -> ReconciliationPlan:
+    for candidate in plans:
+        request = candidate.export_request
+        if request is not None and request.client_token == export.client_token:
+            return candidate
+    raise SourceError(f"export {export.export_arn} belongs to no planned table")
+
+
+def plan_conversion(
+    plans_json: list[dict[str, Any]], exports: list[dict[str, Any]], run_id: str
+) -> list[dict[str, Any]]:
+    """Cut each table's export into batches, converting into that table's work location."""
+    plans = [ReconciliationPlan.from_json(item) for item in plans_json]
+    batches: list[dict[str, Any]] = []
+    for export in exports:
+        owner = _plan_of(plans, ExportResult.from_json(export))
+        config = load_tables().table(owner.table)
+        batches += tasks.plan_conversion(
+            [export],
+            target=owner.work_uri,
+            attempt=run_attempt(run_id),
+            compression="zstd",
+            batch_size_mb=config.batch_size_mb,
+            aws_conn_id=owner.aws_conn_id,
+            region=owner.region,
+        )
+    return batches
+
+
+@fails_fast
+def publish_work(
+    plans_json: list[dict[str, Any]],
+    exports: list[dict[str, Any]],
+    batches: list[dict[str, Any]],
+    run_id: str,
+) -> dict[str, str]:
+    """Publish each table's converted export in its work location; table -> export ARN."""
+    plans = [ReconciliationPlan.from_json(item) for item in plans_json]
+    published: dict[str, str] = {}
+    for export in exports:
+        owner = _plan_of(plans, ExportResult.from_json(export))
+        mine = [
+            batch for batch in batches if ConversionBatch.from_json(batch).target == owner.work_uri
+        ]
+        (done,) = tasks.publish(
+            [export],
+            mine,
+            target=owner.work_uri,
+            run_id=run_id,
+            aws_conn_id=owner.aws_conn_id,
+            region=owner.region,
+            max_bad_lines=load_tables().table(owner.table).max_bad_lines,
+        )
+        published[owner.table] = done.export_arn
+    return published
+
+
+@fails_fast
+def scan(plan_json: dict[str, Any]) -> dict[str, Any]:
+    """``{"table": ..., "scan": ...}``: the exact scan of the scan method (``None`` for the
+    others; a mapped task's ``None`` would leave no result to line up with its table)."""
+    planned = ReconciliationPlan.from_json(plan_json)
+    if planned.method != "scan":
+        return {"table": planned.table, "scan": None}
+    dynamodb = aws_client("dynamodb", planned.aws_conn_id, planned.region)
+    result = scan_count(
+        dynamodb,
+        planned.dynamodb_table,
+        segments=planned.scan_segments,
+        pages_per_second=planned.scan_pages_per_second,
+    )
+    log.info(
+        "%s: %d items in %d pages, %.1f read capacity units",
+        planned.table,
+        result.count,
+        result.pages,
+        result.consumed_read_capacity,
+    )
+    return {
+        "table": planned.table,
+        "scan": {
+            "count": result.count,
+            "started": result.started,
+            "ended": result.ended,
+            "consumed_read_capacity": result.consumed_read_capacity,
+            "pages": result.pages,
+        },
+    }
+
+
+def settle_until(plans_json: list[dict[str, Any]], scans: list[dict[str, Any]]) -> int | None:
+    """When the lake has settled past every scan's end (µs), or None if nothing was scanned."""
+    margins = {item["table"]: item["settle_margin_minutes"] for item in plans_json}
+    moments = [
+        found["scan"]["ended"] + margins[found["table"]] * 60_000_000
+        for found in scans
+        if found.get("scan")
+    ]
+    return max(moments) if moments else None
+
+
+def check_inputs(
+    plans_json: list[dict[str, Any]], scans: list[dict[str, Any]], published: Any
+) -> list[dict[str, Any]]:
+    """The arguments of each table's check: its plan, its scan, the exports published."""
+    by_table = {found["table"]: found.get("scan") for found in scans}
+    return [
+        {"plan_json": plan, "scan_json": by_table.get(plan["table"]), "published": published or {}}
+        for plan in plans_json
+    ]
+
+
+@fails_fast
+def check(
+    plan_json: dict[str, Any], published: dict[str, str] | None, scan_json: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Compare one table with its lake; repair if planned; write the report; return it."""
+    planned = ReconciliationPlan.from_json(plan_json)
+    options = s3_options(planned.aws_conn_id, planned.region)
+    athena = glue = None
+    if planned.engine == "athena":
+        athena = aws_client("athena", planned.aws_conn_id, planned.region)
+        glue = aws_client("glue", planned.aws_conn_id, planned.region)
+    report = reconcile_table(
+        planned,
+        s3=options,
+        dynamodb=aws_client("dynamodb", planned.aws_conn_id, planned.region),
+        athena=athena,
+        glue=glue,
+        export_arn=(published or {}).get(planned.table),
+        scan=ScanResult(**scan_json) if scan_json else None,
+    )
+    if planned.method in ("export", "changes"):
+        cleanup_work(planned, options)
+    return {
+        "report": report.to_json(),
+        "lake_uri": planned.lake_uri,
+        "sns_topic_arn": planned.sns_topic_arn,
+        "aws_conn_id": planned.aws_conn_id,
+        "region": planned.region,
+    }
+
+
+def asset_event(checked: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The lake table's asset (name, URI) and the extra of a reconciliation's event."""
+    report = ReconciliationReport.from_json(checked["report"])
+    extra = {
+        "kind": "reconciliation",
+        "status": report.status,
+        "as_of": report.as_of,
+        "method": report.method,
+        "table_count": report.table_count,
+        "lake_count": report.lake_count,
+        "missing": report.missing,
+        "extra": report.extra,
+        "different": report.different,
+        "phantoms": report.phantoms,
+        "repair_rows": (report.repair or {}).get("rows"),
+        "run_id": report.run_id,
+    }
+    return f"dynamo_lake/{report.table}", checked["lake_uri"], extra
+
+
+def drift_message(report: ReconciliationReport) -> str:
+    """What an operator is told when a table drifted."""
+    counts = ", ".join(
+        f"{kind} {getattr(report, kind)}"
+        for kind in ("missing", "extra", "different", "phantoms")
+        if getattr(report, kind)
+    )
+    repaired = ""
+    if report.repair and report.repair.get("rows"):
+        recheck = (report.repair.get("recheck") or {}).get("status")
+        repaired = f"; repaired with {report.repair['rows']} rows, re-check {recheck}"
+    return (
+        f"DynamoDB table {report.table}: the lake does not match as of {report.as_of} "
+        f"({report.method}): table {report.table_count}, lake {report.lake_count}"
+        + (f", {counts}" if counts else "")
+        + (f"; {report.tolerance.get('reasoning')}" if report.method in ("count", "scan") else "")
+        + repaired
+        + (f"; {report.message}" if report.message else "")
+    )
+
+
+def judge(checked: dict[str, Any]) -> dict[str, Any]:
+    """Fail (red in the UI, and the alert) when the table drifted; pass otherwise."""
+    from airflow.sdk.exceptions import AirflowException
+
+    report = ReconciliationReport.from_json(checked["report"])
+    if report.status != "ok":
+        raise AirflowException(drift_message(report))
+    log.info("%s matches its lake as of %s (%s)", report.table, report.as_of, report.method)
+    return {"table": report.table, "status": report.status, "as_of": report.as_of}
+
+
+def notify_drift(context: Any) -> None:
+    """Failure callback of the judge: publish the drift to the table's SNS topic, if it has
+    one, with the provider's SnsNotifier."""
+    from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+    ti = context["ti"]
+    checked = ti.xcom_pull(task_ids="check", map_indexes=ti.map_index)
+    if not checked or not checked.get("sns_topic_arn"):
+        return
+    report = ReconciliationReport.from_json(checked["report"])
+    SnsNotifier(
+        aws_conn_id=checked["aws_conn_id"],
+        region_name=checked["region"],
+        target_arn=checked["sns_topic_arn"],
+        subject=f"Lake drift: {report.table} as of {report.as_of}"[:100],
+        message=drift_message(report),
+    ).notify(context)
+
+
+def table_of(plan_json: dict[str, Any]) -> str:
+    return str(plan_json["table"])

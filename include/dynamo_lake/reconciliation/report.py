@@ -1,0 +1,145 @@
+"""The reconciliation report: the contract the UI and any other consumer read.
+
+One JSON file per table and run under the lake table's ``_reconciliation/`` folder, named
+``<as_of>--<run>.json`` (so names sort by the moment checked), and a copy of the newest at
+``_reconciliation/latest.json``. Fields (all always present; ``null`` where a method cannot
+tell):
+
+``table, as_of`` (ISO-8601 UTC with microseconds), ``method`` (count, scan, export,
+changes), ``status`` (ok, drift, error), ``table_count, lake_count, tolerance`` (epsilon,
+count bound, reasoning), ``missing, extra, different, phantoms`` (integers), ``samples``
+(up to 20 keys of each kind, each key as canonical JSON), ``repair`` (null, or the rows
+written and the re-check), ``export_arn, consumed_read_capacity, run_id, seconds``,
+``window`` (the changes method's ``[from, to)``), ``engine``, ``message``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import orjson
+
+from dynamo_lake.contract import RECONCILIATION
+from dynamo_lake.exports.planning import safe_name
+from dynamo_lake.storage import Location, S3Options, resolve
+
+__all__ = [
+    "LATEST",
+    "ReconciliationReport",
+    "latest_report",
+    "list_reports",
+    "read_report",
+    "write_report",
+]
+
+Status = Literal["ok", "drift", "error"]
+LATEST = "latest.json"
+SAMPLE_KINDS = ("missing", "extra", "different", "phantoms")
+
+
+@dataclass(frozen=True)
+class ReconciliationReport:
+    table: str
+    as_of: str
+    method: str
+    status: Status
+    table_count: int | None = None
+    lake_count: int | None = None
+    tolerance: dict[str, Any] = field(default_factory=dict)
+    missing: int | None = None
+    extra: int | None = None
+    different: int | None = None
+    phantoms: int | None = None
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    repair: dict[str, Any] | None = None
+    export_arn: str | None = None
+    consumed_read_capacity: float | None = None
+    run_id: str = ""
+    seconds: float = 0.0
+    window: list[str] | None = None
+    engine: str = "duckdb"
+    message: str = ""
+
+    @property
+    def drift(self) -> int:
+        return sum(
+            value or 0 for value in (self.missing, self.extra, self.different, self.phantoms)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ReconciliationReport:
+        names = {item.name for item in fields(cls)}
+        return cls(**{name: value for name, value in raw.items() if name in names})
+
+    def file_name(self) -> str:
+        stamp = self.as_of.replace("-", "").replace(":", "").replace(".", "")
+        return f"{stamp}--{safe_name(self.run_id)}.json"
+
+    def table_text(self) -> str:
+        """A readable table for the task log."""
+        lines = [
+            f"reconciliation of {self.table} as of {self.as_of} ({self.method}, {self.engine})",
+            f"  status          {self.status.upper()}",
+            f"  table count     {_text(self.table_count)}",
+            f"  lake count      {_text(self.lake_count)}",
+        ]
+        for kind in SAMPLE_KINDS:
+            value = getattr(self, kind)
+            if value is not None:
+                sample = ", ".join(self.samples.get(kind, [])[:3])
+                lines.append(f"  {kind:<15} {value}" + (f"   e.g. {sample}" if sample else ""))
+        if self.tolerance.get("reasoning"):
+            lines.append(f"  tolerance       {self.tolerance['reasoning']}")
+        if self.consumed_read_capacity is not None:
+            lines.append(f"  read capacity   {self.consumed_read_capacity}")
+        if self.repair is not None:
+            lines.append(f"  repair          {self.repair}")
+        if self.message:
+            lines.append(f"  note            {self.message}")
+        return "\n".join(lines)
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _folder(lake_uri: str, s3: S3Options | None) -> Location:
+    return resolve(lake_uri, s3).child(RECONCILIATION)
+
+
+def write_report(lake_uri: str, report: ReconciliationReport, s3: S3Options | None = None) -> str:
+    """Write the run's report and make it ``latest.json`` unless a newer moment is there."""
+    folder = _folder(lake_uri, s3)
+    payload = orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    location = folder.child(report.file_name())
+    location.write_bytes(payload)
+    latest = latest_report(lake_uri, s3)
+    if latest is None or (latest.as_of, latest.run_id) <= (report.as_of, report.run_id):
+        folder.child(LATEST).write_bytes(payload)
+    return location.uri
+
+
+def read_report(location: Location) -> ReconciliationReport:
+    return ReconciliationReport.from_json(orjson.loads(location.read_bytes()))
+
+
+def latest_report(lake_uri: str, s3: S3Options | None = None) -> ReconciliationReport | None:
+    """The newest report (by the moment it checked), or None before the first."""
+    location = _folder(lake_uri, s3).child(LATEST)
+    return read_report(location) if location.exists() else None
+
+
+def list_reports(
+    lake_uri: str, s3: S3Options | None = None, *, limit: int | None = None
+) -> list[ReconciliationReport]:
+    """Reports, oldest first by the moment checked; with ``limit`` only the newest ones
+    are read (names sort by that moment, so listing is enough to choose them)."""
+    names = [item for item in _folder(lake_uri, s3).list_files() if item.name != LATEST]
+    names = [item for item in names if item.name.endswith(".json")]
+    if limit is not None:
+        names = names[-limit:]
+    return [read_report(item) for item in names]
