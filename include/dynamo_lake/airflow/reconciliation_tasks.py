@@ -229,7 +229,9 @@ def check(
     options = s3_options(planned.aws_conn_id, planned.region)
     athena = glue = None
     if planned.engine == "athena":
-        athena = aws_client("athena", planned.aws_conn_id, planned.region)
+        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+
+        athena = AthenaHook(aws_conn_id=planned.aws_conn_id, region_name=planned.region).conn
         glue = aws_client("glue", planned.aws_conn_id, planned.region)
     report = reconcile_table(
         planned,
