@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 PORT ?= 4566
 
-.PHONY: help venv test lint typecheck unit demo local-aws bench bench-reconcile clean lambda-zip
+.PHONY: help venv browser test lint typecheck unit demo airflow local-aws bench bench-reconcile clean lambda-zip
 
 help:
 	@echo "make demo       - run the main job end to end on the embedded default"
 	@echo "make test       - lint, type-check and run the whole test suite"
+	@echo "make airflow    - a local Airflow UI (with Lake health) against the local AWS stack"
 	@echo "make local-aws  - start the local AWS emulator on 127.0.0.1:$(PORT)"
 	@echo "make bench      - conversion benchmark against the seed's approach"
 	@echo "make bench-reconcile - latest state and key-level diff on DuckDB (10M rows)"
@@ -35,11 +36,25 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: lint typecheck
+# The browser test drives Debian's chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser test"
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium
+
+browser: $(CHROMIUM)
+
+test: lint typecheck browser
 	$(BIN)/pytest
 
 demo: venv
 	$(BIN)/python dev/demo.py
+
+airflow: venv
+	$(BIN)/python dev/airflow_local.py
 
 local-aws: venv
 	PYTHONPATH=dev $(BIN)/python -m local_aws --port $(PORT)

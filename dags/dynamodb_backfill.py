@@ -19,6 +19,27 @@ backfill record written, asset event emitted) → **summary**.
 
 Re-running the run or any task writes the same files: nothing is duplicated or orphaned.
 `dry_run` checks and plans, and writes nothing. Tables come from `include/config/tables.yaml`.
+
+**Params**: `table` (a configured table); `mode` (full or incremental); `export_time` (full:
+the moment, UTC text such as `2024-06-01T12:00:00Z`; empty: the latest restorable time);
+`export_from`/`export_to` (incremental: the window `[from, to)`, at least 15 minutes; empty
+end: the latest restorable time); `compression` (table default: the table's, zstd unless
+set); `dry_run` (plan only); `force` (write events the lake already holds; readers then see
+them twice).
+
+**Progress**: the export task shows the export's state and elapsed time in its log while it
+waits (deferred, in the triggerer); each convert task is named by its export and data files
+and logs files, items, items/s and MB every 15 seconds.
+
+**When it fails**, the failing task's log ends with one line naming the problem and the fix.
+*plan*: a time outside the PITR window, PITR off, a missing bucket or a backfill whose events
+the lake already holds: fix the input and trigger again (or tick `force`). *export*: DynamoDB
+ended the export FAILED (its message is in the log; usually the export bucket's policy or KMS
+key); too many concurrent exports is retried by itself. *convert*: bad lines beyond the
+table's `max_bad_lines` (they are in the lake table's `_errors/` folder) or an export file that
+fails its md5 or item count: nothing is visible to readers. *commit*: S3 or Glue refused;
+whatever was published was undone; clear the task to retry. Any task can be cleared and run
+again: it writes the same files.
 """
 
 from __future__ import annotations
@@ -27,7 +48,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import AssetAlias, Param, dag, task
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
 
 from dynamo_lake.airflow.operators import DynamoDBExportOperator
 from dynamo_lake.airflow.params import TIME_FORMAT_HINT, table_param, time_param
@@ -43,6 +64,12 @@ except ConfigError as error:  # the import error shows this message, not our int
 LAKE_TABLES = AssetAlias(name="dynamo_lake_tables")
 # How often the triggerer asks DynamoDB about a running export (exports take 10+ minutes).
 EXPORT_POLL_SECONDS = float(os.environ.get("DYNAMO_LAKE_EXPORT_POLL_SECONDS", "30"))
+# Mapped export instances are named by table and moment (or window) in the UI.
+EXPORT_NAME = (
+    "{{ task.export_request['table'] }} "
+    "{{ task.export_request['export_time'] or ('[' ~ task.export_request['export_from'] "
+    "~ ', ' ~ task.export_request['export_to'] ~ ')') }}"
+)
 
 
 @dag(
@@ -123,10 +150,12 @@ def dynamodb_backfill() -> None:
 
         return backfill_tasks.plan_conversion(planned, tasks.materialize(exports), run_id)
 
-    @task(max_active_tis_per_dagrun=8)
+    @task(max_active_tis_per_dagrun=8, map_index_template="{{ batch_name }}")
     def convert(batch: dict[str, Any]) -> dict[str, Any]:
         from dynamo_lake.airflow import tasks
 
+        context = get_current_context()
+        context["batch_name"] = tasks.batch_name(batch)  # type: ignore[typeddict-unknown-key]
         return tasks.convert(batch)
 
     @task(outlets=[LAKE_TABLES])
@@ -157,7 +186,10 @@ def dynamodb_backfill() -> None:
 
     planned = plan()
     exports = DynamoDBExportOperator.partial(
-        task_id="export", poll_interval=EXPORT_POLL_SECONDS, retries=3
+        task_id="export",
+        poll_interval=EXPORT_POLL_SECONDS,
+        retries=3,
+        map_index_template=EXPORT_NAME,
     ).expand(export_request=exports_to_start(planned))
     batches = plan_conversion(planned, exports.output)
     converted = convert.expand(batch=batches)

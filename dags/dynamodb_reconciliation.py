@@ -22,6 +22,12 @@ approximate).
 
 Daily `changes` plus a periodic `export` checks every key.
 
+**Params**: `table` (`all tables`, or one); `method` (table default: each table's
+`reconcile.method`); `as_of` (T as UTC text such as `2024-06-01T12:00:00Z`; empty: the
+scheduled cut); `repair` (`on` writes corrective CDC rows for drift found by `export` or
+`changes`, then checks again; table default: the table's `reconcile.repair`, off unless set).
+Mapped tasks are named by table.
+
 **What a run does**: plan (check the table, PITR, the times) → export (deferred) → convert
 into a work location readers never see → scan (scan method) → settle (wait until the lake has
 settled past the scan) → check (compare; repair if asked; report; asset event) → judge (red on
@@ -32,6 +38,11 @@ phantoms usually mean the stream lost or invented records (Firehose errors in th
 `processing-failed` prefix, a Lambda fault, a stream that was off): backfill the window with
 `dynamodb_backfill` (incremental), or run this DAG with `method=export` and `repair` on, which
 writes corrective CDC rows (its own group, idempotent) and checks again.
+
+**When a task fails** (not drift: an error), its log ends with one line naming the problem
+and the fix: a T outside the PITR window or in the future (choose another `as_of`), PITR off,
+a missing table or bucket (fix `tables.yaml`), an export that ended FAILED (its message is in
+the log). Clear the failed task to run it again: every step is idempotent.
 """
 
 from __future__ import annotations
@@ -127,7 +138,8 @@ def dynamodb_reconciliation() -> None:
     def convert(batch: dict[str, Any]) -> dict[str, Any]:
         from dynamo_lake.airflow import tasks
 
-        get_current_context()["batch_name"] = f"{batch['export_id']} batch {batch['batch']}"  # type: ignore[literal-required]
+        context = get_current_context()
+        context["batch_name"] = tasks.batch_name(batch)  # type: ignore[typeddict-unknown-key]
         return tasks.convert(batch)
 
     @task(trigger_rule="none_failed")

@@ -219,20 +219,41 @@ def main() -> int:
             f"after the repair the lake's latest state "
             f"{'EQUALS' if repaired else 'DIFFERS FROM'} the table ({len(in_table)} items)"
         )
+        lake_copy = copy_lake(config.lake_uri, options, HOME / "lake")
         print(
             "\nWhat happened: a full export backfilled "
             f"{record['rows']} rows, the stream delivered {delivered} changes, the lake "
             f"matched the table ({first.status}), three lost changes were found "
             f"({second.missing} missing, {second.different} different, {second.extra} extra) "
-            "and repaired.\nWhere to look next: the reports under "
-            f"{config.lake_uri}/_reconciliation/ (latest.json is the newest); the task logs "
-            f"in {HOME.relative_to(REPO)}/; README.md's sections on the two DAGs."
+            "and repaired.\nWhere to look next:\n"
+            f"  the lake (a copy; the demo's S3 lived in memory): {lake_copy}/\n"
+            f"  the reports: {lake_copy}/_reconciliation/ (latest.json is the newest)\n"
+            f"  the task logs: {HOME.relative_to(REPO)}/*.log\n"
+            "  `make airflow`: the same DAGs in the Airflow UI, with the Lake health page"
         )
         ok = first.status == "ok" and second.drift == 3 and repaired
         return 0 if ok else 1
     finally:
         with contextlib.suppress(Exception):
             stack.stop()
+
+
+def copy_lake(lake_uri: str, options: S3Options, target: Path) -> Path:
+    """Copy the lake table (partitions, records, reports) out of the in-memory S3."""
+    from pyarrow import fs as pafs
+
+    from dynamo_lake.storage import resolve
+
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    lake = resolve(lake_uri, options)
+    pafs.copy_files(
+        lake.path,
+        str(target),
+        source_filesystem=lake.filesystem,
+        destination_filesystem=pafs.LocalFileSystem(),
+    )
+    return target.relative_to(REPO)
 
 
 def lose_three_changes(dynamodb: Any, table: str) -> dict[str, str]:

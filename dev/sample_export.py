@@ -3,7 +3,7 @@
 The directory stands for a bucket: its root is the bucket root and every S3 key is a relative
 path under it, so ``<bucket_root>/<prefix>/AWSDynamoDB/<ExportId>/manifest-summary.json`` is
 the object ``s3://<bucket>/<prefix>/AWSDynamoDB/<ExportId>/manifest-summary.json``. What is
-written follows ``shared/AWS_FORMATS.md``: ``_started`` first, gzip data files (a full
+written follows ``docs/aws-facts.md``: ``_started`` first, gzip data files (a full
 export's under its own folder, an incremental export's in the prefix's SHARED
 ``AWSDynamoDB/data/`` folder), ``manifest-files.json`` (one JSON line per data file, with the
 base64 MD5 of the stored gzip object and an S3-style multipart ETag) and

@@ -20,7 +20,7 @@ import orjson
 
 from dynamo_lake.config import TableConfig
 from dynamo_lake.contract import BACKFILLS
-from dynamo_lake.errors import ExportWindowError, SourceError
+from dynamo_lake.errors import ExportWindowError
 from dynamo_lake.exports.api import iso
 from dynamo_lake.exports.planning import (
     MIN_WINDOW,
@@ -37,6 +37,7 @@ from dynamo_lake.storage import Location, S3Options, resolve
 
 __all__ = [
     "PLAN_FILE",
+    "latest_backfill_record",
     "load_plan",
     "plan_backfill",
     "plan_uri",
@@ -163,12 +164,9 @@ def load_plan(location: Location) -> BackfillPlan | None:
     """The plan a run stored earlier, or ``None``."""
     if not location.exists():
         return None
-    try:
-        return BackfillPlan.from_json(orjson.loads(location.read_bytes()))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise SourceError(
-            f"{location.uri} is not a backfill plan ({exc!r}); delete it to plan the run again"
-        ) from None
+    return location.read_document(
+        BackfillPlan.from_json, "backfill plan", "delete it to plan the run again"
+    )
 
 
 def store_plan(location: Location, plan: BackfillPlan) -> None:
@@ -195,4 +193,12 @@ def read_backfill_record(
     location = _record_location(lake_uri, run_id, s3)
     if not location.exists():
         return None
-    return BackfillRecord.from_json(orjson.loads(location.read_bytes()))
+    return location.read_document(BackfillRecord.from_json, "backfill record")
+
+
+def latest_backfill_record(lake_uri: str, s3: S3Options | None = None) -> BackfillRecord | None:
+    """The record of the most recent backfill of the lake (one listing, one read)."""
+    newest = resolve(lake_uri, s3).child(BACKFILLS).newest_file(".json")
+    if newest is None:
+        return None
+    return newest.read_document(BackfillRecord.from_json, "backfill record")

@@ -53,6 +53,19 @@ RESERVED_FOLDERS: tuple[str, ...] = (STAGING, PUBLISHED, ERRORS, BACKFILLS, RECO
 
 MICROS_PER_DAY = 86_400_000_000
 
+#: An export's id as AWS writes it: "0" + epoch milliseconds (13 digits) + "-" + 8 hex digits.
+EXPORT_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{8}$")
+#: Files the lake writer publishes are named ``<group>-<source>-<part>.parquet``, where the
+#: group is the export's id (a backfill) or ``repair-<digest>[-<n>]`` (a repair). Any other
+#: file in a partition was written by the stream (Firehose names its own files).
+_WRITER_FILE = re.compile(r"^(?:[0-9]{14}-[0-9a-f]{8}|repair-[0-9a-f]{16}(?:-[0-9]+)?)-")
+
+
+def written_by_stream(file_name: str) -> bool:
+    """Whether a data file in a partition was written by the stream (not a backfill or a
+    repair)."""
+    return file_name.endswith(".parquet") and not _WRITER_FILE.match(file_name)
+
 
 def lake_table_uri(bucket: str, prefix: str, database: str, table: str) -> str:
     """``s3://<bucket>/<prefix>/<database>/<table>``: where a table's rows live."""

@@ -31,6 +31,7 @@ __all__ = [
     "PublishFailedError",
     "SourceError",
     "StorageError",
+    "UnreadableRecordError",
     "aws_error_code",
     "aws_error_message",
 ]
@@ -156,6 +157,11 @@ class PublishFailedError(LakeWriteError):
 
 class DuplicateEventsError(DynamoLakeError):
     """The lake already holds the events an export would add (the same moment or window)."""
+
+
+class UnreadableRecordError(DynamoLakeError):
+    """A backfill record or reconciliation report in the lake is not what its contract says
+    (not JSON, or a field missing or of the wrong type)."""
 
 
 class CatalogError(DynamoLakeError):

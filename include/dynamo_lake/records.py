@@ -253,6 +253,7 @@ class BackfillRecord:
     glue_table: str
     exports: tuple[PublishedExport, ...]
     glue: str = ""  # what the run did to the Glue table: created, updated, unchanged
+    committed_at: str = ""  # when the commit finished (ISO-8601 UTC)
 
     @property
     def rows(self) -> int:
@@ -275,6 +276,7 @@ class BackfillRecord:
             "lake_uri": self.lake_uri,
             "glue_table": self.glue_table,
             "glue": self.glue,
+            "committed_at": self.committed_at,
             "exports": [item.to_json() for item in self.exports],
             "rows": self.rows,
             "bad_lines": self.bad_lines,
@@ -292,6 +294,7 @@ class BackfillRecord:
             glue_table=str(raw["glue_table"]),
             exports=tuple(PublishedExport.from_json(item) for item in raw["exports"]),
             glue=str(raw.get("glue") or ""),
+            committed_at=str(raw.get("committed_at") or ""),
         )
 
 

@@ -24,17 +24,20 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import orjson
 from pyarrow import fs as pafs
 
 from dynamo_lake.contract import valid_bucket_name
-from dynamo_lake.errors import LeaseHeldError, StorageError
+from dynamo_lake.errors import LeaseHeldError, StorageError, UnreadableRecordError
+
+_Parsed = TypeVar("_Parsed")
 
 __all__ = [
     "S3_MAX_ATTEMPTS",
@@ -257,6 +260,10 @@ class Location:
     def is_file(self) -> bool:
         return bool(self._info().type == pafs.FileType.File)
 
+    def size(self) -> int:
+        """The object's size in bytes (0 when it does not exist)."""
+        return int(self._info().size or 0)
+
     def read_bytes(self) -> bytes:
         try:
             with self.filesystem.open_input_stream(self.path, compression=None) as stream:
@@ -265,6 +272,24 @@ class Location:
             raise StorageError(f"{self.uri} does not exist") from None
         except OSError as exc:
             raise StorageError(f"cannot read {self.uri}: {_one_line(exc)}") from None
+
+    def read_document(
+        self,
+        parse: Callable[[Any], _Parsed],
+        what: str,
+        fix: str = "restore it from a copy, or delete it",
+    ) -> _Parsed:
+        """Read a JSON document written by a contract (a record, a report) and parse it;
+        a file that is not what the contract says raises :class:`UnreadableRecordError`
+        naming the file."""
+        payload = self.read_bytes()
+        try:
+            return parse(orjson.loads(payload))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UnreadableRecordError(
+                f"{self.uri} is not a valid {what} ({type(exc).__name__}: {exc}); it was "
+                f"edited or written by another tool: {fix}"
+            ) from None
 
     def write_bytes(self, payload: bytes) -> None:
         """Write a whole object. On S3 a PUT appears only when complete; locally, a rename."""
@@ -332,15 +357,41 @@ class Location:
         except OSError as exc:
             raise StorageError(f"cannot delete {self.uri}: {_one_line(exc)}") from None
 
-    def list_files(self) -> list[Location]:
-        """The objects directly inside this folder (none when it does not exist), by name."""
+    def _list(self) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=False)
         try:
-            infos = self.filesystem.get_file_info(selector)
+            return list(self.filesystem.get_file_info(selector))
         except OSError as exc:
             raise StorageError(f"cannot list {self.uri}: {_one_line(exc)}") from None
-        names = sorted(info.base_name for info in infos if info.type == pafs.FileType.File)
+
+    def list_files(self) -> list[Location]:
+        """The objects directly inside this folder (none when it does not exist), by name."""
+        names = sorted(info.base_name for info in self._list() if info.type == pafs.FileType.File)
         return [self.child(name) for name in names]
+
+    def list_folders(self) -> list[Location]:
+        """The folders directly inside this folder, by name."""
+        names = sorted(
+            info.base_name for info in self._list() if info.type == pafs.FileType.Directory
+        )
+        return [self.child(name) for name in names]
+
+    def newest_file(self, suffix: str = "") -> Location | None:
+        """The most recently written object directly inside this folder (ending in
+        ``suffix``), from one listing; None if there is none."""
+        found = self.newest_files(1, lambda name: name.endswith(suffix))
+        return found[0] if found else None
+
+    def newest_files(self, count: int, accept: Callable[[str], bool]) -> list[Location]:
+        """Up to ``count`` objects directly inside this folder whose names ``accept`` takes,
+        most recently written first, from one listing."""
+        found = [
+            info
+            for info in self._list()
+            if info.type == pafs.FileType.File and accept(info.base_name)
+        ]
+        found.sort(key=lambda info: (info.mtime_ns or 0, info.base_name), reverse=True)
+        return [self.child(info.base_name) for info in found[:count]]
 
     def bucket_and_key(self) -> tuple[str, str]:
         return split_s3_uri(self.uri)

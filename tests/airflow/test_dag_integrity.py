@@ -144,8 +144,54 @@ def test_table_enum_is_the_configured_tables(dag: Any, two_tables_file: Path) ->
 
 
 def test_the_reconciliation_may_check_every_table(bag: Any) -> None:
+    # A visible choice: the form treats an empty required field as missing and will not
+    # trigger, so "" could never be chosen there.
     table = bag.dags["dynamodb_reconciliation"].params.get_param("table")
-    assert table.schema["enum"] == ["", "orders", "users"] and table.value == ""
+    assert table.schema["enum"] == ["all tables", "orders", "users"]
+    assert table.value == "all tables"
+
+
+TIME_PARAMS = {
+    "dynamodb_backfill": ("export_time", "export_from", "export_to"),
+    "dynamodb_reconciliation": ("as_of",),
+}
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "2024-06-01T12:00:00Z",
+        "2024-06-01T12:00Z",
+        "2024-06-01 12:00:00.123456+02:00",
+        "2024-06-01T12:00:00",
+        "",
+        None,
+    ],
+)
+def test_time_fields_take_utc_text_as_typed(bag: Any, typed: str | None) -> None:
+    # Not the form's date-time picker: it converts what is typed from the browser's zone.
+    for dag_id, names in TIME_PARAMS.items():
+        for name in names:
+            param = bag.dags[dag_id].params.get_param(name)
+            assert "format" not in param.schema, f"{dag_id}.{name} would show the picker"
+            assert param.resolve(value=typed) == typed
+
+
+@pytest.mark.parametrize("typed", ["01/06/2024 12:00", "2024-06-01", "yesterday", "1717243200"])
+def test_time_fields_refuse_what_is_not_a_moment(bag: Any, typed: str) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    for dag_id, names in TIME_PARAMS.items():
+        for name in names:
+            with pytest.raises(ParamValidationError):
+                bag.dags[dag_id].params.get_param(name).resolve(value=typed)
+
+
+def test_each_doc_says_what_the_params_mean_and_what_to_do_on_failure(any_dag: Any) -> None:
+    doc = any_dag.doc_md
+    assert "**Params**" in doc and "When" in doc and "fails" in doc
+    for name in any_dag.params:
+        assert f"`{name}`" in doc, f"the doc of {any_dag.dag_id} does not explain {name!r}"
 
 
 _PARSE_SCRIPT = """

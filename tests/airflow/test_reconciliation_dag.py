@@ -29,7 +29,7 @@ from dynamo_lake.storage import S3Options
 
 pytestmark = pytest.mark.usefixtures("scenario")
 KEYS = [KeyAttribute("pk", "S"), KeyAttribute("sk", "S")]
-UNSET = {"table": "", "method": "table default", "as_of": None, "repair": "table default"}
+UNSET = {"table": "all tables", "method": "table default", "as_of": None, "repair": "table default"}
 
 
 def _options(scenario: Scenario) -> S3Options:

@@ -28,7 +28,7 @@ from dynamo_lake.errors import DynamoLakeError, InvalidItemError
 
 
 def test_export_line_example_from_aws_docs() -> None:
-    # The "Item" of the full-export data line quoted in shared/AWS_FORMATS.md.
+    # The "Item" of the full-export data line quoted in docs/aws-facts.md.
     line = (
         '{"Item":{"Id":{"N":"103"},"Authors":{"SS":["Author1","Author2"]},'
         '"InPublication":{"BOOL":false},"Pic":{"B":"YmFy"}}}'

@@ -6,6 +6,7 @@ import base64
 import gzip
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -276,3 +277,24 @@ def test_a_folder_instead_of_the_summary_is_refused(make_export) -> None:
     summary = make_export(items=10)
     with pytest.raises(ExportFormatError, match="manifest-summary.json"):
         read_manifest(str(summary.parent))
+
+
+def test_progress_logs_files_items_rate_and_megabytes(caplog: pytest.LogCaptureFixture) -> None:
+    from dynamo_lake.lake.conversion import Progress
+
+    caplog.set_level("INFO", logger="dynamo_lake.lake.conversion")
+    quiet = Progress(files=2, interval=3600)
+    quiet.rows(100, "data/a.json.gz")
+    assert caplog.messages == []  # within the interval nothing is logged mid-file
+    progress = Progress(files=2, interval=0)
+    progress.rows(100, "data/a.json.gz")
+    progress.file_done(1.5)
+    progress.rows(50, "data/b.json.gz")
+    assert re.fullmatch(
+        r"converting data/a\.json\.gz: 0 of 2 files, 100 items, \d+ items/s, 0\.0 MB of gzip",
+        caplog.messages[0],
+    )
+    assert re.fullmatch(
+        r"file done: 1 of 2 files, 100 items, \d+ items/s, 1\.5 MB of gzip", caplog.messages[1]
+    )
+    assert caplog.messages[2].startswith("converting data/b.json.gz: 1 of 2 files, 150 items")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from dynamo_lake import backfill
@@ -137,6 +138,7 @@ def commit(
         glue_table=f"{config.glue_database}.{config.glue_table}",
         exports=tuple(published),
         glue=catalog,
+        committed_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     )
     record_uri = backfill.write_backfill_record(
         record, s3_options(config.aws_conn_id, config.region)

@@ -14,6 +14,7 @@ from typing import Any
 
 from dynamo_lake.airflow import tasks
 from dynamo_lake.airflow.connections import aws_client, s3_options
+from dynamo_lake.airflow.params import ALL_TABLES
 from dynamo_lake.airflow.tasks import fails_fast
 from dynamo_lake.config import TableConfig, load_tables
 from dynamo_lake.errors import SourceError, aws_error_code
@@ -58,12 +59,13 @@ def _table_arn_and_keys(config: TableConfig) -> tuple[str, tuple[tuple[str, str]
 
 @fails_fast
 def plan(params: dict[str, Any], run_id: str, data_interval_end: datetime) -> list[dict[str, Any]]:
-    """One plan per table to check (``table`` empty: every configured table).
+    """One plan per table to check (``table`` "all tables" or empty: every configured table).
 
     ``data_interval_end`` is the run's (a manual run without one passes its ``run_after``).
     """
     configured = load_tables()
-    names = [params["table"]] if params.get("table") else sorted(configured.tables)
+    chosen = params.get("table")
+    names = [chosen] if chosen and chosen != ALL_TABLES else sorted(configured.tables)
     method = params.get("method") or None
     if method == "table default":
         method = None

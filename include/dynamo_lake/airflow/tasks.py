@@ -25,7 +25,15 @@ from dynamo_lake.exports.manifest import read_manifest
 from dynamo_lake.lake.conversion import convert_batch, plan_batches, publish_exports
 from dynamo_lake.records import ConversionBatch, ExportResult, PublishedExport
 
-__all__ = ["MIB", "convert", "fails_fast", "materialize", "plan_conversion", "publish"]
+__all__ = [
+    "MIB",
+    "batch_name",
+    "convert",
+    "fails_fast",
+    "materialize",
+    "plan_conversion",
+    "publish",
+]
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -114,6 +122,14 @@ def convert(batch_json: dict[str, Any]) -> dict[str, Any]:
     }
     log.info("batch %s of %s into %s: %s", batch.batch, batch.export_id, batch.target, counts)
     return counts
+
+
+def batch_name(batch_json: dict[str, Any]) -> str:
+    """How a conversion batch is named in the UI: its export and its data files."""
+    batch = ConversionBatch.from_json(batch_json)
+    first = batch.keys[0].rsplit("/", 1)[-1] if batch.keys else "no files"
+    more = f" +{len(batch.keys) - 1}" if len(batch.keys) > 1 else ""
+    return f"{batch.export_id} #{batch.batch}: {first}{more}"
 
 
 def batches_per_export(batches: Sequence[dict[str, Any]]) -> dict[str, int]:

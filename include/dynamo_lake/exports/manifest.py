@@ -31,6 +31,7 @@ from dynamo_lake.cdc import (
     row_from_full_export_line,
     row_from_incremental_export_line,
 )
+from dynamo_lake.contract import EXPORT_ID
 from dynamo_lake.errors import (
     DynamoLakeError,
     ExportFormatError,
@@ -58,8 +59,6 @@ _CHUNK = 1 << 20
 #: (type tags, escapes, base64) stays far below this, so a longer "line" is not an item
 #: (a corrupt or hostile file) and is refused before it can exhaust memory.
 MAX_LINE_BYTES = 32 << 20
-#: ExportId as AWS writes it: "0" + epoch milliseconds (13 digits) + "-" + 8 hex digits.
-EXPORT_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{8}$")
 _DATA_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,150}\.(json|ion)\.gz$")
 
 

@@ -63,6 +63,7 @@ from dynamo_lake.storage import Location, S3Options, resolve
 __all__ = [
     "ConversionResult",
     "LakeExport",
+    "Progress",
     "check_not_in_lake",
     "convert_batch",
     "convert_data_file",
@@ -122,12 +123,50 @@ def _error_record(bad: BadLine) -> bytes:
     )
 
 
+class Progress:
+    """Logs a conversion's progress at most every ``interval`` seconds: files, items,
+    items per second and gzip megabytes, so a long task shows it is moving."""
+
+    def __init__(self, files: int, interval: float = 15.0) -> None:
+        self.files = files
+        self.interval = interval
+        self.started = self.last = time.monotonic()
+        self.done_files = 0
+        self.items = 0
+        self.megabytes = 0.0
+
+    def rows(self, count: int, current: str) -> None:
+        self.items += count
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._log(f"converting {current}")
+
+    def file_done(self, megabytes: float) -> None:
+        self.done_files += 1
+        self.megabytes += megabytes
+        self._log("file done")
+
+    def _log(self, what: str) -> None:
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        log.info(
+            "%s: %d of %d files, %d items, %.0f items/s, %.1f MB of gzip",
+            what,
+            self.done_files,
+            self.files,
+            self.items,
+            self.items / seconds,
+            self.megabytes,
+        )
+
+
 def convert_data_file(
     manifest: ExportManifest,
     data_file: DataFile,
     table: LakeTable,
     stage: Stage,
     settings: WriterSettings | None = None,
+    progress: Progress | None = None,
 ) -> FileConversion:
     """Stage the rows of one data file; divert bad lines to ``_errors/``.
 
@@ -138,6 +177,8 @@ def convert_data_file(
     with StagedWriter(table, stage, data_file.stem, settings) as writer:
         for batch in read_rows(manifest, data_file, on_bad_line=bad_lines.append):
             writer.write(batch)
+            if progress is not None:
+                progress.rows(len(batch), data_file.key)
     errors = table.errors(stage.group, data_file.stem)
     if bad_lines:
         errors.write_bytes(b"\n".join(_error_record(bad) for bad in bad_lines) + b"\n")
@@ -366,13 +407,14 @@ def convert_batch(batch: ConversionBatch, s3: S3Options | None = None) -> BatchR
     table = LakeTable(resolve(batch.target, s3))
     stage = Stage(manifest.summary.export_id, batch.attempt)
     settings = WriterSettings(compression=batch.compression)  # type: ignore[arg-type]
+    progress = Progress(len(batch.keys))
+    files = []
+    for key in batch.keys:
+        data_file = manifest.data_file(key)
+        files.append(convert_data_file(manifest, data_file, table, stage, settings, progress))
+        progress.file_done(manifest.data_file_location(data_file).size() / 1e6)
     receipt = BatchReceipt(
-        export_id=manifest.summary.export_id,
-        batch=batch.batch,
-        files=tuple(
-            convert_data_file(manifest, manifest.data_file(key), table, stage, settings)
-            for key in batch.keys
-        ),
+        export_id=manifest.summary.export_id, batch=batch.batch, files=tuple(files)
     )
     _receipt_location(table, stage, batch.batch).write_bytes(orjson.dumps(receipt.to_json()))
     return receipt

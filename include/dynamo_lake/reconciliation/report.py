@@ -16,6 +16,7 @@ written and the re-check), ``export_arn, consumed_read_capacity, run_id, seconds
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -79,6 +80,18 @@ class ReconciliationReport:
         stamp = self.as_of.replace("-", "").replace(":", "").replace(".", "")
         return f"{stamp}--{safe_name(self.run_id)}.json"
 
+    @staticmethod
+    def as_of_in(file_name: str) -> datetime | None:
+        """The T a report's file name starts with (see :meth:`file_name`); None for a name
+        that is not a report's."""
+        stamp, separator, _ = file_name.partition("--")
+        if not separator or not file_name.endswith(".json"):
+            return None
+        try:
+            return datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+
     def table_text(self) -> str:
         """A readable table for the task log."""
         lines = [
@@ -124,7 +137,7 @@ def write_report(lake_uri: str, report: ReconciliationReport, s3: S3Options | No
 
 
 def read_report(location: Location) -> ReconciliationReport:
-    return ReconciliationReport.from_json(orjson.loads(location.read_bytes()))
+    return location.read_document(ReconciliationReport.from_json, "reconciliation report")
 
 
 def latest_report(lake_uri: str, s3: S3Options | None = None) -> ReconciliationReport | None:
@@ -134,12 +147,20 @@ def latest_report(lake_uri: str, s3: S3Options | None = None) -> ReconciliationR
 
 
 def list_reports(
-    lake_uri: str, s3: S3Options | None = None, *, limit: int | None = None
+    lake_uri: str,
+    s3: S3Options | None = None,
+    *,
+    limit: int | None = None,
+    since: datetime | None = None,
 ) -> list[ReconciliationReport]:
-    """Reports, oldest first by the moment checked; with ``limit`` only the newest ones
-    are read (names sort by that moment, so listing is enough to choose them)."""
-    names = [item for item in _folder(lake_uri, s3).list_files() if item.name != LATEST]
-    names = [item for item in names if item.name.endswith(".json")]
+    """Reports, oldest first by the moment checked. Names carry that moment, so one listing
+    chooses what to read: with ``since`` only reports of T >= since, with ``limit`` only
+    the newest ones."""
+    chosen = []
+    for item in _folder(lake_uri, s3).list_files():
+        as_of = ReconciliationReport.as_of_in(item.name)
+        if as_of is not None and (since is None or as_of >= since):
+            chosen.append(item)
     if limit is not None:
-        names = names[-limit:]
-    return [read_report(item) for item in names]
+        chosen = chosen[-limit:] if limit > 0 else []
+    return [read_report(item) for item in chosen]

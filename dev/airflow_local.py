@@ -1,0 +1,292 @@
+"""`make airflow`: a local Airflow 3.3 against the local AWS stack, on 127.0.0.1 only.
+
+Starts the local AWS stack, creates the demo buckets and seeds the sample table, keeps the
+stream relay delivering (with a few changes to the table now and then, so stream rows keep
+arriving), and runs Airflow as separate processes: ``api-server``, ``scheduler``,
+``dag-processor`` and ``triggerer`` (a real triggerer: the export wait really defers), with
+LocalExecutor and low parallelism for 2 cores. The login is SimpleAuthManager with a fixed
+local user (never "all admins"). Ctrl-C stops everything it started, by process group.
+
+State (Airflow's SQLite database, logs, the JWT secret) lives in ``var/airflow/`` and a second
+run reuses it; the AWS stack is in memory and is seeded again on every start.
+
+:class:`LocalAirflow` is also what the browser test starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "dev"), str(REPO / "include")]
+
+from dynamo_lake.config import load_tables  # noqa: E402
+from dynamo_lake.storage import S3Options  # noqa: E402
+from local_aws import EmulatorSettings, LocalAwsProcess  # noqa: E402
+from local_aws.seed import apply_churn, seed_sample_table  # noqa: E402
+from stream_relay import StreamRelay  # noqa: E402
+
+USER, PASSWORD = "engineer", "lake-health-local"
+TABLES_FILE = REPO / "include" / "config" / "tables.yaml"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LocalAirflow:
+    """The local AWS stack, the seeded table and relay, and Airflow's four processes."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        port: int = 8080,
+        items: int = 500,
+        churn_every: float | None = 30.0,
+        export_delay: float = 5.0,
+        extra_environment: dict[str, str] | None = None,
+    ) -> None:
+        self.home = home
+        self.port = port
+        self.items = items
+        self.churn_every = churn_every
+        self.export_delay = export_delay
+        self.extra_environment = extra_environment or {}
+        self.url = f"http://127.0.0.1:{port}"
+        self.stack: LocalAwsProcess | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._relay_thread: threading.Thread | None = None
+        self.relay: StreamRelay | None = None
+
+    # -- environment --------------------------------------------------------------------------
+
+    def _secret(self) -> str:
+        path = self.home / "jwt-secret"
+        if not path.exists():
+            path.write_text(secrets.token_hex(32))
+        return path.read_text().strip()
+
+    def environment(self) -> dict[str, str]:
+        assert self.stack is not None
+        passwords = self.home / "passwords.json"
+        passwords.write_text(json.dumps({USER: PASSWORD}))
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("AIRFLOW", "AWS_", "DYNAMO_LAKE_"))
+        }
+        environment.update(self.stack.environment())
+        environment.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "DYNAMO_LAKE_TABLES_FILE": str(TABLES_FILE),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "2",
+                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__CORE__AUTH_MANAGER": (
+                    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API_AUTH__JWT_SECRET": self._secret(),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                "DYNAMO_LAKE_EXPORT_POLL_SECONDS": "3",
+            }
+        )
+        environment.update(self.extra_environment)
+        return environment
+
+    # -- start and stop -------------------------------------------------------------------------
+
+    def start(self) -> LocalAirflow:
+        self.home.mkdir(parents=True, exist_ok=True)
+        settings = EmulatorSettings(export_delay_seconds=self.export_delay, pitr_lag_seconds=1.0)
+        self.stack = LocalAwsProcess(settings=settings, log_path=self.home / "local_aws.log")
+        self.stack.start()
+        environment = self.environment()
+        airflow = str(Path(sys.executable).parent / "airflow")
+        migrate = subprocess.run(
+            [airflow, "db", "migrate"],
+            env=environment,
+            stdout=(self.home / "db-migrate.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+        if migrate.returncode != 0:
+            raise SystemExit(f"airflow db migrate failed; see {self.home / 'db-migrate.log'}")
+        self._seed()
+        (self.home / "logs").mkdir(exist_ok=True)
+        for component in COMPONENTS:
+            command = [airflow, component]
+            if component in ("scheduler", "triggerer"):
+                command.append("--skip-serve-logs")  # their log servers bind every interface
+            self.processes[component] = subprocess.Popen(
+                command,
+                env=environment,
+                stdout=(self.home / f"{component}.log").open("ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped with its children
+            )
+        self._wait_healthy()
+        return self
+
+    def _seed(self) -> None:
+        assert self.stack is not None
+        config = load_tables(TABLES_FILE).table("orders")
+        s3 = self.stack.client("s3", max_attempts=3)
+        for bucket in (config.export_bucket, config.lake_bucket):
+            s3.create_bucket(Bucket=bucket)
+        dynamodb = self.stack.client("dynamodb", max_attempts=3)
+        seed_sample_table(dynamodb, config.dynamodb_table, self.items, churn=0)
+        options = S3Options(self.stack.endpoint_url, "us-east-1", "testing", "testing")
+        self.relay = StreamRelay(
+            self.stack.endpoint_url, config.dynamodb_table, config.lake_uri, s3=options
+        )
+        self._relay_thread = threading.Thread(
+            target=self._stream, args=(dynamodb, config.dynamodb_table), daemon=True
+        )
+        self._relay_thread.start()
+
+    def _stream(self, dynamodb: Any, table: str) -> None:
+        """Deliver the stream every few seconds; change the table now and then."""
+        assert self.relay is not None
+        last_churn = time.monotonic()
+        step = 0
+        while not self._stop.wait(3.0):
+            with contextlib.suppress(Exception):  # a hiccup must not end the stream
+                if self.churn_every and time.monotonic() - last_churn > self.churn_every:
+                    apply_churn(dynamodb, table, 5, seed=step)
+                    step += 1
+                    last_churn = time.monotonic()
+                self.relay.drain()
+
+    def _wait_healthy(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for component, process in self.processes.items():
+                if process.poll() is not None:
+                    self.stop()
+                    raise SystemExit(
+                        f"airflow {component} exited ({process.returncode}); see "
+                        f"{self.home / (component + '.log')}"
+                    )
+            health_url = f"{self.url}/api/v2/monitor/health"
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(health_url, timeout=5) as answer,
+            ):
+                if json.loads(answer.read()).get("scheduler", {}).get("status") == "healthy":
+                    return
+            time.sleep(1.0)
+        self.stop()
+        raise SystemExit(f"Airflow did not become healthy in {timeout:.0f} s; see {self.home}")
+
+    def token(self) -> str:
+        request = urllib.request.Request(
+            f"{self.url}/auth/token",
+            data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return str(json.loads(response.read())["access_token"])
+
+    def stop(self) -> None:
+        self._stop.set()
+        for process in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            # Children (task runners, the api-server's workers) go with the group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        self.processes.clear()
+        if self._relay_thread is not None:
+            self._relay_thread.join(timeout=10)
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+
+    def __enter__(self) -> LocalAirflow:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument("--items", type=int, default=500)
+    args = parser.parse_args()
+    home = REPO / "var" / "airflow"
+    airflow = LocalAirflow(home, port=args.port, items=args.items)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    print("starting the local AWS stack and Airflow (about a minute)...", flush=True)
+    airflow.start()
+    print(
+        f"\nAirflow is up: {airflow.url}\n"
+        f"  login: {USER} / {PASSWORD}   (SimpleAuthManager, state in {home.relative_to(REPO)}/)\n"
+        f"  Lake health: {airflow.url}/plugin/lake-health\n"
+        f"  the table 'orders' is seeded, its stream relayed into the lake every few seconds;\n"
+        "  trigger dynamodb_backfill, then dynamodb_reconciliation, from the DAGs page.\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+    try:
+        while not stopping.is_set():
+            for component, process in airflow.processes.items():
+                if process.poll() is not None:
+                    print(f"airflow {component} exited; see {home / (component + '.log')}")
+                    stopping.set()
+            stopping.wait(2.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping...", flush=True)
+        airflow.stop()
+        print("stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

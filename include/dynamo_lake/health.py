@@ -1,0 +1,178 @@
+"""A lake table's health at a glance: its last backfill, its last reconciliation, how fresh
+its stream is, and the recent history of its counts.
+
+Everything is read through the documented contracts (the backfill record, the
+reconciliation reports, the Parquet files' own statistics), cheaply: one listing and one
+read for the last backfill, one read for the last report; report names carry their T, so
+the chart's history reads only the reports of its window; freshness reads the Parquet
+footers of the few stream files written last in the newest day that has any.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from dynamo_lake.backfill import latest_backfill_record
+from dynamo_lake.cdc import datetime_to_micros, micros_to_datetime
+from dynamo_lake.config import TableConfig
+from dynamo_lake.contract import written_by_stream
+from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.reconciliation.report import (
+    ReconciliationReport,
+    latest_report,
+    list_reports,
+)
+from dynamo_lake.storage import Location, S3Options, resolve
+
+__all__ = ["HistoryPoint", "TableHealth", "table_health"]
+
+log = logging.getLogger(__name__)
+HISTORY_DAYS = 30
+_DAYS_LOOKED_BACK = 7
+_FILES_LOOKED_AT = 8
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One reconciliation in the chart: its T, the two counts, and whether it drifted."""
+
+    as_of: str
+    table_count: int | None
+    lake_count: int | None
+    status: str
+    method: str
+    run_id: str
+
+
+@dataclass
+class TableHealth:
+    """What the Lake health page shows for one configured table."""
+
+    table: str
+    dynamodb_table: str
+    lake_uri: str
+    backfill: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    freshness: dict[str, Any] | None = None
+    history: list[HistoryPoint] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.report) and self.report.get("status") != "ok"  # type: ignore[union-attr]
+
+    def to_json(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["drift"] = self.drift
+        return raw
+
+
+def _history(
+    lake_uri: str, s3: S3Options | None, newest: ReconciliationReport | None
+) -> list[HistoryPoint]:
+    """The reports of the chart's window (ending at the newest report's T), oldest first."""
+    if newest is None:
+        return []
+    since = datetime.fromisoformat(newest.as_of.replace("Z", "+00:00")) - timedelta(
+        days=HISTORY_DAYS
+    )
+    return [
+        HistoryPoint(
+            report.as_of,
+            report.table_count,
+            report.lake_count,
+            report.status,
+            report.method,
+            report.run_id,
+        )
+        for report in list_reports(lake_uri, s3, since=since)
+    ]
+
+
+def _freshness(lake: Location, now: datetime) -> dict[str, Any] | None:
+    """The newest stream row's time_stamp, from the Parquet statistics of the newest days."""
+    days: list[Location] = []
+    for year in reversed(lake.list_folders()):
+        if not year.name.startswith("year="):
+            continue
+        for month in reversed(year.list_folders()):
+            for day in reversed(month.list_folders()):
+                days.append(day)
+                if len(days) >= _DAYS_LOOKED_BACK:
+                    break
+            if len(days) >= _DAYS_LOOKED_BACK:
+                break
+        if len(days) >= _DAYS_LOOKED_BACK:
+            break
+    for day in days:
+        newest: int | None = None
+        # The newest rows are in the files written last: a bounded number of footers,
+        # however many small files the stream wrote that day.
+        for location in day.newest_files(_FILES_LOOKED_AT, written_by_stream):
+            metadata = pq.read_metadata(location.path, filesystem=location.filesystem)
+            column = metadata.schema.to_arrow_schema().get_field_index("time_stamp")
+            for group in range(metadata.num_row_groups):
+                statistics = metadata.row_group(group).column(column).statistics
+                if statistics is not None and statistics.has_min_max:
+                    value = statistics.max
+                    micros = datetime_to_micros(
+                        value if value.tzinfo else value.replace(tzinfo=UTC)
+                    )
+                    newest = micros if newest is None else max(newest, micros)
+        if newest is not None:
+            moment = micros_to_datetime(newest)
+            return {
+                "newest": f"{moment:%Y-%m-%dT%H:%M:%S.%f}Z",
+                "age_seconds": round((now - moment).total_seconds(), 1),
+            }
+    return None
+
+
+def _backfill_summary(record: Any) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "committed_at": record.committed_at or None,
+        "mode": record.mode,
+        "rows": record.rows,
+        "files": record.files,
+        "bad_lines": record.bad_lines,
+        "exports": [
+            {
+                "export_time": item.export_time,
+                "export_from": item.export_from,
+                "export_to": item.export_to,
+                "rows": item.rows,
+            }
+            for item in record.exports
+        ],
+    }
+
+
+def table_health(
+    config: TableConfig, s3: S3Options | None = None, now: datetime | None = None
+) -> TableHealth:
+    """Read one table's health; a part that cannot be read is named in ``problems``."""
+    now = now or datetime.now(UTC)
+    health = TableHealth(config.name, config.dynamodb_table, config.lake_uri)
+    lake = resolve(config.lake_uri, s3)
+    try:
+        record = latest_backfill_record(config.lake_uri, s3)
+        health.backfill = _backfill_summary(record) if record else None
+    except DynamoLakeError as exc:
+        health.problems.append(f"backfill record: {exc}")
+    try:
+        report = latest_report(config.lake_uri, s3)
+        health.report = report.to_json() if report else None
+        health.history = _history(config.lake_uri, s3, report)
+    except DynamoLakeError as exc:
+        health.problems.append(f"reconciliation reports: {exc}")
+    try:
+        health.freshness = _freshness(lake, now)
+    except (DynamoLakeError, OSError) as exc:
+        health.problems.append(f"freshness: {exc}")
+    return health

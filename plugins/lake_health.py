@@ -1,0 +1,330 @@
+"""Lake health: one page in the Airflow UI with every configured table's lake at a glance.
+
+An Airflow 3 plugin: a FastAPI app under ``/lake-health`` shown inside the UI through an
+external view (``/plugin/lake-health``). Every endpoint needs the Airflow login (plugin apps
+are unauthenticated by default): the UI's session cookie or a Bearer token.
+
+Per table: the last backfill (when, the export time or window, rows, a link to its run), the
+last reconciliation (status, T, table and lake counts, missing/extra/different, the method,
+a link to its run), the lake's freshness (its newest stream row and that row's age), drift at
+a glance, and a chart of the table and lake counts over the last 30 days with drift days
+marked, drawn as inline SVG (nothing is fetched from the network). The figures come from the
+core (:mod:`dynamo_lake.health`), which reads the documented contracts. The page follows
+Airflow's light and dark themes.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from airflow.api_fastapi.core_api.security import requires_authenticated
+from airflow.exceptions import AirflowNotFoundException
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+
+app = FastAPI(title="Lake health", dependencies=[Depends(requires_authenticated())])
+
+BACKFILL_DAG = "dynamodb_backfill"
+RECONCILIATION_DAG = "dynamodb_reconciliation"
+
+
+def _healths() -> tuple[list[Any], str]:
+    """Every configured table's health, and what stopped the tables file being read ("" if
+    nothing did)."""
+    # Heavy imports (pyarrow, the core) only when the page is asked for, never when Airflow's
+    # processes load their plugins.
+    from dynamo_lake.airflow.connections import s3_options
+    from dynamo_lake.config import load_tables
+    from dynamo_lake.errors import DynamoLakeError
+    from dynamo_lake.health import TableHealth, table_health
+
+    try:
+        configured = load_tables()
+    except DynamoLakeError as exc:
+        return [], str(exc)
+    now = datetime.now(UTC)
+    found = []
+    for config in configured.tables.values():
+        try:
+            options = s3_options(config.aws_conn_id, config.region)
+        except (DynamoLakeError, AirflowNotFoundException) as exc:
+            unreadable = TableHealth(config.name, config.dynamodb_table, config.lake_uri)
+            unreadable.problems.append(f"connection {config.aws_conn_id!r}: {exc}")
+            found.append(unreadable)
+            continue
+        found.append(table_health(config, options, now))
+    return found, ""
+
+
+@app.get("/api/tables")
+def tables() -> JSONResponse:
+    """Every configured table's health as JSON (what the page shows)."""
+    healths, problem = _healths()
+    if problem:
+        return JSONResponse({"error": problem}, status_code=500)
+    return JSONResponse([health.to_json() for health in healths])
+
+
+@app.get("/", response_class=HTMLResponse)
+def page() -> HTMLResponse:
+    return HTMLResponse(render(*_healths()))
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _run_link(dag_id: str, run_id: str | None, text: str) -> str:
+    if not run_id:
+        return _e(text)
+    return (
+        f'<a href="/dags/{quote(dag_id)}/runs/{quote(run_id, safe="")}" target="_top">'
+        f"{_e(text)}</a>"
+    )
+
+
+def _moment(text: str) -> str:
+    """An ISO-8601 UTC time as people read it, to the second: ``2024-06-01 12:00:05 UTC``."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _backfill_cell(backfill: dict[str, Any] | None) -> str:
+    if not backfill:
+        return '<span class="empty">never backfilled: trigger dynamodb_backfill</span>'
+    moments = []
+    for export in backfill["exports"]:
+        if export.get("export_time"):
+            moments.append(f"at {export['export_time']}")
+        else:
+            moments.append(f"[{export.get('export_from')}, {export.get('export_to')})")
+    when = _moment(backfill["committed_at"]) if backfill.get("committed_at") else backfill["run_id"]
+    return (
+        f"{_run_link(BACKFILL_DAG, backfill['run_id'], when)}"
+        f"<br>{_e(backfill['mode'])} export {_e(', '.join(moments))}"
+        f"<br>{backfill['rows']:,} rows in {backfill['files']} files"
+    )
+
+
+def _report_cell(report: dict[str, Any] | None) -> str:
+    if not report:
+        return '<span class="empty">never reconciled: trigger dynamodb_reconciliation</span>'
+    counts = " ".join(
+        f"{kind} {report[kind]}"
+        for kind in ("missing", "extra", "different", "phantoms")
+        if report.get(kind) is not None
+    )
+    repaired = ""
+    if report.get("repair") and report["repair"].get("rows"):
+        recheck = (report["repair"].get("recheck") or {}).get("status", "?")
+        repaired = f"<br>repaired {report['repair']['rows']} rows, re-check {_e(recheck)}"
+    return (
+        f'<span class="status {_e(report["status"])}">{_e(report["status"]).upper()}</span> '
+        f"{_run_link(RECONCILIATION_DAG, report.get('run_id'), report['as_of'])}"
+        f"<br>{_e(report['method'])}: table {_e(report.get('table_count'))}, "
+        f"lake {_e(report.get('lake_count'))}"
+        + (f"<br>{_e(counts)}" if counts else "")
+        + repaired
+        + (
+            f'<br><span class="note">{_e(report["message"])}</span>'
+            if report.get("message")
+            else ""
+        )
+    )
+
+
+def _freshness_cell(freshness: dict[str, Any] | None) -> str:
+    if not freshness:
+        return '<span class="empty">no stream rows yet</span>'
+    return (
+        f'<span title="{_e(freshness["newest"])}">{_e(_moment(freshness["newest"]))}</span>'
+        f"<br>{_age(float(freshness['age_seconds']))} ago"
+    )
+
+
+def chart(history: list[Any], width: int = 520, height: int = 150) -> str:
+    """Table and lake counts over the reports of the last 30 days, drift marked; inline SVG."""
+    points = [
+        point for point in history if point.table_count is not None or point.lake_count is not None
+    ]
+    if not points:
+        return '<p class="empty">no reconciliation with counts in the last 30 days</p>'
+    values = [v for p in points for v in (p.table_count, p.lake_count) if v is not None]
+    low, high = min(values), max(values)
+    pad = max((high - low) * 0.1, 1.0)  # whole items: flat counts still get two ticks
+    low, high = max(0.0, low - pad), high + pad
+    times = [datetime.fromisoformat(p.as_of.replace("Z", "+00:00")).timestamp() for p in points]
+    first, last = min(times), max(times)
+    left, right, top, bottom = 70, 10, 10, 24
+
+    def x(moment: float) -> float:
+        if last == first:
+            return left + (width - left - right) / 2
+        return left + (moment - first) / (last - first) * (width - left - right)
+
+    def y(value: float) -> float:
+        return top + (high - value) / (high - low) * (height - top - bottom)
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        'role="img" aria-label="table and lake counts over the last 30 days">',
+        f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width - right}" '
+        f'y2="{height - bottom}"/>',
+        f'<text class="tick" x="{left - 6}" y="{y(high) + 8:.1f}" text-anchor="end">'
+        f"{high:,.0f}</text>",
+        f'<text class="tick" x="{left - 6}" y="{y(low):.1f}" text-anchor="end">{low:,.0f}</text>',
+    ]
+    for series, attribute in (("table", "table_count"), ("lake", "lake_count")):
+        coords = [
+            f"{x(moment):.1f},{y(getattr(point, attribute)):.1f}"
+            for moment, point in zip(times, points, strict=True)
+            if getattr(point, attribute) is not None
+        ]
+        if coords:
+            parts.append(f'<polyline class="{series}" points="{" ".join(coords)}"/>')
+    for moment, point in zip(times, points, strict=True):
+        css = "drift" if point.status != "ok" else "ok"
+        value = point.lake_count if point.lake_count is not None else point.table_count
+        parts.append(
+            f'<circle class="{css}" cx="{x(moment):.1f}" cy="{y(value or 0):.1f}" r="4">'
+            f"<title>{_e(point.as_of)}: {_e(point.status)}, table {_e(point.table_count)}, "
+            f"lake {_e(point.lake_count)} ({_e(point.method)})</title></circle>"
+        )
+    first_label, last_label = (_moment(point.as_of)[:16] for point in (points[0], points[-1]))
+    parts.append(
+        f'<text class="tick" x="{left}" y="{height - 6}">{_e(first_label)}</text>'
+        f'<text class="tick" x="{width - right}" y="{height - 6}" text-anchor="end">'
+        f"{_e(last_label)} UTC</text></svg>"
+    )
+    return "".join(parts)
+
+
+_STYLE = """
+:root { color-scheme: light; --bg: #ffffff; --fg: #1a202c; --muted: #718096; --line: #e2e8f0;
+  --card: #f7fafc; --ok: #38a169; --drift: #e53e3e; --table: #3182ce; --lake: #805ad5; }
+:root.dark { color-scheme: dark; --bg: #09090b; --fg: #e4e4e7; --muted: #a1a1aa;
+  --line: #27272a; --card: #18181b; --ok: #48bb78; --drift: #fc8181; --table: #63b3ed;
+  --lake: #b794f4; }
+body { margin: 0; padding: 16px 20px; background: var(--bg); color: var(--fg);
+  font: 14px/1.45 Inter, system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+h1 { font-size: 20px; margin: 0 0 4px; } .sub { color: var(--muted); margin: 0 0 16px; }
+table { border-collapse: collapse; width: 100%; } th, td { text-align: left;
+  vertical-align: top; padding: 10px 12px; border-bottom: 1px solid var(--line); }
+th { color: var(--muted); font-weight: 600; font-size: 12px; text-transform: uppercase; }
+a { color: var(--table); text-decoration: none; } a:hover { text-decoration: underline; }
+.status { font-weight: 700; padding: 1px 8px; border-radius: 10px; font-size: 12px; }
+.status.ok { background: color-mix(in srgb, var(--ok) 18%, transparent); color: var(--ok); }
+.status.drift, .status.error { background: color-mix(in srgb, var(--drift) 18%, transparent);
+  color: var(--drift); }
+.glance { width: 12px; height: 12px; border-radius: 50%; display: inline-block;
+  background: var(--muted); } .glance.ok { background: var(--ok); }
+.glance.drift { background: var(--drift); }
+.empty, .note { color: var(--muted); font-style: italic; }
+.chart { background: var(--card); border-radius: 6px; }
+.chart .axis { stroke: var(--line); } .chart .tick { fill: var(--muted); font-size: 11px; }
+.chart polyline { fill: none; stroke-width: 2; } .chart .table { stroke: var(--table); }
+.chart .lake { stroke: var(--lake); stroke-dasharray: 5 3; }
+.chart circle.ok { fill: var(--ok); } .chart circle.drift { fill: var(--drift); }
+.chart-title { font-size: 15px; margin: 22px 0 6px; }
+.legend span { margin-right: 14px; color: var(--muted); font-size: 12px; }
+.legend .t { color: var(--table); } .legend .l { color: var(--lake); }
+.legend .d { color: var(--drift); }
+"""
+
+# The Airflow UI (next-themes) puts "dark" or "light" on its <html>; this page sits in its
+# iframe, on the same origin, so it follows it, and the browser's preference otherwise.
+_THEME = """
+<script>
+(function () {
+  function apply() {
+    var dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+    try {
+      var outer = window.parent.document.documentElement.classList;
+      if (outer.contains("dark")) dark = true; else if (outer.contains("light")) dark = false;
+    } catch (e) {}
+    document.documentElement.classList.toggle("dark", dark);
+  }
+  apply();
+  try {
+    new MutationObserver(apply).observe(window.parent.document.documentElement,
+      {attributes: true, attributeFilter: ["class"]});
+  } catch (e) {}
+})();
+</script>
+"""
+
+
+def render(healths: list[Any], problem: str = "") -> str:
+    """The page: a table of every configured table, then each one's chart (or what stopped
+    the tables file being read)."""
+    rows = []
+    charts = []
+    for health in healths:
+        report = health.report
+        glance = "none" if not report else ("ok" if report["status"] == "ok" else "drift")
+        problems = "".join(f'<br><span class="note">{_e(p)}</span>' for p in health.problems)
+        rows.append(
+            f'<tr data-table="{_e(health.table)}"><td><span class="glance {glance}" '
+            f'title="{_e(glance)}"></span> <b>{_e(health.table)}</b><br>'
+            f'<span class="note">{_e(health.dynamodb_table)}</span>{problems}</td>'
+            f"<td>{_backfill_cell(health.backfill)}</td><td>{_report_cell(report)}</td>"
+            f"<td>{_freshness_cell(health.freshness)}</td></tr>"
+        )
+        charts.append(
+            f'<h2 class="chart-title">{_e(health.table)}: the last 30 days</h2>'
+            f"{chart(health.history)}"
+        )
+    legend = (
+        '<p class="legend"><span class="t">&#9644; table count</span>'
+        '<span class="l">&#9644; lake count</span><span class="d">&#9679; drift</span></p>'
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Lake health</title>"
+        f"<style>{_STYLE}</style>{_THEME}</head><body>"
+        "<h1>Lake health</h1><p class='sub'>Each configured DynamoDB table and its lake: the "
+        "last backfill, the last reconciliation, and how fresh the stream is.</p>"
+        + (f'<p class="status error">{_e(problem)}</p>' if problem else "")
+        + (
+            ""
+            if healths or problem
+            else '<p class="empty">no table is configured: add one to the tables file</p>'
+        )
+        + "<table><thead><tr><th>Table</th><th>Last backfill</th><th>Last reconciliation</th>"
+        f"<th>Newest stream row</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{legend}{''.join(charts)}</body></html>"
+    )
+
+
+class LakeHealthPlugin(AirflowPlugin):
+    name = "lake_health"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": app, "url_prefix": "/lake-health", "name": "Lake health"}
+    ]
+    external_views: ClassVar[list[dict[str, Any]]] = [
+        {
+            "name": "Lake health",
+            "href": "/lake-health/",
+            "url_route": "lake-health",
+            "nav_top_level": True,
+        }
+    ]

@@ -1,0 +1,214 @@
+"""The Airflow UI as a data engineer uses it: log in, trigger from the forms, watch Lake health.
+
+Runs against ``make airflow``'s stack (api-server, scheduler, dag-processor, triggerer, the
+local AWS stack, the stream relay) with a real Chromium in a non-UTC time zone, so a time
+typed in a form must reach the run as typed. Screenshots: ``var/test-artifacts/ui/``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+import pytest
+from airflow_local import PASSWORD, USER
+from ui_stack import ARTIFACTS, RunningAirflow
+
+from dynamo_lake.backfill import latest_backfill_record
+from dynamo_lake.config import load_tables
+from dynamo_lake.reconciliation.report import latest_report
+
+pytestmark = pytest.mark.slow
+
+TIME_ZONE = "America/New_York"  # the picker's zone would shift typed times by 5 hours here
+LAKE_URI = load_tables().table("orders").lake_uri
+
+
+def typed(moment: datetime) -> str:
+    """A moment as a person types it: UTC text, whole seconds."""
+    return f"{moment:%Y-%m-%dT%H:%M:%S}Z"
+
+
+def same_moment(left: str, right: str) -> bool:
+    def parse(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return parse(left) == parse(right)
+
+
+def wait_for_run(stack: RunningAirflow, dag_id: str, run_id: str, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = stack.api(f"dags/{dag_id}/dagRuns/{run_id}")
+        if run["state"] in ("success", "failed"):
+            return run
+        time.sleep(2)
+    raise AssertionError(f"{dag_id} run {run_id} did not finish in {timeout:.0f} s")
+
+
+def task_instances(stack: RunningAirflow, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    return list(stack.api(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"])
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("input[name=username]", timeout=90_000)  # blank, then redirected
+    page.fill("input[name=username]", USER)
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+
+
+def trigger_from_form(page: Any, stack: RunningAirflow, dag_id: str, fill: Any) -> str:
+    """Open the DAG's trigger form, let ``fill`` fill it, trigger; return the run's id."""
+    page.goto(f"{stack.url}/dags/{dag_id}")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Run Parameters").wait_for()
+    fill(page, dialog)
+    shot(page, f"{dag_id}-form")
+    dialog.get_by_role("button", name="Trigger").click()
+    page.wait_for_url(re.compile(rf"/dags/{dag_id}/runs/.+"), timeout=30_000)
+    return unquote(page.url.rsplit("/runs/", 1)[1])
+
+
+def choose(page: Any, dialog: Any, field: str, option: str) -> None:
+    """Pick ``option`` in the form's select for param ``field``, as a person would."""
+    hidden = dialog.locator(f"input[type=hidden][name=element_{field}]")
+    hidden.locator("xpath=..").get_by_role("combobox").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    assert hidden.input_value() == option
+
+
+def lake_health_row(page: Any, stack: RunningAirflow, name: str) -> Any:
+    """Lake health inside the UI (an external view in an iframe): the table's row."""
+    page.goto(f"{stack.url}/plugin/lake-health")
+    frame = page.frame_locator("iframe")
+    row = frame.locator(f'tr[data-table="{name}"]')
+    row.wait_for(timeout=60_000)
+    return frame, row
+
+
+def test_a_request_without_the_airflow_login_is_refused(local_airflow: RunningAirflow) -> None:
+    for path in ("/lake-health/", "/lake-health/api/tables"):
+        status, _ = local_airflow.get(path)
+        assert status in (401, 403), f"{path} answered {status} to an anonymous request"
+        status, _ = local_airflow.get(path, token="not-a-token")
+        assert status in (401, 403), f"{path} answered {status} to a forged token"
+    status, body = local_airflow.get("/lake-health/api/tables", token=local_airflow.token)
+    assert status == 200
+    assert [table["table"] for table in orjson.loads(body)] == ["orders"]
+
+
+def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_reports(
+    local_airflow: RunningAirflow, browser: Any
+) -> None:
+    stack = local_airflow
+    assert stack.airflow.stack is not None
+    context = browser.new_context(timezone_id=TIME_ZONE, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        # 1. Log in; Lake health first shows its empty states.
+        log_in(page, f"{stack.url}/")
+        page.get_by_role("link", name="Lake health").first.wait_for(timeout=60_000)
+        frame, row = lake_health_row(page, stack, "orders")
+        assert "never backfilled" in row.inner_text()
+        assert "never reconciled" in row.inner_text()
+        shot(page, "lake-health-empty")
+
+        # 2. A full backfill at a moment typed as UTC text in a New York browser.
+        export_time = typed(stack.airflow.stack.now() - timedelta(seconds=5))
+
+        def backfill_form(page: Any, dialog: Any) -> None:
+            dialog.locator("input[name=element_export_time]").fill(export_time)
+
+        run_id = trigger_from_form(page, stack, "dynamodb_backfill", backfill_form)
+        run = stack.api(f"dags/dynamodb_backfill/dagRuns/{run_id}")
+        assert run["conf"]["export_time"] == export_time, "the run got another time than typed"
+        assert run["conf"]["mode"] == "full"
+
+        # 3. It succeeds; the export really happened at the typed moment.
+        run = wait_for_run(stack, "dynamodb_backfill", run_id)
+        shot(page, "backfill-run")
+        assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
+        record = latest_backfill_record(LAKE_URI, stack.s3())
+        assert record is not None and record.run_id == run_id
+        assert same_moment(str(record.exports[0].export_time), export_time)
+        names = {
+            (ti["task_id"], ti.get("rendered_map_index"))
+            for ti in task_instances(stack, "dynamodb_backfill", run_id)
+        }
+        export_names = [name for task, name in names if task == "export"]
+        assert export_names and all(str(name).startswith("orders 20") for name in export_names)
+        convert_names = [name for task, name in names if task == "convert"]
+        assert convert_names and all(".json.gz" in str(name) for name in convert_names)
+
+        # 4. A reconciliation by export at a typed T, after the backfill.
+        as_of = typed(stack.airflow.stack.now() - timedelta(seconds=3))
+
+        def reconciliation_form(page: Any, dialog: Any) -> None:
+            choose(page, dialog, "table", "orders")
+            choose(page, dialog, "method", "export")
+            dialog.locator("input[name=element_as_of]").fill(as_of)
+
+        run_id = trigger_from_form(page, stack, "dynamodb_reconciliation", reconciliation_form)
+        run = wait_for_run(stack, "dynamodb_reconciliation", run_id)
+        shot(page, "reconciliation-run")
+        assert run["conf"]["as_of"] == as_of
+        assert run["state"] == "success", f"reconciliation run {run_id} ended {run['state']}"
+        report = latest_report(LAKE_URI, stack.s3())
+        assert report is not None and report.run_id == run_id
+        assert same_moment(report.as_of, as_of)
+        assert report.status == "ok", report.table_text()
+        checks = [
+            ti
+            for ti in task_instances(stack, "dynamodb_reconciliation", run_id)
+            if ti["task_id"] == "check"
+        ]
+        assert [ti.get("rendered_map_index") for ti in checks] == ["orders"]
+
+        # 5. Lake health shows the figures of the report and the record.
+        frame, row = lake_health_row(page, stack, "orders")
+        text = row.inner_text()
+        shot(page, "lake-health")
+        assert "OK" in text
+        assert report.as_of in text
+        assert f"export: table {report.table_count}, lake {report.lake_count}" in text
+        assert f"missing {report.missing} extra {report.extra} different {report.different}" in (
+            text
+        )
+        assert f"{record.rows:,} rows in {record.files} files" in text
+        assert str(record.exports[0].export_time) in text
+        links = row.locator("a")
+        hrefs = [links.nth(index).get_attribute("href") for index in range(links.count())]
+        assert any("/dags/dynamodb_backfill/runs/" in str(href) for href in hrefs)
+        assert any("/dags/dynamodb_reconciliation/runs/" in str(href) for href in hrefs)
+        assert frame.locator("svg.chart circle.ok").count() == 1
+        newest = row.locator("td").nth(3).inner_text().split("\n", 1)[0]
+        newest_moment = datetime.strptime(newest, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
+        assert newest_moment <= datetime.now(UTC)
+
+        # The page follows the UI's theme: switched to dark in the user menu, it is dark too.
+        assert frame.locator("html.dark").count() == 0
+        page.get_by_role("button", name="User").click()
+        page.get_by_role("menuitem", name=re.compile("dark", re.IGNORECASE)).click()
+        frame.locator("html.dark").wait_for(state="attached", timeout=5_000)
+        shot(page, "lake-health-dark")
+
+        # The asset events tell the story: the backfill's and the reconciliation's figures.
+        events = stack.api("assets/events?order_by=-timestamp&limit=10")["asset_events"]
+        kinds = {event["extra"].get("kind"): event["extra"] for event in events}
+        assert kinds["backfill"]["rows"] == record.rows
+        assert kinds["reconciliation"]["status"] == "ok"
+        assert kinds["reconciliation"]["lake_count"] == report.lake_count
+    finally:
+        context.close()
