@@ -18,9 +18,11 @@ Choices, so the lake behaves as the AWS pipeline's would:
   orders a key's changes as the stream did (real Kinesis-for-DynamoDB at µs has no ties to
   break; the shift is at most the number of records sharing one source tick, in µs).
 * **Batches.** A batch is published as one lake-writer group named
-  ``stream-<shard>-<first sequence number>`` (its lowest record), so delivering the same
-  batch again replaces its files instead of adding rows. Rows go to the ``year/month/day``
-  of their ``time_stamp`` (Firehose dynamic partitioning from the Lambda's partition keys).
+  ``stream-<shard>-<first sequence number>-<digest of its record ids>``, so delivering the
+  same batch again replaces its files instead of adding rows, and a different batch that
+  starts with the same (duplicated) record never replaces another's. Rows go to the
+  ``year/month/day`` of their ``time_stamp`` (Firehose dynamic partitioning from the Lambda's
+  partition keys).
 * **Failures.** ``ProcessingFailed`` records go to ``_errors/<group>/processing-failed.jsonl``
   (Firehose's error-record shape), ``Dropped`` ones nowhere.
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -63,6 +66,7 @@ __all__ = [
     "BatchResult",
     "Faults",
     "FirehoseBuffering",
+    "FirehoseDelivery",
     "KinesisRecord",
     "StreamRelay",
     "kinesis_record",
@@ -178,6 +182,95 @@ class BatchResult:
     files: list[str] = field(default_factory=list)
 
 
+class FirehoseDelivery:
+    """Firehose's half: a batch of Kinesis records -> the Lambda -> one lake-writer group.
+
+    Used by :class:`StreamRelay` and, with records built from a model history instead of the
+    emulator's stream, by the model-based scenarios. ``faults.reorder`` shuffles records
+    within a batch.
+    """
+
+    def __init__(
+        self,
+        table: LakeTable,
+        table_name: str,
+        *,
+        faults: Faults | None = None,
+        settings: WriterSettings | None = None,
+    ) -> None:
+        self.table = table
+        self.table_name = table_name
+        self.faults = faults or Faults()
+        self.settings = settings or WriterSettings()
+        self._random = random.Random(self.faults.seed)
+
+    def firehose_event(self, batch: Iterable[KinesisRecord]) -> dict[str, Any]:
+        records = list(batch)
+        if self.faults.reorder:
+            records = self._random.sample(records, len(records))
+        now_ms = int(time.time() * 1000)
+        seen: dict[str, int] = {}
+        event_records = []
+        for record in records:
+            copy = seen.get(record.record_id, 0)
+            seen[record.record_id] = copy + 1
+            event_records.append(
+                {
+                    "recordId": record.record_id + (f"#{copy}" if copy else ""),
+                    "approximateArrivalTimestamp": now_ms,
+                    "data": base64.b64encode(record.payload).decode("ascii"),
+                    "kinesisRecordMetadata": {
+                        "shardId": record.shard_id,
+                        "sequenceNumber": record.sequence_number,
+                        "subsequenceNumber": 0,
+                        "partitionKey": record.partition_key,
+                        "approximateArrivalTimestamp": now_ms,
+                    },
+                }
+            )
+        return {
+            "invocationId": f"relay-{now_ms}",
+            "deliveryStreamArn": f"arn:aws:firehose:{REGION}:123456789012:deliverystream/relay",
+            "sourceKinesisStreamArn": f"arn:aws:kinesis:{REGION}:123456789012:stream/relay",
+            "region": REGION,
+            "records": event_records,
+        }
+
+    def deliver(self, batch: list[KinesisRecord]) -> BatchResult:
+        """Call the Lambda handler on one batch and publish its rows as one lake group."""
+        first = min(batch, key=lambda r: (r.shard_id, int(r.sequence_number)))
+        # The same batch delivered again has the same name (and replaces its files); another
+        # batch that happens to start with the same record (a duplicate) does not.
+        members = "\n".join(sorted(record.record_id for record in batch)).encode()
+        digest = hashlib.sha256(members).hexdigest()[:12]
+        group = f"stream-{first.shard_id}-{first.sequence_number}-{digest}"
+        event = self.firehose_event(batch)
+        response = transform_event(event, self.table_name)
+        answers = {answer["recordId"]: answer for answer in response["records"]}
+        if set(answers) != {record["recordId"] for record in event["records"]}:
+            raise RuntimeError(f"the Lambda did not answer every record of {group}")
+        rows: list[CdcRow] = []
+        failures: list[bytes] = []
+        counts = {"Ok": 0, "Dropped": 0, "ProcessingFailed": 0}
+        for record in event["records"]:
+            answer = answers[record["recordId"]]
+            counts[answer["result"]] += 1
+            if answer["result"] == "Ok":
+                rows.append(_row_from_output(answer))
+            elif answer["result"] == "ProcessingFailed":
+                failures.append(_error_record(record, answer))
+        stage = Stage(group, "relay")
+        with StagedWriter(self.table, stage, SOURCE, self.settings) as writer:
+            writer.write(sorted(rows, key=lambda row: row.time_stamp))
+        errors = self.table.errors(group, "processing-failed")
+        if failures:
+            errors.write_bytes(b"\n".join(failures) + b"\n")
+        files = publish(self.table, stage, writer.staged, about={"kind": "stream"})
+        return BatchResult(
+            group, len(batch), counts["Ok"], counts["Dropped"], counts["ProcessingFailed"], files
+        )
+
+
 class StreamRelay:
     """DynamoDB Stream -> Kinesis form -> Firehose-like batches -> Lambda -> lake writer."""
 
@@ -196,10 +289,9 @@ class StreamRelay:
     ) -> None:
         self.table_name = table_name
         self.buffering = buffering or FirehoseBuffering()
-        self.faults = faults or Faults()
-        self.settings = settings or WriterSettings()
         s3 = s3 or S3Options(endpoint_url, REGION, "testing", "testing")
         self.table = LakeTable(resolve(lake_uri, s3))
+        self.delivery = FirehoseDelivery(self.table, table_name, faults=faults, settings=settings)
         self._streams = raw_client("dynamodbstreams", endpoint_url)
         self._clock = clock
         self._random = random.Random(self.faults.seed)
@@ -293,67 +385,19 @@ class StreamRelay:
         """Deliver everything the stream holds now."""
         return self.run_once(flush=True)
 
+    @property
+    def faults(self) -> Faults:
+        return self.delivery.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self.delivery.faults = faults
+
     def firehose_event(self, batch: Iterable[KinesisRecord]) -> dict[str, Any]:
-        records = list(batch)
-        if self.faults.reorder:
-            records = self._random.sample(records, len(records))
-        now_ms = int(time.time() * 1000)
-        seen: dict[str, int] = {}
-        event_records = []
-        for record in records:
-            copy = seen.get(record.record_id, 0)
-            seen[record.record_id] = copy + 1
-            event_records.append(
-                {
-                    "recordId": record.record_id + (f"#{copy}" if copy else ""),
-                    "approximateArrivalTimestamp": now_ms,
-                    "data": base64.b64encode(record.payload).decode("ascii"),
-                    "kinesisRecordMetadata": {
-                        "shardId": record.shard_id,
-                        "sequenceNumber": record.sequence_number,
-                        "subsequenceNumber": 0,
-                        "partitionKey": record.partition_key,
-                        "approximateArrivalTimestamp": now_ms,
-                    },
-                }
-            )
-        return {
-            "invocationId": f"relay-{now_ms}",
-            "deliveryStreamArn": f"arn:aws:firehose:{REGION}:123456789012:deliverystream/relay",
-            "sourceKinesisStreamArn": f"arn:aws:kinesis:{REGION}:123456789012:stream/relay",
-            "region": REGION,
-            "records": event_records,
-        }
+        return self.delivery.firehose_event(batch)
 
     def deliver(self, batch: list[KinesisRecord]) -> BatchResult:
-        """Call the Lambda handler on one batch and publish its rows as one lake group."""
-        first = min(batch, key=lambda r: (r.shard_id, int(r.sequence_number)))
-        group = f"stream-{first.shard_id}-{first.sequence_number}"
-        event = self.firehose_event(batch)
-        response = transform_event(event, self.table_name)
-        answers = {answer["recordId"]: answer for answer in response["records"]}
-        if set(answers) != {record["recordId"] for record in event["records"]}:
-            raise RuntimeError(f"the Lambda did not answer every record of {group}")
-        rows: list[CdcRow] = []
-        failures: list[bytes] = []
-        counts = {"Ok": 0, "Dropped": 0, "ProcessingFailed": 0}
-        for record in event["records"]:
-            answer = answers[record["recordId"]]
-            counts[answer["result"]] += 1
-            if answer["result"] == "Ok":
-                rows.append(_row_from_output(answer))
-            elif answer["result"] == "ProcessingFailed":
-                failures.append(_error_record(record, answer))
-        stage = Stage(group, "relay")
-        with StagedWriter(self.table, stage, SOURCE, self.settings) as writer:
-            writer.write(sorted(rows, key=lambda row: row.time_stamp))
-        errors = self.table.errors(group, "processing-failed")
-        if failures:
-            errors.write_bytes(b"\n".join(failures) + b"\n")
-        files = publish(self.table, stage, writer.staged, about={"kind": "stream"})
-        return BatchResult(
-            group, len(batch), counts["Ok"], counts["Dropped"], counts["ProcessingFailed"], files
-        )
+        return self.delivery.deliver(batch)
 
 
 def _row_from_output(answer: Mapping[str, Any]) -> CdcRow:
