@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "CatalogError",
+    "CatalogUnavailableError",
     "ConfigError",
     "DuplicateEventsError",
     "DynamoLakeError",
@@ -166,3 +167,9 @@ class UnreadableRecordError(DynamoLakeError):
 
 class CatalogError(DynamoLakeError):
     """The Glue catalog cannot hold the lake table as the contract says."""
+
+
+class CatalogUnavailableError(CatalogError):
+    """Glue did not answer (throttled, or a 5xx): running the step again may succeed."""
+
+    retryable = True

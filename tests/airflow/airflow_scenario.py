@@ -38,6 +38,8 @@ class Scenario:
 
 
 TABLE_ENTRIES = [
+    "gluefault",
+    "recordfault",
     "full",
     "incremental",
     "split",

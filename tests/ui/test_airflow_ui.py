@@ -7,15 +7,19 @@ typed in a form must reach the run as typed. Screenshots: ``var/test-artifacts/u
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 import pytest
-from airflow_local import PASSWORD, USER
+from airflow_local import PASSWORD, USER, LocalAirflow, free_port
 from ui_stack import ARTIFACTS, RunningAirflow
 
 from dynamo_lake.backfill import latest_backfill_record
@@ -23,6 +27,60 @@ from dynamo_lake.config import load_tables
 from dynamo_lake.reconciliation.report import latest_report
 
 pytestmark = pytest.mark.slow
+
+# The fixtures live here, not in a conftest.py: a second module named ``conftest`` would
+# shadow the one other tests import helpers from.
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def local_airflow() -> Iterator[RunningAirflow]:
+    home = ARTIFACTS / "airflow"
+    shutil.rmtree(home, ignore_errors=True)  # a fresh metadata DB: the AWS stack is new too
+    airflow = LocalAirflow(home, port=free_port(), items=200, churn_every=20.0, export_delay=2.0)
+    airflow.start()
+    groups = [process.pid for process in airflow.processes.values()]
+    try:
+        yield RunningAirflow(airflow)
+    finally:
+        airflow.stop()
+    left = [group for group in groups if _group_alive(group)]
+    assert not left, f"processes left running in the process groups {left} after stop()"
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: `make test` installs Debian's chromium package "
+            "(apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
 
 TIME_ZONE = "America/New_York"  # the picker's zone would shift typed times by 5 hours here
 LAKE_URI = load_tables().table("orders").lake_uri
@@ -200,7 +258,8 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         # The page follows the UI's theme: switched to dark in the user menu, it is dark too.
         assert frame.locator("html.dark").count() == 0
         page.get_by_role("button", name="User").click()
-        page.get_by_role("menuitem", name=re.compile("dark", re.IGNORECASE)).click()
+        page.get_by_role("menuitem", name="Appearance").click()
+        page.get_by_role("menuitemradio", name="Dark Mode").click()
         frame.locator("html.dark").wait_for(state="attached", timeout=5_000)
         shot(page, "lake-health-dark")
 

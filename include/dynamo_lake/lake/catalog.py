@@ -14,7 +14,7 @@ from typing import Any
 
 from dynamo_lake import contract
 from dynamo_lake.contract import END_YEAR, FIRST_YEAR
-from dynamo_lake.errors import CatalogError, aws_error_code
+from dynamo_lake.errors import CatalogError, CatalogUnavailableError, aws_error_code
 
 __all__ = [
     "COLUMNS",
@@ -95,6 +95,10 @@ def _matches(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     )
 
 
+#: Glue's answers that mean "not now" rather than "no".
+_THROTTLED = frozenset({"ThrottlingException", "ConcurrentModificationException"})
+
+
 def ensure_glue_table(glue: Any, database: str, table: str, location: str) -> str:
     """Create the database and table if missing; bring a drifted table back to the contract.
 
@@ -127,6 +131,13 @@ def ensure_glue_table(glue: Any, database: str, table: str, location: str) -> st
         return "updated"
     except ClientError as exc:
         error = exc.response["Error"]
-        raise CatalogError(
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        unavailable = status >= 500 or error.get("Code") in _THROTTLED
+        raise (CatalogUnavailableError if unavailable else CatalogError)(
             f"Glue table {database}.{table}: {error.get('Code')}: {error.get('Message')}"
+            + (
+                "; Glue did not answer after retries, the task's retries will ask again"
+                if unavailable
+                else ""
+            )
         ) from None
