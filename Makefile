@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 PORT ?= 4566
 
-.PHONY: help venv browser test lint typecheck unit demo airflow local-aws bench bench-reconcile clean lambda-zip
+.PHONY: help venv browser test test-ui lint typecheck unit demo airflow local-aws bench bench-reconcile clean lambda-zip
 
 help:
 	@echo "make demo       - run the main job end to end on the embedded default"
-	@echo "make test       - lint, type-check and run the whole test suite"
+	@echo "make test       - lint, type-check and run the whole test suite (but the browser test)"
+	@echo "make test-ui    - the browser test: Airflow UI and Lake health in Chromium"
 	@echo "make airflow    - a local Airflow UI (with Lake health) against the local AWS stack"
 	@echo "make local-aws  - start the local AWS emulator on 127.0.0.1:$(PORT)"
 	@echo "make bench      - conversion benchmark against the seed's approach"
@@ -47,8 +48,12 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: lint typecheck browser
+test: lint typecheck
 	$(BIN)/pytest
+
+# The browser test (about 4 minutes): a real Airflow and Chromium. CI runs it after `make test`.
+test-ui: venv browser
+	$(BIN)/pytest -m browser tests/ui
 
 demo: venv
 	$(BIN)/python dev/demo.py

@@ -26,7 +26,7 @@ from dynamo_lake.backfill import latest_backfill_record
 from dynamo_lake.config import load_tables
 from dynamo_lake.reconciliation.report import latest_report
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 # The fixtures live here, not in a conftest.py: a second module named ``conftest`` would
 # shadow the one other tests import helpers from.
