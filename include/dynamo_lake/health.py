@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dynamo_lake.backfill import latest_backfill_record
@@ -116,6 +117,8 @@ def _freshness(lake: Location, now: datetime) -> dict[str, Any] | None:
         for location in day.newest_files(_FILES_LOOKED_AT, written_by_stream):
             metadata = pq.read_metadata(location.path, filesystem=location.filesystem)
             column = metadata.schema.to_arrow_schema().get_field_index("time_stamp")
+            if column < 0:
+                continue  # not a file of the lake contract: nothing to say about freshness
             for group in range(metadata.num_row_groups):
                 statistics = metadata.row_group(group).column(column).statistics
                 if statistics is not None and statistics.has_min_max:
@@ -173,6 +176,6 @@ def table_health(
         health.problems.append(f"reconciliation reports: {exc}")
     try:
         health.freshness = _freshness(lake, now)
-    except (DynamoLakeError, OSError) as exc:
+    except (DynamoLakeError, OSError, pa.ArrowException) as exc:
         health.problems.append(f"freshness: {exc}")
     return health

@@ -244,3 +244,18 @@ def test_report_names_choose_what_is_read(world: tuple[TableConfig, S3Options]) 
 )
 def test_which_files_the_stream_wrote(name: str, stream: bool) -> None:
     assert written_by_stream(name) is stream
+
+
+def test_a_corrupt_stream_file_is_named_and_the_rest_still_shows(
+    world: tuple[TableConfig, S3Options],
+) -> None:
+    config, options = world
+    write_report(config.lake_uri, report(config, NOW - timedelta(days=1)), options)
+    lake = resolve(config.lake_uri, options)
+    lake.child(*partition_of(int(NOW.timestamp() * 1_000_000)).split("/"), "x.parquet").write_bytes(
+        b"not parquet"
+    )
+    health = table_health(config, options, NOW)
+    assert health.report is not None and health.freshness is None
+    (problem,) = health.problems
+    assert problem.startswith("freshness: ")
