@@ -582,3 +582,19 @@ def test_lone_surrogate_is_refused_rather_than_written_as_invalid_utf8() -> None
 )
 def test_number_spellings_dynamodb_never_accepts_are_refused(text: str) -> None:
     assert _error({"n": {"N": text}}).path == "$.n"
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"NULL": True}
+    for _ in range(depth):
+        value = {"L": [value]}
+    return {"pk": {"S": "k"}, "deep": value}
+
+
+def test_nesting_beyond_dynamodb_is_kept_whole_or_refused_clearly_never_a_crash() -> None:
+    # DynamoDB allows 32 levels; only a forged record or export nests deeper.
+    at_limit = _nested(32)
+    assert item_to_data_bytes(_nested(32), consume=True) == item_to_data_bytes(at_limit)
+    for consume in (False, True):
+        with pytest.raises(InvalidItemError, match="cannot be written as UTF-8 JSON"):
+            item_to_data_bytes(_nested(300), consume=consume)
