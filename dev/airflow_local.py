@@ -75,6 +75,7 @@ class LocalAirflow:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
         self._relay_thread: threading.Thread | None = None
+        self._environment: dict[str, str] = {}
         self.relay: StreamRelay | None = None
 
     # -- environment --------------------------------------------------------------------------
@@ -147,19 +148,35 @@ class LocalAirflow:
             raise SystemExit(f"airflow db migrate failed; see {self.home / 'db-migrate.log'}")
         self._seed()
         (self.home / "logs").mkdir(exist_ok=True)
+        self._environment = environment
         for component in COMPONENTS:
-            command = [airflow, component]
-            if component in ("scheduler", "triggerer"):
-                command.append("--skip-serve-logs")  # their log servers bind every interface
-            self.processes[component] = subprocess.Popen(
-                command,
-                env=environment,
-                stdout=(self.home / f"{component}.log").open("ab"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped with its children
-            )
+            self._launch(component)
         self._wait_healthy()
         return self
+
+    def _launch(self, component: str) -> None:
+        command = [str(Path(sys.executable).parent / "airflow"), component]
+        if component in ("scheduler", "triggerer"):
+            command.append("--skip-serve-logs")  # their log servers bind every interface
+        self.processes[component] = subprocess.Popen(
+            command,
+            env=self._environment,
+            stdout=(self.home / f"{component}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped with its children
+        )
+
+    def kill(self, component: str) -> None:
+        """SIGKILL one component and its children (what a crash or an OOM kill does)."""
+        process = self.processes.pop(component)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def restart(self, component: str) -> None:
+        """Kill one component and start it again (a crashed process brought back)."""
+        self.kill(component)
+        self._launch(component)
 
     def _seed(self) -> None:
         assert self.stack is not None

@@ -39,10 +39,10 @@ def local_airflow() -> Iterator[RunningAirflow]:
     shutil.rmtree(home, ignore_errors=True)  # a fresh metadata DB: the AWS stack is new too
     airflow = LocalAirflow(home, port=free_port(), items=200, churn_every=20.0, export_delay=2.0)
     airflow.start()
-    groups = [process.pid for process in airflow.processes.values()]
     try:
         yield RunningAirflow(airflow)
     finally:
+        groups = [process.pid for process in airflow.processes.values()]
         airflow.stop()
     left = [group for group in groups if _group_alive(group)]
     assert not left, f"processes left running in the process groups {left} after stop()"
@@ -271,3 +271,45 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         assert kinds["reconciliation"]["lake_count"] == report.lake_count
     finally:
         context.close()
+
+
+def test_a_triggerer_killed_while_an_export_runs_hands_the_wait_to_its_successor(
+    local_airflow: RunningAirflow,
+) -> None:
+    """SIGKILL the triggerer while the export task is deferred; a new triggerer takes the
+    trigger over (once the dead one's heartbeat is stale) and the run completes."""
+    stack = local_airflow
+    assert stack.airflow.stack is not None
+    emulator = stack.airflow.stack
+    emulator.update_settings(export_delay_seconds=45.0)  # long enough to kill it mid-wait
+    try:
+        export_time = typed(emulator.now() - timedelta(seconds=5))
+        run_id = stack.post(
+            "dags/dynamodb_backfill/dagRuns",
+            {"logical_date": None, "conf": {"table": "orders", "export_time": export_time}},
+        )["dag_run_id"]
+        # Each triggerer that runs the trigger writes its own ``<attempt>.log.trigger.<job>.log``.
+        logs = stack.airflow.home / "logs" / "dag_id=dynamodb_backfill" / f"run_id={run_id}"
+
+        def polling_triggerers() -> set[str]:
+            return {
+                path.name
+                for path in logs.glob("task_id=export/map_index=0/*.trigger.*.log")
+                if "is IN_PROGRESS" in path.read_text(errors="replace")
+            }
+
+        deadline = time.monotonic() + 120
+        while not polling_triggerers():
+            assert time.monotonic() < deadline, "no triggerer ever polled the export"
+            time.sleep(1)
+        first = polling_triggerers()
+        stack.airflow.restart("triggerer")
+        run = wait_for_run(stack, "dynamodb_backfill", run_id, timeout=420)
+        assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
+        assert polling_triggerers() - first, "the new triggerer never took the wait over"
+    finally:
+        emulator.update_settings(export_delay_seconds=2.0)
+    record = latest_backfill_record(LAKE_URI, stack.s3())
+    assert record is not None and record.run_id == run_id
+    assert same_moment(str(record.exports[0].export_time), export_time)
+    assert record.rows == record.exports[0].item_count > 0

@@ -32,6 +32,16 @@ class RunningAirflow:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}/api/v2/{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
     def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
         """GET a path of the api-server as-is (``token``: a Bearer token, or none)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
