@@ -43,6 +43,7 @@ from stream_relay import StreamRelay  # noqa: E402
 USER, PASSWORD = "engineer", "lake-health-local"
 TABLES_FILE = REPO / "include" / "config" / "tables.yaml"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
 def free_port() -> int:
@@ -136,9 +137,8 @@ class LocalAirflow:
         self.stack = LocalAwsProcess(settings=settings, log_path=self.home / "local_aws.log")
         self.stack.start()
         environment = self.environment()
-        airflow = str(Path(sys.executable).parent / "airflow")
         migrate = subprocess.run(
-            [airflow, "db", "migrate"],
+            [AIRFLOW, "db", "migrate"],
             env=environment,
             stdout=(self.home / "db-migrate.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -155,7 +155,7 @@ class LocalAirflow:
         return self
 
     def _launch(self, component: str) -> None:
-        command = [str(Path(sys.executable).parent / "airflow"), component]
+        command = [AIRFLOW, component]
         if component in ("scheduler", "triggerer"):
             command.append("--skip-serve-logs")  # their log servers bind every interface
         self.processes[component] = subprocess.Popen(

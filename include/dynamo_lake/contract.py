@@ -58,7 +58,7 @@ EXPORT_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{8}$")
 #: Files the lake writer publishes are named ``<group>-<source>-<part>.parquet``, where the
 #: group is the export's id (a backfill) or ``repair-<digest>[-<n>]`` (a repair). Any other
 #: file in a partition was written by the stream (Firehose names its own files).
-_WRITER_FILE = re.compile(r"^(?:[0-9]{14}-[0-9a-f]{8}|repair-[0-9a-f]{16}(?:-[0-9]+)?)-")
+_WRITER_FILE = re.compile(rf"^(?:{EXPORT_ID.pattern[1:-1]}|repair-[0-9a-f]{{16}}(?:-[0-9]+)?)-")
 
 
 def written_by_stream(file_name: str) -> bool:

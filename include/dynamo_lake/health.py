@@ -10,7 +10,9 @@ footers of the few stream files written last in the newest day that has any.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,21 +97,17 @@ def _history(
     ]
 
 
+def _days_newest_first(lake: Location) -> Iterator[Location]:
+    """The lake's ``year=/month=/day=`` folders, newest first, listed only as far as read."""
+    for year in reversed(lake.list_folders()):
+        if year.name.startswith("year="):
+            for month in reversed(year.list_folders()):
+                yield from reversed(month.list_folders())
+
+
 def _freshness(lake: Location, now: datetime) -> dict[str, Any] | None:
     """The newest stream row's time_stamp, from the Parquet statistics of the newest days."""
-    days: list[Location] = []
-    for year in reversed(lake.list_folders()):
-        if not year.name.startswith("year="):
-            continue
-        for month in reversed(year.list_folders()):
-            for day in reversed(month.list_folders()):
-                days.append(day)
-                if len(days) >= _DAYS_LOOKED_BACK:
-                    break
-            if len(days) >= _DAYS_LOOKED_BACK:
-                break
-        if len(days) >= _DAYS_LOOKED_BACK:
-            break
+    days = itertools.islice(_days_newest_first(lake), _DAYS_LOOKED_BACK)
     for day in days:
         newest: int | None = None
         # The newest rows are in the files written last: a bounded number of footers,

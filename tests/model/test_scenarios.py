@@ -120,10 +120,7 @@ class Scenario:
     # -- into the lake ---------------------------------------------------------------------
 
     def publish_rows(self, name: str, rows: list[Any]) -> None:
-        stage = Stage(f"backfill-{next(self._groups)}-{name}", "model")
-        with StagedWriter(self.table, stage, "export") as writer:
-            writer.write(sorted(rows, key=lambda row: row.time_stamp))
-        publish(self.table, stage, writer.staged)
+        _publish(self.table, f"backfill-{next(self._groups)}-{name}", rows)
 
     def deliver_everything(self) -> None:
         """Stream batches in a shuffled order (late delivery) mixed with the backfills."""
@@ -175,16 +172,11 @@ class Scenario:
     def snapshot(self, moment: int) -> Path:
         """What the conversion makes of a full export at ``moment``: I rows at T."""
         folder = self.root / f"snapshot-{moment}"
-        table = LakeTable(resolve(str(folder)))
-        stage = Stage("snapshot", "model")
-        with StagedWriter(table, stage, "export") as writer:
-            writer.write(
-                [
-                    row_from_full_export_line(line, moment)
-                    for line in self.history.full_export_lines(moment)
-                ]
-            )
-        publish(table, stage, writer.staged)
+        rows = [
+            row_from_full_export_line(line, moment)
+            for line in self.history.full_export_lines(moment)
+        ]
+        _publish(LakeTable(resolve(str(folder))), "snapshot", rows)
         return folder
 
     def reconcile(self, moment: int) -> Any:
@@ -207,6 +199,14 @@ class Scenario:
             glue_table=TABLE,
         )
         return reconcile_table(plan, s3=None)
+
+
+def _publish(table: LakeTable, group: str, rows: list[Any]) -> None:
+    """Publish ``rows`` into ``table`` as one lake-writer group (what a backfill does)."""
+    stage = Stage(group, "model")
+    with StagedWriter(table, stage, "export") as writer:
+        writer.write(sorted(rows, key=lambda row: row.time_stamp))
+    publish(table, stage, writer.staged)
 
 
 def _keys(samples: list[str]) -> set[tuple[str, int]]:

@@ -25,32 +25,37 @@ class RunningAirflow:
         self.url = airflow.url
         self._token = airflow.token()
 
-    def api(self, path: str) -> Any:
-        request = urllib.request.Request(
-            f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {self._token}"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(
-            f"{self.url}/api/v2/{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
-        """GET a path of the api-server as-is (``token``: a Bearer token, or none)."""
+    def _send(
+        self, path: str, token: str | None, body: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"{self.url}{path}", headers=headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method="GET" if body is None else "POST",
+            headers=headers,
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
+
+    def api(self, path: str) -> Any:
+        status, payload = self._send(f"/api/v2/{path}", self._token)
+        assert status == 200, f"GET /api/v2/{path}: {status} {payload[:300]!r}"
+        return json.loads(payload)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        status, payload = self._send(f"/api/v2/{path}", self._token, body)
+        assert status in (200, 201), f"POST /api/v2/{path}: {status} {payload[:300]!r}"
+        return json.loads(payload)
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+        """GET a path of the api-server as-is (``token``: a Bearer token, or none)."""
+        return self._send(path, token)
 
     @property
     def token(self) -> str:
