@@ -293,6 +293,15 @@ def _read_text(path: Path) -> str:
 
 
 def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
+    if isinstance(exc, yaml.constructor.ConstructorError) and exc.problem_mark is not None:
+        # A tag the safe loader does not know: !!python/..., !custom. Never constructed.
+        tag = (exc.problem or "").rpartition("tag ")[2].strip("'")
+        tag = tag.replace("tag:yaml.org,2002:", "!!")
+        return ConfigError(
+            f"{path}:{exc.problem_mark.line + 1}: the YAML tag {tag!r} is not allowed (column "
+            f"{exc.problem_mark.column + 1}): the tables file takes plain values (text, "
+            "numbers, true/false, lists and mappings); remove the tag"
+        )
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         problem = f"{exc.problem or exc.context} (column {mark.column + 1})"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import uuid as uuid_module
+from decimal import Decimal
 
 import pytest
 
@@ -452,3 +455,70 @@ def test_event_name_is_quoted_only_when_it_looks_like_a_name(
     with pytest.raises(InvalidRecordError) as caught:
         row_from_stream_record({"eventName": event_name, "dynamodb": {}})
     assert str(caught.value) == f"eventName must be INSERT, MODIFY or REMOVE, {shown}"
+
+
+# --- inputs at and beyond DynamoDB's limits, on the export and stream paths alike ----------
+
+WHEN_MILLIS = 1_700_000_000_123
+
+
+def _rows_on_every_path(item: dict[str, object]) -> list[str]:
+    """The data of one item converted as a full-export line (plain and in place) and as a
+    stream INSERT: the lake contract says these are byte-identical."""
+    return [
+        row_from_full_export_line({"Item": copy.deepcopy(item)}, WHEN_MILLIS * 1000).data,
+        row_from_full_export_line(
+            {"Item": copy.deepcopy(item)}, WHEN_MILLIS * 1000, consume=True
+        ).data,
+        row_from_stream_record(_stream("INSERT", WHEN_MILLIS, NewImage=copy.deepcopy(item))).data,
+    ]
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "1E+126",  # DynamoDB's largest is 9.99...E+125
+        "-9.9E+200",
+        "1E-131",  # its smallest positive is 1E-130
+        "1.23456789012345678901234567890123456789012",  # 42 significant digits (limit 38)
+        "123456789012345678901234567890123456789012345678901234567890",
+    ],
+)
+def test_numbers_beyond_dynamodb_range_are_kept_verbatim_on_every_path(number: str) -> None:
+    # Only a forged export or record can hold them. The codec does not judge DynamoDB's
+    # range: it writes the digits it was given (never through a float), so nothing is lost.
+    item = {**KEYS, "n": {"N": number}, "ns": {"NS": [number, "0"]}}
+
+    rows = _rows_on_every_path(item)
+
+    assert rows[0] == rows[1] == rows[2]
+    assert f'"n":{number}' in rows[0]
+    decoded = json.loads(rows[0], parse_float=Decimal, parse_int=Decimal)
+    assert decoded["n"] == Decimal(number)
+    assert sorted(decoded["ns"]) == sorted([Decimal(number), Decimal(0)])
+
+
+def test_an_item_of_400_kb_converts_whole_on_every_path() -> None:
+    # DynamoDB's item limit is 400 KB (names and values in UTF-8).
+    text = "ü☕" * 60_000 + "x" * 19_000  # 319,000 bytes of UTF-8
+    blob = bytes(range(256)) * 300  # 76,800 bytes
+    item = {**KEYS, "text": {"S": text}, "blob": {"B": base64.b64encode(blob).decode()}}
+
+    rows = _rows_on_every_path(item)
+
+    assert rows[0] == rows[1] == rows[2]
+    assert len(rows[0].encode()) > 400_000  # base64 makes the row bigger than the item
+    decoded = json.loads(rows[0])
+    assert decoded["text"] == text
+    assert base64.b64decode(decoded["blob"]) == blob
+
+
+def test_empty_sets_are_written_as_empty_arrays_on_every_path() -> None:
+    # DynamoDB refuses empty sets; a forged export or record can hold them. Like every set,
+    # an empty one is a JSON array: nothing is dropped, nothing refused.
+    item = {**KEYS, "ss": {"SS": []}, "ns": {"NS": []}, "bs": {"BS": []}}
+
+    rows = _rows_on_every_path(item)
+
+    assert rows[0] == rows[1] == rows[2]
+    assert json.loads(rows[0])["ss"] == json.loads(rows[0])["ns"] == json.loads(rows[0])["bs"] == []

@@ -135,6 +135,32 @@ def test_invalid_yaml_is_reported_with_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "tag", "line"),
+    [
+        (
+            'tables:\n  x: !!python/object/apply:os.system ["touch {marker}"]\n',
+            "!!python/object/apply:os.system",
+            2,
+        ),
+        ("tables:\n  x:\n    description: !!python/name:os.system\n", "!!python/name:os.system", 3),
+        ("defaults: !custom {{a: 1}}\ntables: {{}}\n", "!custom", 1),
+    ],
+    ids=["python-object", "python-name", "custom-tag"],
+)
+def test_yaml_tags_are_refused_by_name_and_never_run(
+    tmp_path: Path, text: str, tag: str, line: int
+) -> None:
+    marker = tmp_path / "ran"
+    path = _write(tmp_path, text.format(marker=marker))
+
+    message = _config_error(path)
+
+    assert message.startswith(f"{path}:{line}: the YAML tag {tag!r} is not allowed")
+    assert message.endswith("remove the tag")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
     "document",
     [
         pytest.param({"tables": ["orders"]}, id="tables-is-a-list"),
