@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -321,3 +322,22 @@ def test_only_errors_no_retry_can_fix_skip_the_retries(
     with pytest.raises(AirflowException) if fails_at_once else pytest.raises(type(error)) as caught:
         body()
     assert isinstance(caught.value, AirflowFailException) == fails_at_once
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_every_task_body_ends_its_log_with_the_process_peak_memory(
+    fails: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    @fails_fast
+    def body() -> int:
+        if fails:
+            raise StorageError("S3 said SlowDown")
+        return 7
+
+    caplog.set_level("INFO", logger="dynamo_lake.airflow.tasks")
+    if fails:
+        with pytest.raises(StorageError):
+            body()
+    else:
+        assert body() == 7
+    assert re.fullmatch(r"peak memory of this task process: [1-9]\d* MB", caplog.messages[-1])

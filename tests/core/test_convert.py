@@ -279,7 +279,9 @@ def test_a_folder_instead_of_the_summary_is_refused(make_export) -> None:
         read_manifest(str(summary.parent))
 
 
-def test_progress_logs_files_items_rate_and_megabytes(caplog: pytest.LogCaptureFixture) -> None:
+def test_progress_logs_files_items_rate_megabytes_and_peak_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from dynamo_lake.lake.conversion import Progress
 
     caplog.set_level("INFO", logger="dynamo_lake.lake.conversion")
@@ -291,10 +293,12 @@ def test_progress_logs_files_items_rate_and_megabytes(caplog: pytest.LogCaptureF
     progress.file_done(1.5)
     progress.rows(50, "data/b.json.gz")
     assert re.fullmatch(
-        r"converting data/a\.json\.gz: 0 of 2 files, 100 items, \d+ items/s, 0\.0 MB of gzip",
+        r"converting data/a\.json\.gz: 0 of 2 files, 100 items, \d+ items/s, 0\.0 MB of gzip, "
+        r"peak memory [1-9]\d* MB",
         caplog.messages[0],
     )
     assert re.fullmatch(
-        r"file done: 1 of 2 files, 100 items, \d+ items/s, 1\.5 MB of gzip", caplog.messages[1]
+        r"file done: 1 of 2 files, 100 items, \d+ items/s, 1\.5 MB of gzip, peak memory \d+ MB",
+        caplog.messages[1],
     )
     assert caplog.messages[2].startswith("converting data/b.json.gz: 1 of 2 files, 150 items")

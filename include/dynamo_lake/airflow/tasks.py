@@ -7,7 +7,8 @@ redirect a run's writes. Values in and out are the JSON of :mod:`dynamo_lake.rec
 
 :func:`fails_fast` is the one translation of the core's errors into Airflow's: errors no
 retry can fix (``retryable`` false) fail the task at once with their plain words; the rest
-propagate and the task's retries apply.
+propagate and the task's retries apply. It also ends every task's log with the task process's
+peak memory, the figure to size workers by.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from dynamo_lake.airflow.connections import s3_options
 from dynamo_lake.errors import DynamoLakeError
 from dynamo_lake.exports.manifest import read_manifest
-from dynamo_lake.lake.conversion import convert_batch, plan_batches, publish_exports
+from dynamo_lake.lake.conversion import (
+    convert_batch,
+    peak_memory_mb,
+    plan_batches,
+    publish_exports,
+)
 from dynamo_lake.records import ConversionBatch, ExportResult, PublishedExport
 
 __all__ = [
@@ -53,6 +59,8 @@ def fails_fast(function: Callable[P, R]) -> Callable[P, R]:
             if exc.retryable:
                 raise
             raise AirflowFailException(str(exc)) from exc
+        finally:
+            log.info("peak memory of this task process: %.0f MB", peak_memory_mb())
 
     return wrapper
 

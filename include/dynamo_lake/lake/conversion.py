@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import resource
 import signal
 import time
 import uuid
@@ -71,6 +72,7 @@ __all__ = [
     "export_about",
     "lake_exports",
     "new_attempt",
+    "peak_memory_mb",
     "plan_batches",
     "publish_export",
     "publish_exports",
@@ -123,9 +125,14 @@ def _error_record(bad: BadLine) -> bytes:
     )
 
 
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Progress:
     """Logs a conversion's progress at most every ``interval`` seconds: files, items,
-    items per second and gzip megabytes, so a long task shows it is moving."""
+    items per second, gzip megabytes and peak memory, so a long task shows it is moving."""
 
     def __init__(self, files: int, interval: float = 15.0) -> None:
         self.files = files
@@ -150,13 +157,14 @@ class Progress:
     def _log(self, what: str) -> None:
         seconds = max(time.monotonic() - self.started, 1e-9)
         log.info(
-            "%s: %d of %d files, %d items, %.0f items/s, %.1f MB of gzip",
+            "%s: %d of %d files, %d items, %.0f items/s, %.1f MB of gzip, peak memory %.0f MB",
             what,
             self.done_files,
             self.files,
             self.items,
             self.items / seconds,
             self.megabytes,
+            peak_memory_mb(),
         )
 
 
