@@ -36,7 +36,8 @@ sys.path[:0] = [str(REPO / "dev"), str(REPO / "include")]
 
 from dynamo_lake.config import load_tables  # noqa: E402
 from dynamo_lake.storage import S3Options  # noqa: E402
-from local_aws import EmulatorSettings, LocalAwsProcess  # noqa: E402
+from local_aws import EmulatorSettings, LocalAwsProcess, client_environment  # noqa: E402
+from local_aws.fault_proxy import FaultProxy  # noqa: E402
 from local_aws.seed import apply_churn, seed_sample_table  # noqa: E402
 from stream_relay import StreamRelay  # noqa: E402
 
@@ -52,6 +53,67 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class AirflowApi:
+    """A running Airflow's REST API with a token (what tests and the load run ask of it)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+
+    def send(
+        self, path: str, token: str | None, body: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method="GET" if body is None else "POST",
+            headers=headers,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def api(self, path: str) -> Any:
+        status, payload = self.send(f"/api/v2/{path}", self.token)
+        if status != 200:
+            raise RuntimeError(f"GET /api/v2/{path}: {status} {payload[:300]!r}")
+        return json.loads(payload)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        status, payload = self.send(f"/api/v2/{path}", self.token, body)
+        if status not in (200, 201):
+            raise RuntimeError(f"POST /api/v2/{path}: {status} {payload[:300]!r}")
+        return json.loads(payload)
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+        """GET a path of the api-server as-is (``token``: a Bearer token, or none)."""
+        return self.send(path, token)
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        """Trigger a run now; its run id."""
+        run = self.post(f"dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        return str(run["dag_run_id"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> Any:
+        """The run once it ended (success or failed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.api(f"dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return run
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} run {run_id} did not finish in {timeout:.0f} s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000"
+        return list(self.api(path)["task_instances"])
+
+
 class LocalAirflow:
     """The local AWS stack, the seeded table and relay, and Airflow's four processes."""
 
@@ -64,12 +126,26 @@ class LocalAirflow:
         churn_every: float | None = 30.0,
         export_delay: float = 5.0,
         extra_environment: dict[str, str] | None = None,
+        tables_file: Path = TABLES_FILE,
+        emulator: EmulatorSettings | None = None,
+        demo_table: bool = True,
+        fault_proxy: bool = False,
     ) -> None:
+        """``demo_table`` False: no seeded `orders` and no relay (the caller brings its own
+        tables, in ``tables_file``); ``emulator`` replaces the emulator settings;
+        ``fault_proxy``: Airflow reaches AWS through a :class:`FaultProxy` (``self.proxy``)
+        that a test can make fail or hold requests."""
+        self.fault_proxy = fault_proxy
+        self.proxy: FaultProxy | None = None
         self.home = home
+        self.tables_file = tables_file
+        self.emulator = emulator or EmulatorSettings(
+            export_delay_seconds=export_delay, pitr_lag_seconds=1.0
+        )
+        self.demo_table = demo_table
         self.port = port
         self.items = items
         self.churn_every = churn_every
-        self.export_delay = export_delay
         self.extra_environment = extra_environment or {}
         self.url = f"http://127.0.0.1:{port}"
         self.stack: LocalAwsProcess | None = None
@@ -96,12 +172,13 @@ class LocalAirflow:
             for name, value in os.environ.items()
             if not name.startswith(("AIRFLOW", "AWS_", "DYNAMO_LAKE_"))
         }
-        environment.update(self.stack.environment())
+        aws = self.proxy.endpoint_url if self.proxy else self.stack.endpoint_url
+        environment.update(client_environment(aws))
         environment.update(
             {
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
-                "DYNAMO_LAKE_TABLES_FILE": str(TABLES_FILE),
+                "DYNAMO_LAKE_TABLES_FILE": str(self.tables_file),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -133,9 +210,10 @@ class LocalAirflow:
 
     def start(self) -> LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
-        settings = EmulatorSettings(export_delay_seconds=self.export_delay, pitr_lag_seconds=1.0)
-        self.stack = LocalAwsProcess(settings=settings, log_path=self.home / "local_aws.log")
+        self.stack = LocalAwsProcess(settings=self.emulator, log_path=self.home / "local_aws.log")
         self.stack.start()
+        if self.fault_proxy:
+            self.proxy = FaultProxy(self.stack.endpoint_url).start()
         environment = self.environment()
         migrate = subprocess.run(
             [AIRFLOW, "db", "migrate"],
@@ -146,7 +224,8 @@ class LocalAirflow:
         )
         if migrate.returncode != 0:
             raise SystemExit(f"airflow db migrate failed; see {self.home / 'db-migrate.log'}")
-        self._seed()
+        if self.demo_table:
+            self._seed()
         (self.home / "logs").mkdir(exist_ok=True)
         self._environment = environment
         for component in COMPONENTS:
@@ -229,6 +308,10 @@ class LocalAirflow:
         self.stop()
         raise SystemExit(f"Airflow did not become healthy in {timeout:.0f} s; see {self.home}")
 
+    def api(self) -> AirflowApi:
+        """The REST API, logged in as the local user."""
+        return AirflowApi(self.url, self.token())
+
     def token(self) -> str:
         request = urllib.request.Request(
             f"{self.url}/auth/token",
@@ -258,6 +341,10 @@ class LocalAirflow:
         self.processes.clear()
         if self._relay_thread is not None:
             self._relay_thread.join(timeout=10)
+        if self.proxy is not None:
+            self.proxy.release()
+            self.proxy.stop()
+            self.proxy = None
         if self.stack is not None:
             self.stack.stop()
             self.stack = None

@@ -7,7 +7,7 @@ Requests pass to moto unchanged except DynamoDB JSON-protocol calls named by `X-
 - CreateTable/DeleteTable/UpdateContinuousBackups go to moto and update the history's tables;
 - ExportTableToPointInTime, DescribeExport, ListExports and DescribeContinuousBackups are
   answered from the history by `ExportService`.
-Paths under `/_local_aws/` are the control API (clock, settings, reset, health).
+Paths under `/_local_aws/` are the control API (clock, settings, reset, health, bulk-load).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from local_aws.bulk import bulk_load
 from local_aws.clock import EmulatorClock, iso_from_micros, micros_from_datetime
 from local_aws.exports import ExportService, ObjectStore, restorable_window
 from local_aws.history import Image, TableHistory, key_identity
@@ -449,11 +450,24 @@ class LocalAwsApp:
             if route == "reset" and method == "POST":
                 self.reset()
                 return _json_response(start_response, {"status": "reset"})
-        except (SettingsError, ValueError, TypeError) as error:
+            if route == "bulk-load" and method == "POST":
+                return _json_response(start_response, self._bulk_load(body))
+        except (SettingsError, ValueError, TypeError, LookupError) as error:
             return _json_response(start_response, {"error": str(error)}, "400 Bad Request")
         return _json_response(
             start_response, {"error": f"no control route {method} {route}"}, "404 Not Found"
         )
+
+    def _bulk_load(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = str(body["table"])
+        first, count = int(body.get("first", 0)), int(body["count"])
+        if first < 0 or not 0 < count <= 1_000_000:
+            raise ValueError("bulk-load takes first >= 0 and 1 <= count <= 1000000 per call")
+        table = self._table(str(body.get("region") or DEFAULT_REGION), name)
+        if table is None:
+            raise LookupError(f"no table {name!r}: create it first (CreateTable)")
+        recorded = bulk_load(table, first, count, self.clock.now_micros(), int(body.get("seed", 0)))
+        return {"table": name, "first": first, "count": count, "recorded": recorded}
 
     def _change_clock(self, body: dict[str, Any]) -> None:
         if body.get("release"):

@@ -5,6 +5,10 @@ as of ExportTime, or the compacted changes of an incremental window); it then st
 for `export_delay_seconds` of real time, after which its files are written to S3 in AWS's layout
 (`_started`, data files, manifest-files.json, manifest-summary.json and their .md5) and it ends
 COMPLETED, or FAILED with S3NoSuchBucket when the bucket does not exist.
+
+Fixing the content keeps references to the history's images only; the JSON, gzip and S3 writes
+happen when the export finishes (on its timer thread), so a request for an export of millions of
+items returns in seconds, and DescribeExport answers IN_PROGRESS while the files are written.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 from local_aws.clock import EmulatorClock, iso_from_micros
 from local_aws.history import Image, ItemChange, TableHistory, key_identity
@@ -76,7 +82,7 @@ def attribute_size(value: Image) -> int:
     if kind == "N":
         return len(payload.lstrip("-").replace(".", "")) // 2 + 1
     if kind == "B":
-        return len(base64.b64decode(payload))
+        return _decoded_length(payload)
     if kind in ("BOOL", "NULL"):
         return 1
     if kind == "SS":
@@ -84,7 +90,7 @@ def attribute_size(value: Image) -> int:
     if kind == "NS":
         return sum(len(v.lstrip("-").replace(".", "")) // 2 + 1 for v in payload)
     if kind == "BS":
-        return sum(len(base64.b64decode(v)) for v in payload)
+        return sum(_decoded_length(v) for v in payload)
     if kind == "M":
         return 3 + sum(len(k.encode()) + attribute_size(v) + 1 for k, v in payload.items())
     if kind == "L":
@@ -92,12 +98,17 @@ def attribute_size(value: Image) -> int:
     return 0
 
 
+def _decoded_length(text: str) -> int:
+    """Bytes behind a padded base64 text, without decoding it."""
+    return len(text) * 3 // 4 - text[-2:].count("=")
+
+
 def item_size(image: Image) -> int:
     return sum(len(name.encode()) + attribute_size(value) for name, value in image.items())
 
 
 def _json_line(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(document)  # compact UTF-8, as json.dumps(ensure_ascii=False) writes
 
 
 def _b64_md5(body: bytes) -> str:
@@ -106,13 +117,6 @@ def _b64_md5(body: bytes) -> str:
 
 def _data_file_name() -> str:
     return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()[:26]
-
-
-@dataclass
-class _DataLine:
-    partition_order: str
-    line: bytes
-    size_bytes: int
 
 
 @dataclass
@@ -134,7 +138,9 @@ class ExportJob:
     from_micros: int | None = None
     to_micros: int | None = None
     view_type: str | None = None
-    lines: list[_DataLine] = field(default_factory=list)
+    key_names: tuple[str, ...] = ()
+    #: The content, fixed at request time: the items (full) or the changes (incremental).
+    lines: list[Image] | list[ItemChange] = field(default_factory=list)
     status: str = IN_PROGRESS
     end_micros: int | None = None
     item_count: int = 0
@@ -349,14 +355,8 @@ class ExportService:
         else:
             export_time = window.latest_micros
         job.export_time_micros = export_time
-        for image in table.state_at(export_time):
-            job.lines.append(
-                _DataLine(
-                    _partition_order(table.key_of(image)),
-                    _json_line({"Item": image}),
-                    item_size(image),
-                )
-            )
+        job.key_names = table.key_names
+        job.lines = list(table.state_at(export_time))
 
     def _plan_incremental(
         self, job: ExportJob, table: TableHistory, window: RestorableWindow
@@ -397,10 +397,7 @@ class ExportService:
                 f"{iso_from_micros(window.latest_micros)}]",
             )
         job.from_micros, job.to_micros, job.view_type = from_micros, to_micros, view_type
-        for change in table.changes_between(from_micros, to_micros):
-            document = _incremental_line(change, view_type)
-            size = sum(item_size(i) for i in (change.old_image, change.new_image) if i)
-            job.lines.append(_DataLine(_partition_order(change.keys), _json_line(document), size))
+        job.lines = list(table.changes_between(from_micros, to_micros))
 
     # -- Completion -----------------------------------------------------------------------
 
@@ -415,7 +412,11 @@ class ExportService:
         timer.start()
 
     def _finalize_if_due(self, job: ExportJob, force: bool = False) -> None:
-        with job.lock:
+        """Write the files once the delay is over. Only the timer (``force``) waits for a write
+        in progress; a DescribeExport meanwhile answers at once, IN_PROGRESS."""
+        if not job.lock.acquire(blocking=force):
+            return
+        try:
             if job.status != IN_PROGRESS:
                 return
             if not force and time.monotonic() < job.ready_at_monotonic:
@@ -429,13 +430,27 @@ class ExportService:
                 self._write_files(job)
                 job.status = COMPLETED
             job.lines = []
+        finally:
+            job.lock.release()
 
     def _write_files(self, job: ExportJob) -> None:
         folder = f"{job.export_root}/{job.export_id}"
-        data_folder = (
-            f"{job.export_root}/data" if job.export_type == INCREMENTAL_EXPORT else f"{folder}/data"
+        incremental = job.export_type == INCREMENTAL_EXPORT
+        data_folder = f"{job.export_root}/data" if incremental else f"{folder}/data"
+
+        def keys_of(line: Image | ItemChange) -> Image:
+            if isinstance(line, ItemChange):
+                return line.keys
+            return {name: line[name] for name in job.key_names}
+
+        def document_of(line: Image | ItemChange) -> dict[str, Any]:
+            if isinstance(line, ItemChange):
+                return _incremental_line(line, job.view_type or NEW_AND_OLD_IMAGES)
+            return {"Item": line}
+
+        lines: list[Image | ItemChange] = sorted(
+            job.lines, key=lambda line: _partition_order(keys_of(line))
         )
-        lines = sorted(job.lines, key=lambda line: line.partition_order)
         per_file = self._settings.items_per_export_file
         file_count = math.ceil(len(lines) / per_file)
         chunks = [
@@ -445,8 +460,8 @@ class ExportService:
         chunks += [[] for _ in range(max(self._settings.empty_data_files, 1 - file_count))]
         manifest_lines = []
         for chunk in chunks:
-            content = b"".join(line.line + b"\n" for line in chunk)
-            body = gzip.compress(content, mtime=0)
+            content = b"".join(_json_line(document_of(line)) + b"\n" for line in chunk)
+            body = gzip.compress(content, compresslevel=6, mtime=0)  # AWS's level is unknown
             key = f"{data_folder}/{_data_file_name()}.json.gz"
             etag = self._store.put_object(job.bucket, key, body)
             manifest_lines.append(
@@ -466,8 +481,13 @@ class ExportService:
             job.bucket, f"{folder}/manifest-files.md5", _b64_md5(manifest_files).encode()
         )
         job.item_count = len(lines)
-        billed = sum(line.size_bytes for line in lines)
-        if job.export_type == INCREMENTAL_EXPORT:
+        billed = sum(
+            sum(item_size(i) for i in (line.old_image, line.new_image) if i)
+            if isinstance(line, ItemChange)
+            else item_size(line)
+            for line in lines
+        )
+        if incremental:
             billed = max(billed, INCREMENTAL_MINIMUM_BILLED_BYTES)
         job.billed_size_bytes = billed
         assert job.end_micros is not None

@@ -8,6 +8,11 @@ real retries; nothing in the code under test is patched.
 
     with FaultProxy(stack.endpoint_url, FaultRule(rate=1 / 3, seed=7)) as proxy:
         env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
+
+A *hold* keeps the requests a rule picks waiting (``proxy.hold(rule)``) until ``release()``:
+a test knows the code is exactly there (mid-write, between two steps) and can kill the
+process. Released requests are dropped unanswered by default, as a request in flight dies
+with the process that sent it.
 """
 
 from __future__ import annotations
@@ -91,11 +96,37 @@ class FaultProxy:
         parsed = urlparse(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.rule = rule or FaultRule()
-        self.counts = {"forwarded": 0, "failed": 0}
+        self.counts = {"forwarded": 0, "failed": 0, "held": 0}
+        self._hold: FaultRule | None = None
+        self._released = threading.Event()
+        self._forward_held = False
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.endpoint_url = ""
+
+    def hold(self, rule: FaultRule) -> None:
+        """Keep the requests ``rule`` picks waiting until :meth:`release`."""
+        with self._lock:
+            self._released.clear()
+            self._hold = rule
+
+    def release(self, *, forward: bool = False) -> None:
+        """Stop holding; the held requests are dropped unanswered, or forwarded late."""
+        with self._lock:
+            self._hold = None
+            self._forward_held = forward
+            self._released.set()
+
+    def _held(self, method: str, path: str, query: str, headers: Any) -> bool:
+        """Wait while a hold picks this request; False if it is to be dropped."""
+        with self._lock:
+            rule = self._hold
+            if rule is None or not rule.picks(method, path, query, headers):
+                return True
+            self.counts["held"] += 1
+        self._released.wait(timeout=600)
+        return self._forward_held
 
     def _decide(self, method: str, path: str, query: str, headers: Any) -> bool:
         with self._lock:  # one random stream, so a seed replays the same faults in order
@@ -129,6 +160,9 @@ class FaultProxy:
             def _handle(self) -> None:
                 body = self._body()
                 path, _, query = self.path.partition("?")
+                if not proxy._held(self.command, path, query, self.headers):
+                    self.close_connection = True
+                    return
                 if proxy._decide(self.command, path, query, self.headers):
                     self._fail()
                     return

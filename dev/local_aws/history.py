@@ -25,7 +25,7 @@ def key_identity(key: Image) -> str:
     return json.dumps(key, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemVersion:
     """The state of one item from `written_micros` on; `image` None means deleted."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,13 +19,17 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
+import pyarrow as pa
 import pytest
 from airflow_local import PASSWORD, USER, LocalAirflow, free_port
 from ui_stack import ARTIFACTS, RunningAirflow
 
 from dynamo_lake.backfill import latest_backfill_record
 from dynamo_lake.config import load_tables
+from dynamo_lake.lake.query import lake_dataset
 from dynamo_lake.reconciliation.report import latest_report
+from dynamo_lake.storage import resolve
+from local_aws.fault_proxy import FaultRule
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -37,7 +42,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 def local_airflow() -> Iterator[RunningAirflow]:
     home = ARTIFACTS / "airflow"
     shutil.rmtree(home, ignore_errors=True)  # a fresh metadata DB: the AWS stack is new too
-    airflow = LocalAirflow(home, port=free_port(), items=200, churn_every=20.0, export_delay=2.0)
+    airflow = LocalAirflow(
+        home, port=free_port(), items=200, churn_every=20.0, export_delay=2.0, fault_proxy=True
+    )
     airflow.start()
     try:
         yield RunningAirflow(airflow)
@@ -96,20 +103,6 @@ def same_moment(left: str, right: str) -> bool:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
     return parse(left) == parse(right)
-
-
-def wait_for_run(stack: RunningAirflow, dag_id: str, run_id: str, timeout: float = 300) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = stack.api(f"dags/{dag_id}/dagRuns/{run_id}")
-        if run["state"] in ("success", "failed"):
-            return run
-        time.sleep(2)
-    raise AssertionError(f"{dag_id} run {run_id} did not finish in {timeout:.0f} s")
-
-
-def task_instances(stack: RunningAirflow, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    return list(stack.api(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"])
 
 
 def shot(page: Any, name: str) -> None:
@@ -195,7 +188,7 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         assert run["conf"]["mode"] == "full"
 
         # 3. It succeeds; the export really happened at the typed moment.
-        run = wait_for_run(stack, "dynamodb_backfill", run_id)
+        run = stack.wait_for_run("dynamodb_backfill", run_id)
         shot(page, "backfill-run")
         assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
         record = latest_backfill_record(LAKE_URI, stack.s3())
@@ -203,7 +196,7 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         assert same_moment(str(record.exports[0].export_time), export_time)
         names = {
             (ti["task_id"], ti.get("rendered_map_index"))
-            for ti in task_instances(stack, "dynamodb_backfill", run_id)
+            for ti in stack.task_instances("dynamodb_backfill", run_id)
         }
         export_names = [name for task, name in names if task == "export"]
         assert export_names and all(str(name).startswith("orders 20") for name in export_names)
@@ -219,7 +212,7 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
             dialog.locator("input[name=element_as_of]").fill(as_of)
 
         run_id = trigger_from_form(page, stack, "dynamodb_reconciliation", reconciliation_form)
-        run = wait_for_run(stack, "dynamodb_reconciliation", run_id)
+        run = stack.wait_for_run("dynamodb_reconciliation", run_id)
         shot(page, "reconciliation-run")
         assert run["conf"]["as_of"] == as_of
         assert run["state"] == "success", f"reconciliation run {run_id} ended {run['state']}"
@@ -229,7 +222,7 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         assert report.status == "ok", report.table_text()
         checks = [
             ti
-            for ti in task_instances(stack, "dynamodb_reconciliation", run_id)
+            for ti in stack.task_instances("dynamodb_reconciliation", run_id)
             if ti["task_id"] == "check"
         ]
         assert [ti.get("rendered_map_index") for ti in checks] == ["orders"]
@@ -304,7 +297,7 @@ def test_a_triggerer_killed_while_an_export_runs_hands_the_wait_to_its_successor
             time.sleep(1)
         first = polling_triggerers()
         stack.airflow.restart("triggerer")
-        run = wait_for_run(stack, "dynamodb_backfill", run_id, timeout=420)
+        run = stack.wait_for_run("dynamodb_backfill", run_id, timeout=420)
         assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
         assert polling_triggerers() - first, "the new triggerer never took the wait over"
     finally:
@@ -313,3 +306,113 @@ def test_a_triggerer_killed_while_an_export_runs_hands_the_wait_to_its_successor
     assert record is not None and record.run_id == run_id
     assert same_moment(str(record.exports[0].export_time), export_time)
     assert record.rows == record.exports[0].item_count > 0
+
+
+# --- task processes SIGKILLed at chosen moments, then retried by Airflow ------------------
+# The fault proxy holds the request that marks the moment (a staged Parquet write; the
+# backfill record's write), so the process is known to be exactly there when it is killed.
+# Airflow's LocalExecutor sees the task die and retries it after the DAG's retry_delay.
+
+
+def _running_task_pid(stack: RunningAirflow, run_id: str, task_id: str) -> int:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for ti in stack.task_instances("dynamodb_backfill", run_id):
+            if ti["task_id"] == task_id and ti["state"] == "running" and ti["pid"]:
+                return int(ti["pid"])
+        time.sleep(1)
+    raise AssertionError(f"no running {task_id} task with a pid in run {run_id}")
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is ``pid``'s parent, grandparent, ... (read from /proc)."""
+    while pid > 1:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rpartition(")")[2].split()[1])  # the field after the state: ppid
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _kill_while_held(stack: RunningAirflow, task_id: str, hold: FaultRule) -> str:
+    """Trigger a backfill of `orders`; when the proxy holds a request of `task_id`, SIGKILL
+    that task's process; return the run id."""
+    proxy, emulator = stack.airflow.proxy, stack.airflow.stack
+    assert proxy is not None and emulator is not None
+    proxy.hold(hold)
+    try:
+        export_time = typed(emulator.now() - timedelta(seconds=5))
+        run_id = stack.trigger("dynamodb_backfill", {"table": "orders", "export_time": export_time})
+        deadline = time.monotonic() + 180
+        while proxy.counts["held"] == 0:
+            assert time.monotonic() < deadline, f"no request of {task_id} was ever held"
+            time.sleep(0.5)
+        pid = _running_task_pid(stack, run_id, task_id)
+        scheduler = stack.airflow.processes["scheduler"].pid
+        assert _descends_from(pid, scheduler), f"{pid} is not a task process of the scheduler"
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        proxy.release()  # the held request dies with its process: dropped unanswered
+    return run_id
+
+
+def _rows_of(stack: RunningAirflow, export_time: str) -> list[str]:
+    """The uuids of the lake's rows stamped with a full export's time."""
+    moment = datetime.fromisoformat(export_time.replace("Z", "+00:00"))
+    micros = int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    table = lake_dataset(LAKE_URI, stack.s3()).to_table(columns=["uuid", "time_stamp"])
+    stamps = table.column("time_stamp").cast(pa.int64()).to_pylist()
+    return [u for u, t in zip(table.column("uuid").to_pylist(), stamps, strict=True) if t == micros]
+
+
+def _assert_backfilled_once(stack: RunningAirflow, run_id: str) -> None:
+    record = latest_backfill_record(LAKE_URI, stack.s3())
+    assert record is not None and record.run_id == run_id
+    (export,) = record.exports
+    assert export.export_time is not None
+    rows = _rows_of(stack, export.export_time)
+    assert len(rows) == record.rows == export.item_count > 0
+    assert len(set(rows)) == len(rows), "a row is in the lake twice"
+    staging = resolve(LAKE_URI, stack.s3()).child("_staging")
+    assert not staging.exists() or staging.list_files() == [], "files left in _staging/"
+
+
+def _tries(stack: RunningAirflow, run_id: str, task_id: str) -> list[int]:
+    return [
+        ti["try_number"]
+        for ti in stack.task_instances("dynamodb_backfill", run_id)
+        if ti["task_id"] == task_id
+    ]
+
+
+def test_a_conversion_task_killed_mid_write_is_retried_and_the_lake_holds_every_item_once(
+    local_airflow: RunningAirflow,
+) -> None:
+    stack = local_airflow
+    staged_write = FaultRule(
+        rate=1.0, methods=frozenset({"PUT", "POST"}), path_contains="/_staging/"
+    )
+    run_id = _kill_while_held(stack, "convert", staged_write)
+
+    run = stack.wait_for_run("dynamodb_backfill", run_id, timeout=420)
+
+    assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
+    assert max(_tries(stack, run_id, "convert")) >= 2, "the killed conversion was not retried"
+    _assert_backfilled_once(stack, run_id)
+
+
+def test_a_commit_killed_between_publishing_and_its_record_is_retried_to_one_whole_export(
+    local_airflow: RunningAirflow,
+) -> None:
+    stack = local_airflow
+    record_write = FaultRule(rate=1.0, methods=frozenset({"PUT"}), path_contains="/_backfills/")
+    run_id = _kill_while_held(stack, "commit", record_write)
+    # Killed after publishing: readers see the export whole, and no record claims it yet.
+    record = latest_backfill_record(LAKE_URI, stack.s3())
+    assert record is None or record.run_id != run_id
+
+    run = stack.wait_for_run("dynamodb_backfill", run_id, timeout=420)
+
+    assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
+    assert _tries(stack, run_id, "commit") == [2], "the killed commit was not retried once"
+    _assert_backfilled_once(stack, run_id)
