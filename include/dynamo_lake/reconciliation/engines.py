@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 from dynamo_lake.cdc import datetime_to_micros
+from dynamo_lake.contract import COLUMN_NAMES
 from dynamo_lake.errors import DynamoLakeError, aws_error_code
 
 __all__ = ["AthenaEngine", "DuckDBEngine", "Engine", "Finding", "ReconciliationEngineError"]
@@ -93,18 +94,32 @@ class DuckDBEngine:
             f"SET temp_directory = '{spill_folder or self._spill.name}'"  # type: ignore[union-attr]
         )
         self.connection.execute("SET preserve_insertion_order = false")
+        self.connection.execute("SET enable_progress_bar = false")  # bars in a task log: noise
         for name, source in (("lake", lake), ("snapshot", snapshot)):
             if source is not None:
                 self._copy(name, source)
 
     def _copy(self, name: str, source: Any) -> None:
-        """``name`` as a DuckDB table of the source's rows (buffer-managed, spillable)."""
-        import duckdb
+        """``name`` as a DuckDB table of the source's rows (buffer-managed, spillable).
 
+        A dataset is read with little read-ahead: pyarrow's defaults (16 batches of each of 4
+        files) hold over 2 GB of rows from S3 while DuckDB inserts the first ones.
+        """
+        import duckdb
+        import pyarrow.dataset as ds
+
+        if isinstance(source, ds.Dataset):
+            source = ds.Scanner.from_dataset(
+                source,
+                columns=list(COLUMN_NAMES),
+                batch_size=self.BATCH_ROWS,
+                batch_readahead=2,
+                fragment_readahead=1,
+            )
         self.connection.register(f"{name}_source", source)
         try:
             self.connection.execute(
-                f"CREATE TEMP TABLE {name} AS SELECT uuid, op, time_stamp, data FROM {name}_source"
+                f"CREATE TEMP TABLE {name} AS SELECT {', '.join(COLUMN_NAMES)} FROM {name}_source"
             )
         except duckdb.Error as exc:
             raise ReconciliationEngineError(f"DuckDB could not read the {name}: {exc}") from exc
