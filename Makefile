@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 PORT ?= 4566
 
-.PHONY: help venv browser test test-ui lint typecheck unit demo airflow local-aws bench bench-reconcile clean lambda-zip
+.PHONY: help venv browser test test-ui lint typecheck unit demo airflow local-aws bench bench-reconcile load clean lambda-zip
 
 help:
 	@echo "make demo       - run the main job end to end on the embedded default"
@@ -16,6 +16,7 @@ help:
 	@echo "make local-aws  - start the local AWS emulator on 127.0.0.1:$(PORT)"
 	@echo "make bench      - conversion benchmark against the seed's approach"
 	@echo "make bench-reconcile - latest state and key-level diff on DuckDB (10M rows)"
+	@echo "make load       - backfill + export reconciliation of 5M items through Airflow (~30 min)"
 
 # The virtualenv is built from the committed lock only: the same versions everywhere.
 $(BIN)/.installed: requirements-dev.txt requirements.txt pyproject.toml
@@ -72,6 +73,10 @@ bench: venv
 
 bench-reconcile: venv
 	$(BIN)/python benchmarks/bench_reconcile.py
+
+# Not part of `make test`: needs about 15 GB of memory and half an hour (see the README).
+load: venv
+	$(BIN)/python benchmarks/load_run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var demo-out
