@@ -19,7 +19,8 @@ Declining is always safe; accepting is only done for what the differential tests
 
 from cpython.ref cimport PyObject
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
+from libc.stdlib cimport qsort
 
 import binascii
 import hashlib
@@ -31,6 +32,7 @@ cdef extern from "Python.h":
     bint PyDict_CheckExact(object)
     bint PyList_CheckExact(object)
     bint PyLong_CheckExact(object)
+    bint PyBytes_CheckExact(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     int PyUnicode_KIND(object)
     void* PyUnicode_DATA(object)
@@ -49,6 +51,7 @@ cdef extern from "Python.h":
     object PyBytes_FromStringAndSize(const char*, Py_ssize_t)
     char* PyBytes_AS_STRING(object)
     Py_ssize_t PyBytes_GET_SIZE(object)
+    void PyObject_GC_UnTrack(void*)
     long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
 
 #: Nesting (maps and lists) beyond this is declined: DynamoDB allows 32 levels, and the
@@ -100,15 +103,6 @@ for _c in range(64):
 _sha256 = hashlib.sha256
 _a2b_base64 = binascii.a2b_base64
 _tuple_new = tuple.__new__
-_number_key = None
-
-
-def set_number_key(key):
-    """The pure codec's ``NS`` sort key (so both paths order numbers by one definition)."""
-    global _number_key
-    _number_key = key
-
-
 # --- the buffer ------------------------------------------------------------------------
 
 
@@ -298,37 +292,118 @@ cdef int _write_verbatim(Buffer* out, object text, bint quoted) except -1:
 # --- typed values ----------------------------------------------------------------------
 
 
-cdef int _write_object(Buffer* out, object typed_values, int depth) except -1:
-    """An item or an ``M``: keys sorted by code point (str order), values typed."""
-    cdef Py_ssize_t size = PyDict_GET_SIZE(typed_values)
+cdef struct Entry:
+    PyObject* name
+    PyObject* value
+
+
+cdef int _compare_text(PyObject* left, PyObject* right) noexcept:
+    """Code point order of two exact str (what ``<`` on str and orjson's key sort give)."""
+    cdef object a = <object>left
+    cdef object b = <object>right
+    cdef Py_ssize_t size_a = PyUnicode_GET_LENGTH(a), size_b = PyUnicode_GET_LENGTH(b)
+    cdef Py_ssize_t shorter = size_a if size_a < size_b else size_b
+    cdef int kind_a = PyUnicode_KIND(a), kind_b = PyUnicode_KIND(b)
+    cdef void* data_a = PyUnicode_DATA(a)
+    cdef void* data_b = PyUnicode_DATA(b)
     cdef Py_ssize_t index
+    cdef unsigned int code_a, code_b
+    cdef int order
+    if kind_a == 1 and kind_b == 1:
+        order = memcmp(data_a, data_b, shorter)
+        if order:
+            return order
+    else:
+        for index in range(shorter):
+            code_a = _code_at(kind_a, data_a, index)
+            code_b = _code_at(kind_b, data_b, index)
+            if code_a != code_b:
+                return -1 if code_a < code_b else 1
+    if size_a == size_b:
+        return 0
+    return -1 if size_a < size_b else 1
+
+
+cdef inline unsigned int _code_at(int kind, void* data, Py_ssize_t index) noexcept:
+    if kind == 1:
+        return (<Py_UCS1*>data)[index]
+    if kind == 2:
+        return (<Py_UCS2*>data)[index]
+    return (<unsigned int*>data)[index]
+
+
+cdef int _compare_entries(const void* left, const void* right) noexcept nogil:
+    with gil:
+        return _compare_text((<Entry*>left).name, (<Entry*>right).name)
+
+
+cdef void _sort_entries(Entry* entries, Py_ssize_t size) noexcept:
+    """Insertion sort for the usual handful of names, qsort beyond."""
+    cdef Py_ssize_t index, at
+    cdef Entry moving
+    if size > 24:
+        qsort(entries, size, sizeof(Entry), _compare_entries)
+        return
+    for index in range(1, size):
+        moving = entries[index]
+        at = index
+        while at > 0 and _compare_text(entries[at - 1].name, moving.name) > 0:
+            entries[at] = entries[at - 1]
+            at -= 1
+        entries[at] = moving
+
+
+cdef enum:
+    STACK_ENTRIES = 32
+
+
+cdef int _write_object(Buffer* out, object typed_values, int depth) except -1:
+    """An item or an ``M``: names sorted by code point, values typed.
+
+    Names and values are borrowed from the dict, which nothing changes during the walk
+    (the walk runs no Python code that could reach it).
+    """
+    cdef Py_ssize_t size = PyDict_GET_SIZE(typed_values)
+    cdef Py_ssize_t index, position = 0
+    cdef Entry stack_entries[STACK_ENTRIES]
+    cdef Entry* entries = stack_entries
+    cdef PyObject* name
     cdef PyObject* typed
-    cdef object names, name
+    cdef int result = OK
     if depth > _MAX_DEPTH:
         return DECLINE
     if size == 0:
         return _put_bytes(out, b"{}", 2)
-    names = PyDict_Keys(typed_values)
-    if size > 1:
+    if size > STACK_ENTRIES:
+        entries = <Entry*>malloc(size * sizeof(Entry))
+        if entries == NULL:
+            raise MemoryError()
+    try:
+        index = 0
+        while index < size and PyDict_Next(typed_values, &position, &name, &typed):
+            if not PyUnicode_CheckExact(<object>name):
+                return DECLINE  # only str names compare by code point
+            entries[index].name = name
+            entries[index].value = typed
+            index += 1
+        if index != size:
+            return DECLINE
+        if size > 1:
+            _sort_entries(entries, size)
+        _put(out, b'{')
         for index in range(size):
-            if not PyUnicode_CheckExact(<object>PyList_GET_ITEM(names, index)):
-                return DECLINE  # only str keys compare by code point
-        PyList_Sort(names)
-    _put(out, b'{')
-    for index in range(size):
-        name = <object>PyList_GET_ITEM(names, index)
-        if not PyUnicode_CheckExact(name):
-            return DECLINE
-        if index:
-            _put(out, b',')
-        if _write_string(out, name):
-            return DECLINE
-        _put(out, b':')
-        typed = PyDict_GetItem(typed_values, name)
-        if typed == NULL or _write_value(out, <object>typed, depth):
-            return DECLINE
-    _put(out, b'}')
-    return OK
+            if index:
+                _put(out, b',')
+            if _write_string(out, <object>entries[index].name):
+                return DECLINE
+            _put(out, b':')
+            if _write_value(out, <object>entries[index].value, depth):
+                return DECLINE
+        _put(out, b'}')
+        return OK
+    finally:
+        if entries != stack_entries:
+            free(entries)
 
 
 cdef inline int _tag_code(object tag) noexcept:
@@ -431,8 +506,142 @@ cdef int _write_list(Buffer* out, object members, int depth) except -1:
     return OK
 
 
+cdef struct Number:
+    PyObject* text
+    const Py_UCS1* chars
+    Py_ssize_t length
+    int sign                 # -1, 0 (any zero: -0 == 0), 1
+    long long adjusted       # the power of ten of the first significant digit
+    const char* digits       # significant digits, no leading or trailing zeros
+    Py_ssize_t count
+
+
+cdef bint _parse_number(Number* number, object text, char* scratch) noexcept:
+    """Fill ``number`` from a str that is a JSON number (checked before); False for an
+    exponent of more than 9 digits (the pure codec decides about those)."""
+    cdef const Py_UCS1* chars = PyUnicode_1BYTE_DATA(text)
+    cdef Py_ssize_t size = PyUnicode_GET_LENGTH(text)
+    cdef Py_ssize_t at = 0, integer = 0, written = 0, first, last, exponent_digits = 0
+    cdef long long exponent = 0
+    cdef bint negative = False, negative_exponent = False
+    number.text = <PyObject*>text
+    number.chars = chars
+    number.length = size
+    if chars[0] == b'-':
+        negative = True
+        at = 1
+    while at < size and _digit(chars[at]):
+        scratch[written] = chars[at]
+        written += 1
+        at += 1
+    integer = written
+    if at < size and chars[at] == b'.':
+        at += 1
+        while at < size and _digit(chars[at]):
+            scratch[written] = chars[at]
+            written += 1
+            at += 1
+    if at < size:  # e or E
+        at += 1
+        if chars[at] == b'-':
+            negative_exponent = True
+            at += 1
+        elif chars[at] == b'+':
+            at += 1
+        while at < size and chars[at] == b'0':
+            at += 1
+        while at < size:
+            exponent = exponent * 10 + (chars[at] - 48)
+            exponent_digits += 1
+            at += 1
+        if exponent_digits > 9:
+            return False
+        if negative_exponent:
+            exponent = -exponent
+    first = 0
+    while first < written and scratch[first] == b'0':
+        first += 1
+    if first == written:
+        number.sign = 0
+        number.adjusted = 0
+        number.digits = scratch
+        number.count = 0
+        return True
+    last = written - 1
+    while scratch[last] == b'0':
+        last -= 1
+    number.sign = -1 if negative else 1
+    number.adjusted = (integer - 1 - first) + exponent
+    number.digits = scratch + first
+    number.count = last - first + 1
+    return True
+
+
+cdef int _compare_numbers(const void* left, const void* right) noexcept nogil:
+    """Numeric order, then text order for equal values: the pure codec's (Decimal, text)."""
+    cdef const Number* a = <const Number*>left
+    cdef const Number* b = <const Number*>right
+    cdef int order = 0
+    cdef Py_ssize_t shorter
+    if a.sign != b.sign:
+        return -1 if a.sign < b.sign else 1
+    if a.sign != 0:
+        if a.adjusted != b.adjusted:
+            order = 1 if a.adjusted > b.adjusted else -1
+        else:
+            shorter = a.count if a.count < b.count else b.count
+            order = memcmp(a.digits, b.digits, shorter)
+            if order == 0 and a.count != b.count:
+                order = 1 if a.count > b.count else -1
+        if order:
+            return (1 if order > 0 else -1) * a.sign
+    shorter = a.length if a.length < b.length else b.length
+    order = memcmp(a.chars, b.chars, shorter)
+    if order:
+        return order
+    if a.length == b.length:
+        return 0
+    return -1 if a.length < b.length else 1
+
+
+cdef int _write_number_set(Buffer* out, object members) except -1:
+    """``NS`` members (JSON numbers, checked) in the pure codec's order, verbatim."""
+    cdef Py_ssize_t index, size = PyList_GET_SIZE(members), total = 0
+    cdef Number* numbers
+    cdef char* scratch
+    cdef object member
+    if size == 0:
+        return _put_bytes(out, b"[]", 2)
+    for index in range(size):
+        total += PyUnicode_GET_LENGTH(<object>PyList_GET_ITEM(members, index))
+    numbers = <Number*>malloc(size * sizeof(Number))
+    scratch = <char*>malloc(total + 1)
+    if numbers == NULL or scratch == NULL:
+        free(numbers)
+        free(scratch)
+        raise MemoryError()
+    try:
+        total = 0
+        for index in range(size):
+            member = <object>PyList_GET_ITEM(members, index)
+            if not _parse_number(&numbers[index], member, scratch + total):
+                return DECLINE
+            total += PyUnicode_GET_LENGTH(member)
+        qsort(numbers, size, sizeof(Number), _compare_numbers)
+        _put(out, b'[')
+        for index in range(size):
+            if index:
+                _put(out, b',')
+            _write_verbatim(out, <object>numbers[index].text, False)
+        _put(out, b']')
+        return OK
+    finally:
+        free(numbers)
+        free(scratch)
+
+
 cdef int _write_set(Buffer* out, object members, int code) except -1:
-    """``SS`` by code point, ``NS`` by the pure codec's numeric key, ``BS`` by the bytes."""
+    """``SS`` by code point, ``NS`` by numeric value, ``BS`` by the decoded bytes."""
     cdef Py_ssize_t index, size = PyList_GET_SIZE(members)
     cdef object member, ordered
     for index in range(size):
@@ -443,13 +652,11 @@ cdef int _write_set(Buffer* out, object members, int code) except -1:
             return DECLINE
         if code == 8 and not _is_canonical_base64(member):
             return DECLINE
+    if code == 7:
+        return _write_number_set(out, members)
     if code == 6:
         ordered = PyList_GetSlice(members, 0, size)
         PyList_Sort(ordered)
-    elif code == 7:
-        if _number_key is None:
-            return DECLINE
-        ordered = sorted(members, key=_number_key)  # may raise: the caller declines
     else:
         ordered = sorted(members, key=_a2b_base64)
     _put(out, b'[')
@@ -461,7 +668,7 @@ cdef int _write_set(Buffer* out, object members, int code) except -1:
             if _write_string(out, member):
                 return DECLINE
         else:
-            _write_verbatim(out, member, code == 8)
+            _write_verbatim(out, member, True)
     _put(out, b']')
     return OK
 
@@ -506,6 +713,13 @@ def row(item, op, time_stamp, row_type):
     The same row as ``dynamo_lake.cdc`` builds from the pure codec's bytes: uuid from
     sha256 over ``op \\x1f time_stamp \\x1f data``, version 8, RFC 9562 variant.
     """
+    if not PyUnicode_CheckExact(op) or op not in ("I", "U", "D"):
+        return None
+    return _make_row(item, op, time_stamp, row_type)
+
+
+cdef object _make_row(object item, object op, object time_stamp, object row_type):
+    """:func:`row` for an ``op`` already known to be I, U or D."""
     cdef char stack[STACK_BYTES]
     cdef Buffer out
     cdef Py_ssize_t prefix
@@ -518,8 +732,6 @@ def row(item, op, time_stamp, row_type):
     cdef Py_UCS1* text
     cdef int index, at
     if not PyDict_CheckExact(item):
-        return None
-    if not PyUnicode_CheckExact(op) or op not in ("I", "U", "D"):
         return None
     if not PyLong_CheckExact(time_stamp):
         return None
@@ -575,4 +787,126 @@ def row(item, op, time_stamp, row_type):
         at += 2
     text[14] = b'8'
     text[19] = _VARIANT[(digest[8] >> 4) & 3]
-    return _tuple_new(row_type, (uuid, op, time_stamp, data))
+    result = _tuple_new(row_type, (uuid, op, time_stamp, data))
+    # A row holds three str and an int: it can never be part of a reference cycle, so the
+    # garbage collector need not track it (it would walk every buffered row again and again;
+    # CPython untracks such plain tuples itself, but not instances of a tuple subclass).
+    PyObject_GC_UnTrack(<PyObject*>result)
+    return result
+
+
+# --- whole export lines ----------------------------------------------------------------
+
+_I = "I"
+_U = "U"
+_D = "D"
+
+
+cdef object _get(object mapping, object key):
+    """``mapping[key]`` of an exact dict, or None (absent, or not an exact dict)."""
+    cdef PyObject* found
+    if not PyDict_CheckExact(mapping):
+        return None
+    found = PyDict_GetItem(mapping, key)
+    if found == NULL:
+        return None
+    return <object>found
+
+
+cdef object _micros(object text, long long start, long long end):
+    """``Metadata.WriteTimestampMicros.N``: 1 to 19 ASCII digits in [start, end), or None."""
+    cdef Py_ssize_t size, index
+    cdef Py_UCS1* data
+    cdef long long value = 0
+    if not PyUnicode_CheckExact(text) or not PyUnicode_IS_ASCII(text):
+        return None
+    size = PyUnicode_GET_LENGTH(text)
+    if size < 1 or size > 18:  # 18 digits cannot overflow; longer ones go the pure way
+        return None
+    data = PyUnicode_1BYTE_DATA(text)
+    for index in range(size):
+        if not _digit(data[index]):
+            return None
+        value = value * 10 + (data[index] - 48)
+    if value < start or value >= end:
+        return None
+    return value
+
+
+cdef object _line_row(object line, object row_type, object export_time, bint new_and_old,
+                      long long start, long long end):
+    """The row of one parsed export line (full when ``export_time`` is an int), or None."""
+    cdef object image, new_image, old_image, stamp, metadata
+    if not PyDict_CheckExact(line):
+        return None
+    if export_time is not None:
+        image = _get(line, "Item")
+        if image is None or not PyDict_CheckExact(image):
+            return None
+        return _make_row(image, _I, export_time, row_type)
+    metadata = _get(_get(line, "Metadata"), "WriteTimestampMicros")
+    stamp = _micros(_get(metadata, "N"), start, end)
+    if stamp is None:
+        return None
+    new_image = _get(line, "NewImage")
+    old_image = _get(line, "OldImage")
+    # Present but not an object (an error), or null (which the pure path reads as absent):
+    # both go the pure way.
+    if (new_image is None and "NewImage" in line) or (old_image is None and "OldImage" in line):
+        return None
+    if new_image is not None:
+        if not PyDict_CheckExact(new_image) or (old_image is not None and not PyDict_CheckExact(old_image)):
+            return None
+        return _make_row(new_image, _I if old_image is None and new_and_old else _U, stamp, row_type)
+    if old_image is not None:
+        if not PyDict_CheckExact(old_image):
+            return None
+        return _make_row(old_image, _D, stamp, row_type)
+    image = _get(line, "Keys")
+    if image is None or not PyDict_CheckExact(image) or not image:
+        return None
+    return _make_row(image, _D, stamp, row_type)
+
+
+cdef bint _blank(object line) noexcept:
+    """Bytes that ``bytes.strip()`` empties: only ASCII whitespace (or nothing)."""
+    cdef const char* data
+    cdef Py_ssize_t index, size
+    cdef char byte
+    if not PyBytes_CheckExact(line):
+        return False
+    data = PyBytes_AS_STRING(line)
+    size = PyBytes_GET_SIZE(line)
+    for index in range(size):
+        byte = data[index]
+        if byte != b' ' and not (9 <= byte <= 13):
+            return False
+    return True
+
+
+def export_rows(list lines, Py_ssize_t start, list rows, object loads, object row_type,
+                object export_time, bint new_and_old, long long window_start,
+                long long window_end):
+    """Append the rows of ``lines[start:]`` (raw export lines) to ``rows`` until a line this
+    path declines; return that line's index (``len(lines)`` when all were taken).
+
+    Full export when ``export_time`` is an int; else incremental, with the write time
+    accepted in ``[window_start, window_end)`` and ``new_and_old`` for the
+    NEW_AND_OLD_IMAGES view. The caller handles a declined line the pure way (blank lines,
+    malformed JSON, anything the row path declines) and calls again after it.
+    """
+    cdef Py_ssize_t index, size = len(lines)
+    cdef object line, parsed, built
+    for index in range(start, size):
+        line = <object>PyList_GET_ITEM(lines, index)
+        if _blank(line):
+            continue  # as the pure loop skips it (``not line.strip()``)
+        try:
+            parsed = loads(line)
+        except Exception:
+            return index
+        built = _line_row(parsed, row_type, export_time, new_and_old, window_start, window_end)
+        if built is None:
+            return index
+        rows.append(built)
+    return size

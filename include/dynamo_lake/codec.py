@@ -366,7 +366,6 @@ def _load_compiled() -> ModuleType | None:
     except ImportError as exc:
         log.info("item codec: pure Python (the compiled codec is not built: %s)", exc)
         return None
-    _fastcodec.set_number_key(_number_key)
     log.info("item codec: compiled (%s=1 selects the pure one)", PURE_CODEC_VARIABLE)
     return _fastcodec
 
