@@ -15,6 +15,7 @@ help:
 	@echo "make airflow    - a local Airflow UI (with Lake health) against the local AWS stack"
 	@echo "make local-aws  - start the local AWS emulator on 127.0.0.1:$(PORT)"
 	@echo "make bench      - conversion benchmark against the seed's approach"
+	@echo "make build-ext  - build the optional compiled codec in place (make venv does it too)"
 	@echo "make bench-reconcile - latest state and key-level diff on DuckDB (10M rows)"
 
 # The virtualenv is built from the committed lock only: the same versions everywhere.

@@ -17,7 +17,7 @@ untouched item, which produces the same bytes or the error with its attribute pa
 Declining is always safe; accepting is only done for what the differential tests pin down.
 """
 
-from cpython.ref cimport PyObject
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcmp, memcpy
 from libc.stdlib cimport qsort
@@ -360,8 +360,8 @@ cdef enum:
 cdef int _write_object(Buffer* out, object typed_values, int depth) except -1:
     """An item or an ``M``: names sorted by code point, values typed.
 
-    Names and values are borrowed from the dict, which nothing changes during the walk
-    (the walk runs no Python code that could reach it).
+    Names and values are held (a reference each) while they are written: writing a ``BS``
+    calls Python's sort, and the dict is not ours.
     """
     cdef Py_ssize_t size = PyDict_GET_SIZE(typed_values)
     cdef Py_ssize_t index, position = 0
@@ -369,7 +369,7 @@ cdef int _write_object(Buffer* out, object typed_values, int depth) except -1:
     cdef Entry* entries = stack_entries
     cdef PyObject* name
     cdef PyObject* typed
-    cdef int result = OK
+    cdef Py_ssize_t held = 0
     if depth > _MAX_DEPTH:
         return DECLINE
     if size == 0:
@@ -379,14 +379,15 @@ cdef int _write_object(Buffer* out, object typed_values, int depth) except -1:
         if entries == NULL:
             raise MemoryError()
     try:
-        index = 0
-        while index < size and PyDict_Next(typed_values, &position, &name, &typed):
+        while held < size and PyDict_Next(typed_values, &position, &name, &typed):
             if not PyUnicode_CheckExact(<object>name):
                 return DECLINE  # only str names compare by code point
-            entries[index].name = name
-            entries[index].value = typed
-            index += 1
-        if index != size:
+            Py_INCREF(<object>name)
+            Py_INCREF(<object>typed)
+            entries[held].name = name
+            entries[held].value = typed
+            held += 1
+        if held != size:
             return DECLINE
         if size > 1:
             _sort_entries(entries, size)
@@ -402,6 +403,9 @@ cdef int _write_object(Buffer* out, object typed_values, int depth) except -1:
         _put(out, b'}')
         return OK
     finally:
+        for index in range(held):
+            Py_DECREF(<object>entries[index].name)
+            Py_DECREF(<object>entries[index].value)
         if entries != stack_entries:
             free(entries)
 
