@@ -152,16 +152,24 @@ cdef int _write_string(Buffer* out, object text) except -1:
     cdef Py_ssize_t size = PyUnicode_GET_LENGTH(text)
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
-    cdef Py_ssize_t index
+    cdef Py_ssize_t index, start = 0
     cdef unsigned int code
     cdef char escape
     cdef unsigned char* at
+    cdef const Py_UCS1* ascii
     # At most 6 bytes per character (\u00XX), plus the quotes.
     _reserve(out, size * 6 + 2)
     at = <unsigned char*>out.data + out.length
     at[0] = b'"'
     at += 1
-    for index in range(size):
+    if PyUnicode_IS_ASCII(text):
+        # Most names and values: copy the run before the first character to escape.
+        ascii = <const Py_UCS1*>data
+        while start < size and _ESCAPE[ascii[start]] == 0:
+            start += 1
+        memcpy(at, ascii, start)
+        at += start
+    for index in range(start, size):
         if kind == 1:
             code = (<Py_UCS1*>data)[index]
         elif kind == 2:
