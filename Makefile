@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 PORT ?= 4566
 
-.PHONY: help venv browser test test-ui lint typecheck unit demo airflow local-aws bench bench-reconcile load clean lambda-zip
+.PHONY: help venv build-ext browser test test-ui lint typecheck unit demo airflow local-aws bench bench-reconcile load clean lambda-zip
 
 help:
 	@echo "make demo       - run the main job end to end on the embedded default"
@@ -15,19 +15,26 @@ help:
 	@echo "make airflow    - a local Airflow UI (with Lake health) against the local AWS stack"
 	@echo "make local-aws  - start the local AWS emulator on 127.0.0.1:$(PORT)"
 	@echo "make bench      - conversion benchmark against the seed's approach"
+	@echo "make build-ext  - build the optional compiled codec in place (make venv does it too)"
 	@echo "make bench-reconcile - latest state and key-level diff on DuckDB (10M rows)"
 	@echo "make load       - backfill + export reconciliation of 5M items through Airflow (~30 min)"
 
 # The virtualenv is built from the committed lock only: the same versions everywhere.
-$(BIN)/.installed: requirements-dev.txt requirements.txt pyproject.toml
+$(BIN)/.installed: requirements-dev.txt requirements.txt pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements-dev.txt
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	DYNAMO_LAKE_SKIP_EXT=1 $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
-venv: $(BIN)/.installed
+venv: $(BIN)/.installed build-ext
+
+# The optional compiled codec, built in place (a no-op when up to date). Without a C
+# compiler it prints one notice and the pure codec does the work; `make test` passes either
+# way. DYNAMO_LAKE_PURE_CODEC=1 selects the pure codec even when it is built.
+build-ext: $(BIN)/.installed
+	$(BIN)/python setup.py -q build_ext --inplace
 
 lint: venv
 	$(BIN)/ruff check .
@@ -49,7 +56,7 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: lint typecheck
+test: lint typecheck build-ext
 	$(BIN)/pytest
 
 # The browser test (about 4 minutes): a real Airflow and Chromium. CI runs it after `make test`.

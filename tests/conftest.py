@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from dynamo_lake import codec
 from sample_export import write_sample_export
 
 pytest_plugins = ["local_aws.pytest_plugin"]
@@ -44,3 +46,38 @@ def make_export(bucket_root: Path) -> ExportFactory:
         return write_sample_export(bucket_root, **options)
 
     return factory
+
+
+NOT_BUILT = (
+    "the compiled codec (dynamo_lake._fastcodec) is not built: `make build-ext` needs a C "
+    "compiler and Python's headers; the pure codec is tested alone"
+)
+
+
+def compiled_codec_module() -> ModuleType | None:
+    """The compiled codec if it is built (whatever DYNAMO_LAKE_PURE_CODEC says), else None."""
+    try:
+        from dynamo_lake import _fastcodec
+    except ImportError:
+        return None
+    return _fastcodec
+
+
+@pytest.fixture(scope="module", params=["pure", "compiled"])
+def codec_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests once on each codec path (``pytestmark = usefixtures(...)``).
+
+    Module-scoped, so hypothesis tests may use it; "compiled" skips when it is not built.
+    """
+    saved = codec._COMPILED
+    if request.param == "compiled":
+        module = compiled_codec_module()
+        if module is None:
+            pytest.skip(NOT_BUILT)
+        codec._COMPILED = module
+    else:
+        codec._COMPILED = None
+    try:
+        yield request.param
+    finally:
+        codec._COMPILED = saved

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from dynamo_lake.codec import item_to_data_bytes
+from dynamo_lake.codec import compiled_codec, item_to_data_bytes
 from dynamo_lake.contract import TIME_RANGE_END_MICROS, TIME_RANGE_START_MICROS
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
@@ -170,6 +170,19 @@ def _image(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return image
 
 
+def _image_row(
+    op: Op, time_stamp: int, image: Mapping[str, Any], name: str, consume: bool = False
+) -> CdcRow:
+    """The row of one image: the compiled codec's when it takes the image (it only reads
+    it), else the pure codec's, which also raises the errors."""
+    compiled = compiled_codec()
+    if compiled is not None:
+        row: CdcRow | None = compiled.row(image, op, time_stamp, CdcRow)
+        if row is not None:
+            return row
+    return _row(op, time_stamp, _data(image, name, consume))
+
+
 def _data(image: Mapping[str, Any], name: str, consume: bool = False) -> bytes:
     try:
         return item_to_data_bytes(image, consume=consume)
@@ -190,7 +203,7 @@ def row_from_full_export_line(
     item = _image(line, "Item")
     if item is None:
         raise InvalidRecordError('a full-export line needs an "Item" object')
-    return _row("I", export_time, _data(item, "Item", consume))
+    return _image_row("I", export_time, item, "Item", consume)
 
 
 def row_from_incremental_export_line(
@@ -220,13 +233,13 @@ def row_from_incremental_export_line(
     old_image = _image(line, "OldImage")
     if new_image is not None:
         op: Op = "I" if old_image is None and output_view == "NEW_AND_OLD_IMAGES" else "U"
-        return _row(op, time_stamp, _data(new_image, "NewImage", consume))
+        return _image_row(op, time_stamp, new_image, "NewImage", consume)
     if old_image is not None:
-        return _row("D", time_stamp, _data(old_image, "OldImage", consume))
+        return _image_row("D", time_stamp, old_image, "OldImage", consume)
     keys = _image(line, "Keys")
     if not keys:
         raise InvalidRecordError("an incremental-export line needs Keys, NewImage or OldImage")
-    return _row("D", time_stamp, _data(keys, "Keys", consume))
+    return _image_row("D", time_stamp, keys, "Keys", consume)
 
 
 _WRITE_TIME = "Metadata.WriteTimestampMicros"
@@ -398,4 +411,4 @@ def row_from_stream_record(record: Mapping[str, Any]) -> CdcRow:
         raise InvalidRecordError(
             f"a {event_name} record needs dynamodb.{name} (is the stream view NEW_AND_OLD_IMAGES?)"
         )
-    return _row(op, time_stamp, _data(image, name))
+    return _image_row(op, time_stamp, image, name)

@@ -15,6 +15,13 @@ Input is DynamoDB JSON as exports and stream records carry it: each attribute va
 one-key object ``{"<tag>": value}`` with binary values as base64 strings. The hot path does
 no path bookkeeping; when it fails, a second, path-tracking walk names the attribute.
 
+An optional compiled fast path (``dynamo_lake._fastcodec``, Cython, built where a C compiler
+exists) writes the same bytes in one C walk; it declines (and this module's pure codec runs)
+for anything unusual and for every error, so output and errors are the same either way
+(tests/core/test_codec_compiled.py compares them). It is used when built unless
+``DYNAMO_LAKE_PURE_CODEC=1``; which codec is in use is logged once, at import
+(:func:`active_codec` says it too).
+
 Error messages never quote item content (attribute values, or keys where a type tag should
 be): they reach logs (CloudWatch for the Firehose Lambda, ``_errors/`` reasons, task logs)
 that the item's readers may not be allowed to see. A message names the attribute path and
@@ -26,9 +33,12 @@ from __future__ import annotations
 
 import binascii
 import json
+import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -36,6 +46,8 @@ import orjson
 from dynamo_lake.errors import InvalidItemError
 
 __all__ = [
+    "PURE_CODEC_VARIABLE",
+    "active_codec",
     "canonical_json",
     "canonical_json_bytes",
     "item_to_data",
@@ -47,6 +59,10 @@ __all__ = [
 # JSON's number grammar (RFC 8259). DynamoDB renders numbers in this form already.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _DUMPS_OPTIONS = orjson.OPT_SORT_KEYS
+#: Set to 1 to use the pure codec even where the compiled one is built.
+PURE_CODEC_VARIABLE = "DYNAMO_LAKE_PURE_CODEC"
+
+log = logging.getLogger(__name__)
 
 
 class _Invalid(Exception):
@@ -310,6 +326,11 @@ def item_to_data_bytes(item: Mapping[str, Any], *, consume: bool = False) -> byt
     faster; it is destroyed, and an error then says only that the item is invalid: decode a
     fresh copy without ``consume`` to learn the attribute path.
     """
+    compiled = _COMPILED
+    if compiled is not None:
+        data: bytes | None = compiled.data_bytes(item)
+        if data is not None:
+            return data
     if not consume or type(item) is not dict:
         return canonical_json_bytes(item_to_plain(item))
     try:
@@ -330,6 +351,36 @@ def item_to_data(item: Mapping[str, Any]) -> str:
     '{"a":["x","y"],"b":1E+125}'
     """
     return item_to_data_bytes(item).decode("utf-8")
+
+
+# --- the compiled fast path (optional) ------------------------------------------------
+
+
+def _load_compiled() -> ModuleType | None:
+    """The compiled codec if it is built and not switched off; says which, once."""
+    if os.environ.get(PURE_CODEC_VARIABLE, "").strip() not in ("", "0"):
+        log.info("item codec: pure Python (%s is set)", PURE_CODEC_VARIABLE)
+        return None
+    try:
+        from dynamo_lake import _fastcodec
+    except ImportError as exc:
+        log.info("item codec: pure Python (the compiled codec is not built: %s)", exc)
+        return None
+    log.info("item codec: compiled (%s=1 selects the pure one)", PURE_CODEC_VARIABLE)
+    return _fastcodec
+
+
+_COMPILED = _load_compiled()
+
+
+def compiled_codec() -> ModuleType | None:
+    """The compiled fast path in use (:mod:`dynamo_lake.cdc` builds rows with it), or None."""
+    return _COMPILED
+
+
+def active_codec() -> str:
+    """``"compiled"`` or ``"pure"``: which codec this process uses."""
+    return "pure" if _COMPILED is None else "compiled"
 
 
 # --- the slow walk: only runs after the fast one failed, to name the attribute --------

@@ -23,6 +23,9 @@ from dynamo_lake.cdc import (
 )
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
+# Every test here runs on the pure codec and on the compiled one (skipped if not built).
+pytestmark = pytest.mark.usefixtures("codec_path")
+
 KEYS = {"pk": {"S": "customer#1"}, "sk": {"N": "7"}}
 OLD = {**KEYS, "city": {"S": "Bengaluru"}}
 NEW = {**KEYS, "city": {"S": "Kolkata"}}

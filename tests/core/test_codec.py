@@ -24,6 +24,9 @@ from dynamo_lake.codec import (
 )
 from dynamo_lake.errors import DynamoLakeError, InvalidItemError
 
+# Every test here runs on the pure codec and on the compiled one (skipped if not built).
+pytestmark = pytest.mark.usefixtures("codec_path")
+
 # --- whole items ---------------------------------------------------------------------------
 
 

@@ -27,6 +27,9 @@ from hypothesis import strategies as st
 from dynamo_lake.codec import item_to_data, item_to_data_bytes
 from dynamo_lake.errors import InvalidItemError
 
+# Every test here runs on the pure codec and on the compiled one (skipped if not built).
+pytestmark = pytest.mark.usefixtures("codec_path")
+
 SERIALIZER = TypeSerializer()
 DESERIALIZER = TypeDeserializer()
 TYPE_TAGS = ["S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"]

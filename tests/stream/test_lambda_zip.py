@@ -29,6 +29,9 @@ def test_the_zip_is_self_contained_and_reproducible(tmp_path: Path) -> None:
         name.startswith(("dynamo_lake/lake/", "dynamo_lake/exports/", "pyarrow", "boto"))
         for name in names
     )
+    # The Lambda stays pure Python: the compiled codec (built in place for development) is
+    # never packed, and the handler selects the pure codec without it.
+    assert not [name for name in names if name.startswith("dynamo_lake/_fastcodec")]
     unpacked = tmp_path / "task"  # what Lambda puts in /var/task
     zipfile.ZipFile(tmp_path / "a" / "lambda.zip").extractall(unpacked)
     # -I -S: no site-packages, no user paths, no PYTHONPATH: only the zip's content.

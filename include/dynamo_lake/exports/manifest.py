@@ -31,7 +31,8 @@ from dynamo_lake.cdc import (
     row_from_full_export_line,
     row_from_incremental_export_line,
 )
-from dynamo_lake.contract import EXPORT_ID
+from dynamo_lake.codec import compiled_codec
+from dynamo_lake.contract import EXPORT_ID, TIME_RANGE_END_MICROS, TIME_RANGE_START_MICROS
 from dynamo_lake.errors import (
     DynamoLakeError,
     ExportFormatError,
@@ -434,6 +435,38 @@ def _row_builder(summary: ExportSummary) -> RowBuilder:
     return lambda line, consume=False: row_from_full_export_line(line, export_time, consume=consume)
 
 
+CompiledLines = Callable[[list[bytes], int, list[CdcRow]], int]
+
+
+def _compiled_lines(summary: ExportSummary) -> CompiledLines | None:
+    """The compiled codec's loop over a batch of raw lines, if it is in use: it appends rows
+    until a line it declines and returns that line's index (see ``_fastcodec.export_rows``).
+    """
+    compiled = compiled_codec()
+    if compiled is None:
+        return None
+    export_rows = compiled.export_rows
+    loads = orjson.loads
+    export_time = summary.export_time
+    start = end = 0
+    if summary.is_incremental:
+        export_time = None
+        start, end = summary.window or (TIME_RANGE_START_MICROS, TIME_RANGE_END_MICROS)
+    elif export_time is None:
+        return None
+    if not all(-(2**63) <= bound < 2**63 for bound in (start, end)):
+        return None  # a window beyond the compiled loop's integers: the pure way checks it
+    new_and_old = summary.output_view == "NEW_AND_OLD_IMAGES"
+
+    def rows_until_declined(lines: list[bytes], index: int, rows: list[CdcRow]) -> int:
+        result: int = export_rows(
+            lines, index, rows, loads, CdcRow, export_time, new_and_old, start, end
+        )
+        return result
+
+    return rows_until_declined
+
+
 def _reason(build: RowBuilder, line: bytes, error: Exception) -> str:
     """Why a line failed, with the attribute path: decoding in place lost it, so again."""
     if isinstance(error, orjson.JSONDecodeError):
@@ -459,6 +492,7 @@ def read_rows(
     """
     location = manifest.data_file_location(data_file)
     build = _row_builder(manifest.summary)
+    compiled = _compiled_lines(manifest.summary)
     rows_seen = 0
     bad_seen = 0
     line_number = 0
@@ -466,18 +500,28 @@ def read_rows(
     for lines in _lines(_gzip_chunks(location, data_file.md5_checksum), location.uri):
         batch: list[CdcRow] = []
         append = batch.append
-        for line in lines:
-            line_number += 1
+        index, count = 0, len(lines)
+        while index < count:
+            if compiled is not None:
+                # Rows up to the first line the compiled codec declines: that one (blank,
+                # malformed, unusual or invalid) goes the pure way below, then it resumes.
+                index = compiled(lines, index, batch)
+                if index == count:
+                    break
+            line = lines[index]
+            index += 1
             if not line.strip():
                 continue
             try:
                 append(build(loads(line), consume=True))
             except (orjson.JSONDecodeError, DynamoLakeError, TypeError, AttributeError) as exc:
                 reason = _reason(build, line, exc)
+                where = line_number + index
                 if on_bad_line is None:
-                    raise ExportIntegrityError(f"{location.uri}:{line_number}", reason) from None
-                on_bad_line(BadLine(location.uri, line_number, line, reason))
+                    raise ExportIntegrityError(f"{location.uri}:{where}", reason) from None
+                on_bad_line(BadLine(location.uri, where, line, reason))
                 bad_seen += 1
+        line_number += count
         rows_seen += len(batch)
         if batch:
             yield batch
