@@ -6,10 +6,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from codec_paths import NOT_BUILT, compiled_codec_module
 
 from dynamo_lake import codec
 from sample_export import write_sample_export
@@ -46,21 +46,6 @@ def make_export(bucket_root: Path) -> ExportFactory:
         return write_sample_export(bucket_root, **options)
 
     return factory
-
-
-NOT_BUILT = (
-    "the compiled codec (dynamo_lake._fastcodec) is not built: `make build-ext` needs a C "
-    "compiler and Python's headers; the pure codec is tested alone"
-)
-
-
-def compiled_codec_module() -> ModuleType | None:
-    """The compiled codec if it is built (whatever DYNAMO_LAKE_PURE_CODEC says), else None."""
-    try:
-        from dynamo_lake import _fastcodec
-    except ImportError:
-        return None
-    return _fastcodec
 
 
 @pytest.fixture(scope="module", params=["pure", "compiled"])

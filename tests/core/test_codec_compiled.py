@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import NOT_BUILT, compiled_codec_module
+from codec_paths import NOT_BUILT, compiled_codec_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec_properties import (
