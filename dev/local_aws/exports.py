@@ -41,6 +41,8 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 INCREMENTAL_MINIMUM_BILLED_BYTES = 10 * 1024 * 1024
 _MICROS_PER_DAY = 86_400 * 1_000_000
+#: How long a DescribeExport waits for the export's files being written before answering.
+_DESCRIBE_WAITS_SECONDS = 5.0
 
 
 class ObjectStore(Protocol):
@@ -412,9 +414,10 @@ class ExportService:
         timer.start()
 
     def _finalize_if_due(self, job: ExportJob, force: bool = False) -> None:
-        """Write the files once the delay is over. Only the timer (``force``) waits for a write
-        in progress; a DescribeExport meanwhile answers at once, IN_PROGRESS."""
-        if not job.lock.acquire(blocking=force):
+        """Write the files once the delay is over. A DescribeExport waits up to a few seconds
+        for a write in progress (a small export is then COMPLETED at once, as tests expect),
+        then answers IN_PROGRESS; only the timer (``force``) waits for the write to end."""
+        if not job.lock.acquire(timeout=-1 if force else _DESCRIBE_WAITS_SECONDS):
             return
         try:
             if job.status != IN_PROGRESS:

@@ -121,7 +121,7 @@ def test_the_trigger_serializes_to_what_rebuilds_it() -> None:
 def test_a_running_export_is_polled_until_it_completes(
     emulator: LocalAwsControl, proxy: FaultProxy, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    emulator.update_settings(export_delay_seconds=1.0)
+    emulator.update_settings(export_delay_seconds=3.0)  # polled running, even when busy
     request = _request(emulator)
     arn = _started(emulator, request)
     event = _first_event(_trigger(arn))
