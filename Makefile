@@ -17,7 +17,7 @@ help:
 	@echo "make bench      - conversion benchmark against the seed's approach"
 	@echo "make build-ext  - build the optional compiled codec in place (make venv does it too)"
 	@echo "make bench-reconcile - latest state and key-level diff on DuckDB (10M rows)"
-	@echo "make load       - backfill + export reconciliation of 5M items through Airflow (~30 min)"
+	@echo "make load       - backfill + export reconciliation of 5M items through Airflow (~40 min)"
 
 # The virtualenv is built from the committed lock only: the same versions everywhere.
 $(BIN)/.installed: requirements-dev.txt requirements.txt pyproject.toml setup.py
@@ -81,7 +81,7 @@ bench: venv
 bench-reconcile: venv
 	$(BIN)/python benchmarks/bench_reconcile.py
 
-# Not part of `make test`: needs about 15 GB of memory and half an hour (see the README).
+# Not part of `make test`: about 40 minutes and 15 GB of memory (see the README).
 load: venv
 	$(BIN)/python benchmarks/load_run.py
 
