@@ -30,15 +30,11 @@ from codec_paths import NOT_BUILT, compiled_codec_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec_properties import (
-    BROKEN_MEMBERS,
-    BROKEN_VALUES,
+    break_one_value,
     characters,
     decimals,
     items,
     marshal,
-    replaced,
-    segment,
-    sites,
 )
 from test_hostile_exports import _edit_file_list, _entries, _replace_data
 
@@ -270,15 +266,7 @@ def test_strings_names_and_string_sets(name: str, text: str, members: list[str])
 def test_a_broken_value_anywhere_is_declined_with_the_pure_error(
     item: dict[str, Any], data: st.DataObject
 ) -> None:
-    _, export = marshal(item)
-    candidates = [
-        (name, path, steps, tag)
-        for name, typed in export.items()
-        for path, steps, tag in sites(typed, f"$.{segment(name)}", [])
-    ]
-    name, where, steps, tag = data.draw(st.sampled_from(candidates))
-    broken = data.draw(st.sampled_from(BROKEN_MEMBERS[tag] if tag else BROKEN_VALUES))
-    bad_item = {**export, name: replaced(export[name], steps, broken)}
+    bad_item, where = break_one_value(item, data)
     assert differential(bad_item) is None
     outcome = pure_outcome(bad_item)
     assert isinstance(outcome, tuple) and outcome[0] == where

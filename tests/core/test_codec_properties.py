@@ -456,11 +456,8 @@ def replaced(typed: Any, steps: list[Step], broken: Any) -> Any:
     return {tag: copy}
 
 
-@settings(max_examples=BROKEN_EXAMPLES, deadline=None)
-@given(items.filter(bool), st.data())
-def test_one_broken_value_anywhere_is_named_by_its_path(
-    item: dict[str, Any], data: st.DataObject
-) -> None:
+def break_one_value(item: dict[str, Any], data: st.DataObject) -> tuple[dict[str, Any], str]:
+    """The item in DynamoDB JSON with one value, drawn anywhere, broken; and its path."""
     _, export = marshal(item)
     candidates = [
         (name, path, steps, tag)
@@ -469,7 +466,16 @@ def test_one_broken_value_anywhere_is_named_by_its_path(
     ]
     name, where, steps, tag = data.draw(st.sampled_from(candidates))
     broken = data.draw(st.sampled_from(BROKEN_MEMBERS[tag] if tag else BROKEN_VALUES))
-    bad_item = {**export, name: replaced(export[name], steps, broken)}
+    return {**export, name: replaced(export[name], steps, broken)}, where
+
+
+@settings(max_examples=BROKEN_EXAMPLES, deadline=None)
+@given(items.filter(bool), st.data())
+def test_one_broken_value_anywhere_is_named_by_its_path(
+    item: dict[str, Any], data: st.DataObject
+) -> None:
+    bad_item, where = break_one_value(item, data)
+    _, export = marshal(item)
     with pytest.raises(InvalidItemError) as caught:
         item_to_data(bad_item)
     assert caught.value.path == where
