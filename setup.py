@@ -1,8 +1,8 @@
 """Build of the optional compiled codec (``dynamo_lake._fastcodec``); metadata is in
 pyproject.toml.
 
-The extension is optional: without a C compiler (or Python headers) the build prints one
-notice and the package installs without it; the pure codec then does all the work. Two
+The extension is optional: without a C compiler (or the headers of Python or OpenSSL, whose
+one-shot SHA-256 it calls) the build prints one notice and the package installs without it; the pure codec then does all the work. Two
 environment variables change that:
 
 * ``DYNAMO_LAKE_REQUIRE_EXT=1``: a failed build is an error (the Docker builder stage, which
@@ -29,7 +29,9 @@ def _notice(problem: object) -> None:
     if len(text) > 120:
         text = text[:117] + "..."
     print(
-        f"notice: compiled codec not built ({text}); the pure codec will be used", file=sys.stderr
+        f"notice: compiled codec not built ({text}); it needs a C compiler and the headers of "
+        "Python and OpenSSL (Debian: gcc python3-dev libssl-dev); the pure codec will be used",
+        file=sys.stderr,
     )
 
 
@@ -56,7 +58,7 @@ def _extensions() -> list[Extension]:
         _notice(f"Cython is not installed: {exc}")
         return []
     return cythonize(
-        [Extension(EXTENSION, [SOURCE])],
+        [Extension(EXTENSION, [SOURCE], libraries=["crypto"])],
         compiler_directives={"language_level": "3"},
         quiet=True,
     )

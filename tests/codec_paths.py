@@ -8,7 +8,7 @@ from types import ModuleType
 
 NOT_BUILT = (
     "the compiled codec (dynamo_lake._fastcodec) is not built: `make build-ext` needs a C "
-    "compiler and Python's headers; the pure codec is tested alone"
+    "compiler and the headers of Python and OpenSSL; the pure codec is tested alone"
 )
 
 

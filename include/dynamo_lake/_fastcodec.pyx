@@ -23,7 +23,6 @@ from libc.string cimport memcmp, memcpy
 from libc.stdlib cimport qsort
 
 import binascii
-import hashlib
 
 cdef extern from "Python.h":
     ctypedef unsigned char Py_UCS1
@@ -53,6 +52,12 @@ cdef extern from "Python.h":
     Py_ssize_t PyBytes_GET_SIZE(object)
     void PyObject_GC_UnTrack(void*)
     long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
+    object PyLong_FromLongLong(long long)
+    object PyUnicode_AsUTF8String(object)
+
+cdef extern from "openssl/sha.h" nogil:
+    # The one-shot digest (not deprecated in OpenSSL 3): no hash object per row.
+    unsigned char* SHA256(const unsigned char* data, size_t size, unsigned char* digest)
 
 #: Nesting (maps and lists) beyond this is declined: DynamoDB allows 32 levels, and the
 #: pure codec decides what deeper input means (orjson refuses beyond 255).
@@ -69,6 +74,7 @@ cdef struct Buffer:
     Py_ssize_t length
     Py_ssize_t capacity
     bint on_heap
+    Py_ssize_t prefix  # _hash_item: where ``data`` starts after ``op \x1f time_stamp \x1f``
 
 cdef enum:
     STACK_BYTES = 4096
@@ -100,7 +106,6 @@ cdef const char* _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs
 for _c in range(64):
     _B64[<unsigned char>_B64_ALPHABET[_c]] = _c
 
-_sha256 = hashlib.sha256
 _a2b_base64 = binascii.a2b_base64
 _tuple_new = tuple.__new__
 # --- the buffer ------------------------------------------------------------------------
@@ -115,6 +120,8 @@ cdef int _reserve(Buffer* out, Py_ssize_t extra) except -1:
     capacity = out.capacity * 2
     if capacity < wanted:
         capacity = wanted
+    if capacity < STACK_BYTES:
+        capacity = STACK_BYTES
     if out.on_heap:
         grown = <char*>realloc(out.data, capacity)
     else:
@@ -725,80 +732,30 @@ def row(item, op, time_stamp, row_type):
     The same row as ``dynamo_lake.cdc`` builds from the pure codec's bytes: uuid from
     sha256 over ``op \\x1f time_stamp \\x1f data``, version 8, RFC 9562 variant.
     """
-    if not PyUnicode_CheckExact(op) or op not in ("I", "U", "D"):
-        return None
-    return _make_row(item, op, time_stamp, row_type)
-
-
-cdef object _make_row(object item, object op, object time_stamp, object row_type):
-    """:func:`row` for an ``op`` already known to be I, U or D."""
-    cdef char stack[STACK_BYTES]
-    cdef Buffer out
-    cdef Py_ssize_t prefix
     cdef long long stamp
     cdef int overflow = 0
-    cdef char digits[24]
-    cdef int count = 0
-    cdef unsigned long long magnitude
-    cdef const unsigned char* digest
-    cdef Py_UCS1* text
-    cdef int index, at
-    if not PyDict_CheckExact(item):
+    cdef char uuid_text[36]
+    cdef char stack[STACK_BYTES]
+    cdef Buffer scratch
+    if not PyUnicode_CheckExact(op) or op not in ("I", "U", "D"):
         return None
-    if not PyLong_CheckExact(time_stamp):
+    if not PyDict_CheckExact(item) or not PyLong_CheckExact(time_stamp):
         return None
     stamp = PyLong_AsLongLongAndOverflow(time_stamp, &overflow)
     if overflow:
         return None
-    out.data = stack
-    out.length = 0
-    out.capacity = STACK_BYTES
-    out.on_heap = False
+    scratch.data = stack
+    scratch.capacity = STACK_BYTES
+    scratch.on_heap = False
     try:
-        # op \x1f str(time_stamp) \x1f data
-        out.data[0] = PyUnicode_1BYTE_DATA(op)[0]
-        out.data[1] = 0x1F
-        out.length = 2
-        magnitude = <unsigned long long>(-stamp) if stamp < 0 else <unsigned long long>stamp
-        while True:
-            digits[count] = <char>(48 + magnitude % 10)
-            count += 1
-            magnitude //= 10
-            if magnitude == 0:
-                break
-        if stamp < 0:
-            digits[count] = b'-'
-            count += 1
-        while count:
-            count -= 1
-            out.data[out.length] = digits[count]
-            out.length += 1
-        out.data[out.length] = 0x1F
-        out.length += 1
-        prefix = out.length
-        if _write_item(&out, item) != OK:
+        if _hash_item(&scratch, item, PyUnicode_1BYTE_DATA(op)[0], stamp, uuid_text) != OK:
             return None
-        payload = PyBytes_FromStringAndSize(out.data, out.length)
-        data = PyUnicode_DecodeUTF8(out.data + prefix, out.length - prefix, NULL)
+        data = PyUnicode_DecodeUTF8(scratch.data + scratch.prefix, scratch.length - scratch.prefix, NULL)
     finally:
-        if out.on_heap:
-            free(out.data)
-    hashed = _sha256(payload).digest()
-    digest = <const unsigned char*>PyBytes_AS_STRING(hashed)
+        if scratch.on_heap:
+            free(scratch.data)
     uuid = PyUnicode_New(36, 127)
-    text = PyUnicode_1BYTE_DATA(uuid)
-    # 8-4-4-4-12 hex digits of the first 16 bytes; digit 12 is the version (8), digit 16
-    # carries the variant (10xx).
-    at = 0
-    for index in range(16):
-        if index == 4 or index == 6 or index == 8 or index == 10:
-            text[at] = b'-'
-            at += 1
-        text[at] = _HEX[digest[index] >> 4]
-        text[at + 1] = _HEX[digest[index] & 15]
-        at += 2
-    text[14] = b'8'
-    text[19] = _VARIANT[(digest[8] >> 4) & 3]
+    memcpy(PyUnicode_1BYTE_DATA(uuid), uuid_text, 36)
     result = _tuple_new(row_type, (uuid, op, time_stamp, data))
     # A row holds three str and an int: it can never be part of a reference cycle, so the
     # garbage collector need not track it (it would walk every buffered row again and again;
@@ -807,77 +764,319 @@ cdef object _make_row(object item, object op, object time_stamp, object row_type
     return result
 
 
+cdef int _hash_item(Buffer* scratch, object item, char op, long long stamp,
+                    char* uuid_text) except -1:
+    """Write ``op \\x1f time_stamp \\x1f data`` of an exact dict ``item`` into ``scratch``
+    (its ``prefix`` then says where ``data`` starts) and the row's uuid (36 ASCII bytes)
+    into ``uuid_text``; OK, or DECLINE.
+
+    ``scratch`` is emptied first and grows as needed; its owner frees ``data`` when
+    ``on_heap``.
+    """
+    cdef char digits[24]
+    cdef int count = 0
+    cdef unsigned long long magnitude
+    cdef unsigned char digest[32]
+    cdef int index, at
+    scratch.length = 0
+    _reserve(scratch, 48)  # op, separators and up to 20 digits
+    scratch.data[0] = op
+    scratch.data[1] = 0x1F
+    scratch.length = 2
+    magnitude = <unsigned long long>(-stamp) if stamp < 0 else <unsigned long long>stamp
+    while True:
+        digits[count] = <char>(48 + magnitude % 10)
+        count += 1
+        magnitude //= 10
+        if magnitude == 0:
+            break
+    if stamp < 0:
+        digits[count] = b'-'
+        count += 1
+    while count:
+        count -= 1
+        scratch.data[scratch.length] = digits[count]
+        scratch.length += 1
+    scratch.data[scratch.length] = 0x1F
+    scratch.length += 1
+    scratch.prefix = scratch.length
+    if _write_item(scratch, item) != OK:
+        return DECLINE
+    SHA256(<const unsigned char*>scratch.data, scratch.length, digest)
+    # 8-4-4-4-12 hex digits of the first 16 bytes; digit 12 is the version (8), digit 16
+    # carries the variant (10xx).
+    at = 0
+    for index in range(16):
+        if index == 4 or index == 6 or index == 8 or index == 10:
+            uuid_text[at] = b'-'
+            at += 1
+        uuid_text[at] = _HEX[digest[index] >> 4]
+        uuid_text[at + 1] = _HEX[digest[index] & 15]
+        at += 2
+    uuid_text[14] = b'8'
+    uuid_text[19] = _VARIANT[(digest[8] >> 4) & 3]
+    return OK
+
+
+# --- rows as columns -------------------------------------------------------------------
+
+cdef enum:
+    UUID_BYTES = 36
+    MAX_COLUMN_BYTES = 2147483647  # Arrow's string offsets are int32
+
+
+cdef void _empty(Buffer* column) noexcept:
+    """A buffer with no memory yet; the first write allocates it (on the heap)."""
+    column.data = NULL
+    column.length = 0
+    column.capacity = 0
+    column.on_heap = True
+    column.prefix = 0
+
+
+cdef class RowColumns:
+    """A batch of CDC rows held as the four columns in Arrow's layout, in C buffers.
+
+    The compiled loop (:meth:`take_export_lines`) writes rows here without making a Python
+    object per row; :meth:`append` adds a row the pure codec built, in order. It is a
+    sequence of ``row_type`` rows (built on access, for tests and odd callers), and
+    :meth:`arrow_buffers` hands the columns over for ``pyarrow.Array.from_buffers``.
+    """
+
+    cdef object row_type
+    cdef Buffer _uuids     # 36 ASCII bytes per row
+    cdef Buffer _ops       # 1 byte per row
+    cdef Buffer _stamps    # int64 µs per row
+    cdef Buffer _data      # each row's data (UTF-8), back to back
+    cdef Buffer _offsets   # int32 per row, plus the leading 0: where each data starts
+    cdef Buffer _scratch
+    cdef Py_ssize_t _rows
+    cdef readonly long long min_stamp
+    cdef readonly long long max_stamp
+
+    def __cinit__(self, row_type):
+        cdef int zero = 0
+        self.row_type = row_type
+        _empty(&self._uuids)
+        _empty(&self._ops)
+        _empty(&self._stamps)
+        _empty(&self._data)
+        _empty(&self._offsets)
+        _empty(&self._scratch)
+        self._rows = 0
+        self.min_stamp = 0
+        self.max_stamp = 0
+        _put_bytes(&self._offsets, <const char*>&zero, sizeof(int))
+
+    def __dealloc__(self):
+        free(self._uuids.data)
+        free(self._ops.data)
+        free(self._stamps.data)
+        free(self._data.data)
+        free(self._offsets.data)
+        free(self._scratch.data)
+
+    def __len__(self):
+        return self._rows
+
+    cdef int _add(self, const char* uuid_text, char op, long long stamp, const char* data,
+                  Py_ssize_t size) except -1:
+        cdef int end
+        if self._data.length + size > MAX_COLUMN_BYTES:
+            raise OverflowError("a batch of rows holds at most 2 GiB of data")
+        _put_bytes(&self._data, data, size)
+        end = <int>self._data.length
+        _put_bytes(&self._offsets, <const char*>&end, sizeof(int))
+        _put_bytes(&self._uuids, uuid_text, UUID_BYTES)
+        _put(&self._ops, op)
+        _put_bytes(&self._stamps, <const char*>&stamp, sizeof(long long))
+        if self._rows == 0 or stamp < self.min_stamp:
+            self.min_stamp = stamp
+        if self._rows == 0 or stamp > self.max_stamp:
+            self.max_stamp = stamp
+        self._rows += 1
+        return 0
+
+    def append(self, row):
+        """Add a row (uuid, op, time_stamp, data) built elsewhere (the pure codec)."""
+        cdef int overflow = 0
+        cdef long long stamp
+        uuid, op, time_stamp, data = row
+        uuid_bytes = PyUnicode_AsUTF8String(uuid)
+        op_bytes = PyUnicode_AsUTF8String(op)
+        data_bytes = PyUnicode_AsUTF8String(data)
+        if PyBytes_GET_SIZE(uuid_bytes) != UUID_BYTES or PyBytes_GET_SIZE(op_bytes) != 1:
+            raise ValueError(f"not a CDC row: uuid {uuid!r}, op {op!r}")
+        stamp = PyLong_AsLongLongAndOverflow(time_stamp, &overflow)
+        if overflow:
+            raise OverflowError(f"time_stamp {time_stamp} is beyond 64-bit µs")
+        self._add(PyBytes_AS_STRING(uuid_bytes), PyBytes_AS_STRING(op_bytes)[0], stamp,
+                  PyBytes_AS_STRING(data_bytes), PyBytes_GET_SIZE(data_bytes))
+
+    def __getitem__(self, Py_ssize_t index):
+        cdef const int* offsets = <const int*>self._offsets.data
+        if index < 0:
+            index += self._rows
+        if index < 0 or index >= self._rows:
+            raise IndexError("row index out of range")
+        uuid = PyUnicode_DecodeUTF8(self._uuids.data + index * UUID_BYTES, UUID_BYTES, NULL)
+        op = PyUnicode_DecodeUTF8(self._ops.data + index, 1, NULL)
+        stamp = PyLong_FromLongLong((<const long long*>self._stamps.data)[index])
+        data = PyUnicode_DecodeUTF8(self._data.data + offsets[index],
+                                    offsets[index + 1] - offsets[index], NULL)
+        return _tuple_new(self.row_type, (uuid, op, stamp, data))
+
+    def arrow_buffers(self):
+        """The columns as bytes, in Arrow's layout (native byte order, int32 offsets):
+        ``(uuid_offsets, uuids, op_offsets, ops, time_stamps, data_offsets, data)``."""
+        cdef Py_ssize_t index
+        cdef int* uuid_offsets
+        cdef int* op_offsets
+        uuid_buffer = PyBytes_FromStringAndSize(NULL, (self._rows + 1) * sizeof(int))
+        op_buffer = PyBytes_FromStringAndSize(NULL, (self._rows + 1) * sizeof(int))
+        uuid_offsets = <int*>PyBytes_AS_STRING(uuid_buffer)
+        op_offsets = <int*>PyBytes_AS_STRING(op_buffer)
+        for index in range(self._rows + 1):
+            uuid_offsets[index] = <int>(index * UUID_BYTES)
+            op_offsets[index] = <int>index
+        return (
+            uuid_buffer,
+            PyBytes_FromStringAndSize(self._uuids.data, self._uuids.length),
+            op_buffer,
+            PyBytes_FromStringAndSize(self._ops.data, self._ops.length),
+            PyBytes_FromStringAndSize(self._stamps.data, self._stamps.length),
+            PyBytes_FromStringAndSize(self._offsets.data, self._offsets.length),
+            PyBytes_FromStringAndSize(self._data.data, self._data.length),
+        )
+
+    def take_export_lines(self, list lines, Py_ssize_t start, object loads,
+                          object export_time, bint new_and_old, long long window_start,
+                          long long window_end):
+        """Add the rows of ``lines[start:]`` (raw export lines) until a line this path
+        declines; return that line's index (``len(lines)`` when all were taken).
+
+        Full export when ``export_time`` is an int (within 64 bits); else incremental,
+        with the write time accepted in ``[window_start, window_end)`` and
+        ``new_and_old`` for the NEW_AND_OLD_IMAGES view. The caller handles a declined
+        line the pure way (blank lines, malformed JSON, anything the row path declines),
+        appends its row, and calls again after it.
+        """
+        cdef Py_ssize_t index, size = len(lines)
+        cdef object line, parsed
+        cdef PyObject* image
+        cdef char op
+        cdef long long stamp, full_time = 0
+        cdef char uuid_text[UUID_BYTES]
+        cdef int overflow = 0
+        cdef bint full = export_time is not None
+        if full:
+            if not PyLong_CheckExact(export_time):
+                return start
+            full_time = PyLong_AsLongLongAndOverflow(export_time, &overflow)
+            if overflow:
+                return start
+        for index in range(start, size):
+            line = <object>PyList_GET_ITEM(lines, index)
+            if _blank(line):
+                continue  # as the pure loop skips it (``not line.strip()``)
+            try:
+                parsed = loads(line)
+            except Exception:
+                return index
+            stamp = full_time
+            if full:
+                image = _full_image(parsed)
+                op = b'I'
+            else:
+                image = _incremental_image(parsed, new_and_old, window_start, window_end,
+                                           &op, &stamp)
+            if image == NULL:
+                return index
+            if _hash_item(&self._scratch, <object>image, op, stamp, uuid_text) != OK:
+                return index
+            self._add(uuid_text, op, stamp, self._scratch.data + self._scratch.prefix,
+                      self._scratch.length - self._scratch.prefix)
+        return size
+
+
 # --- whole export lines ----------------------------------------------------------------
 
-_I = "I"
-_U = "U"
-_D = "D"
+
+cdef PyObject* _get(object mapping, object key):
+    """``mapping[key]`` (borrowed) of an exact dict, or NULL (absent, or not an exact dict)."""
+    if mapping is None or not PyDict_CheckExact(mapping):
+        return NULL
+    return PyDict_GetItem(mapping, key)
 
 
-cdef object _get(object mapping, object key):
-    """``mapping[key]`` of an exact dict, or None (absent, or not an exact dict)."""
-    cdef PyObject* found
-    if not PyDict_CheckExact(mapping):
-        return None
-    found = PyDict_GetItem(mapping, key)
-    if found == NULL:
-        return None
-    return <object>found
+cdef inline object _object(PyObject* found):
+    return None if found == NULL else <object>found
 
 
-cdef object _micros(object text, long long start, long long end):
-    """``Metadata.WriteTimestampMicros.N``: 1 to 19 ASCII digits in [start, end), or None."""
+cdef bint _micros(object text, long long start, long long end, long long* stamp) noexcept:
+    """``Metadata.WriteTimestampMicros.N``: 1 to 18 ASCII digits in [start, end)."""
     cdef Py_ssize_t size, index
     cdef Py_UCS1* data
     cdef long long value = 0
     if not PyUnicode_CheckExact(text) or not PyUnicode_IS_ASCII(text):
-        return None
+        return False
     size = PyUnicode_GET_LENGTH(text)
     if size < 1 or size > 18:  # 18 digits cannot overflow; longer ones go the pure way
-        return None
+        return False
     data = PyUnicode_1BYTE_DATA(text)
     for index in range(size):
         if not _digit(data[index]):
-            return None
+            return False
         value = value * 10 + (data[index] - 48)
     if value < start or value >= end:
-        return None
-    return value
+        return False
+    stamp[0] = value
+    return True
 
 
-cdef object _line_row(object line, object row_type, object export_time, bint new_and_old,
-                      long long start, long long end):
-    """The row of one parsed export line (full when ``export_time`` is an int), or None."""
-    cdef object image, new_image, old_image, stamp, metadata
+cdef PyObject* _full_image(object line):
+    """The ``Item`` of a parsed full-export line (borrowed, an exact dict), or NULL."""
+    cdef PyObject* image
     if not PyDict_CheckExact(line):
-        return None
-    if export_time is not None:
-        image = _get(line, "Item")
-        if image is None or not PyDict_CheckExact(image):
-            return None
-        return _make_row(image, _I, export_time, row_type)
-    metadata = _get(_get(line, "Metadata"), "WriteTimestampMicros")
-    stamp = _micros(_get(metadata, "N"), start, end)
-    if stamp is None:
-        return None
+        return NULL
+    image = _get(line, "Item")
+    if image == NULL or not PyDict_CheckExact(<object>image):
+        return NULL
+    return image
+
+
+cdef PyObject* _incremental_image(object line, bint new_and_old, long long start,
+                                  long long end, char* op, long long* stamp):
+    """The image (borrowed, an exact dict) of a parsed incremental-export line with its
+    ``op`` and write time, or NULL."""
+    cdef PyObject* new_image
+    cdef PyObject* old_image
+    cdef PyObject* keys
+    if not PyDict_CheckExact(line):
+        return NULL
+    if not _micros(_object(_get(_object(_get(_object(_get(line, "Metadata")),
+                                                "WriteTimestampMicros")), "N")),
+                   start, end, stamp):
+        return NULL
     new_image = _get(line, "NewImage")
     old_image = _get(line, "OldImage")
     # Present but not an object (an error), or null (which the pure path reads as absent):
     # both go the pure way.
-    if (new_image is None and "NewImage" in line) or (old_image is None and "OldImage" in line):
-        return None
-    if new_image is not None:
-        if not PyDict_CheckExact(new_image) or (old_image is not None and not PyDict_CheckExact(old_image)):
-            return None
-        return _make_row(new_image, _I if old_image is None and new_and_old else _U, stamp, row_type)
-    if old_image is not None:
-        if not PyDict_CheckExact(old_image):
-            return None
-        return _make_row(old_image, _D, stamp, row_type)
-    image = _get(line, "Keys")
-    if image is None or not PyDict_CheckExact(image) or not image:
-        return None
-    return _make_row(image, _D, stamp, row_type)
+    if new_image != NULL and not PyDict_CheckExact(<object>new_image):
+        return NULL
+    if old_image != NULL and not PyDict_CheckExact(<object>old_image):
+        return NULL
+    if new_image != NULL:
+        op[0] = b'I' if old_image == NULL and new_and_old else b'U'
+        return new_image
+    if old_image != NULL:
+        op[0] = b'D'
+        return old_image
+    keys = _get(line, "Keys")
+    if keys == NULL or not PyDict_CheckExact(<object>keys) or PyDict_GET_SIZE(<object>keys) == 0:
+        return NULL
+    op[0] = b'D'
+    return keys
 
 
 cdef bint _blank(object line) noexcept:
@@ -894,31 +1093,3 @@ cdef bint _blank(object line) noexcept:
         if byte != b' ' and not (9 <= byte <= 13):
             return False
     return True
-
-
-def export_rows(list lines, Py_ssize_t start, list rows, object loads, object row_type,
-                object export_time, bint new_and_old, long long window_start,
-                long long window_end):
-    """Append the rows of ``lines[start:]`` (raw export lines) to ``rows`` until a line this
-    path declines; return that line's index (``len(lines)`` when all were taken).
-
-    Full export when ``export_time`` is an int; else incremental, with the write time
-    accepted in ``[window_start, window_end)`` and ``new_and_old`` for the
-    NEW_AND_OLD_IMAGES view. The caller handles a declined line the pure way (blank lines,
-    malformed JSON, anything the row path declines) and calls again after it.
-    """
-    cdef Py_ssize_t index, size = len(lines)
-    cdef object line, parsed, built
-    for index in range(start, size):
-        line = <object>PyList_GET_ITEM(lines, index)
-        if _blank(line):
-            continue  # as the pure loop skips it (``not line.strip()``)
-        try:
-            parsed = loads(line)
-        except Exception:
-            return index
-        built = _line_row(parsed, row_type, export_time, new_and_old, window_start, window_end)
-        if built is None:
-            return index
-        rows.append(built)
-    return size

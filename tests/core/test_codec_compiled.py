@@ -21,6 +21,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ from dynamo_lake.cdc import (
 from dynamo_lake.codec import item_to_data, item_to_data_bytes
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 from dynamo_lake.exports.manifest import BadLine, read_manifest, read_rows
+from dynamo_lake.lake.conversion import convert_export
+from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, WriterSettings
+from dynamo_lake.storage import resolve
 
 fast = compiled_codec_module()
 pytestmark = pytest.mark.skipif(fast is None, reason=NOT_BUILT)
@@ -542,6 +546,123 @@ def test_export_files_give_the_same_rows_and_bad_lines_on_both_paths(
     assert compiled_bad == pure_bad
     assert len(pure_rows) >= len(original)
     assert pure_bad, "the hostile lines include bad ones"
+
+
+@pytest.mark.parametrize("kind", ["full", "incremental"])
+def test_the_lake_is_byte_identical_on_both_paths(
+    make_export: Any, bucket_root: Path, tmp_path: Path, kind: str
+) -> None:
+    """convert_export writes the same Parquet bytes and records whichever codec runs: the
+    compiled one's rows go to Arrow as columns, the pure one's as row tuples. Hostile lines
+    are mixed in (declined lines are appended in order), and the incremental window spans
+    four days, so a batch splits over partitions."""
+    window = (datetime(2024, 5, 30, 23, tzinfo=UTC), datetime(2024, 6, 2, 1, tzinfo=UTC))
+    summary = make_export(items=2000, files=2, kind=kind, window=window)
+    entries = _entries(summary, bucket_root)
+    original = [line for line in _data_lines(bucket_root, entries[0]) if line]
+    hostile = _hostile_lines(kind, orjson.loads(original[0]))
+    mixed = [line for pair in zip(original, hostile * 20, strict=False) for line in pair]
+    mixed += original[len(hostile) * 20 :]
+
+    def edit(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _replace_data(bucket_root, listed[0], mixed)
+        return listed
+
+    _edit_file_list(summary, bucket_root, edit)
+    lakes = {}
+    for path in ("pure", "compiled"):
+        lakes[path] = tmp_path / path
+        lakes[path].mkdir()
+        with codec_path(path):
+            convert_export(
+                str(summary),
+                str(lakes[path]),
+                attempt="a1",
+                max_bad_lines=10_000,
+                settings=WriterSettings(row_group_rows=200, max_rows_per_file=500),
+            )
+
+    def files(lake: Path) -> dict[str, bytes]:
+        return {
+            str(found.relative_to(lake)): found.read_bytes()
+            for found in sorted(lake.rglob("*"))
+            if found.is_file() and not found.name.endswith(".lock")  # holder's pid and time
+        }
+
+    pure, compiled = files(lakes["pure"]), files(lakes["compiled"])
+    parquet = [name for name in pure if name.endswith(".parquet")]
+    assert len({name.rsplit("/", 1)[0] for name in parquet}) == (4 if kind == "incremental" else 1)
+    assert len(parquet) > 2, "several files per partition: rolled at max_rows_per_file"
+    assert compiled.keys() == pure.keys()
+    assert [name for name in pure if compiled[name] != pure[name]] == []
+
+
+# --- rows as columns (RowColumns) ----------------------------------------------------------
+
+
+def _rows(count: int) -> list[CdcRow]:
+    return [
+        _row("IUD"[index % 3], TIME + index * 3_600_000_000, f'{{"k":"{index}é"}}'.encode())
+        for index in range(count)
+    ]
+
+
+def test_row_columns_hold_appended_rows_in_order_as_a_sequence() -> None:
+    assert fast is not None
+    columns = fast.RowColumns(CdcRow)
+    assert len(columns) == 0 and not columns and list(columns) == []
+    rows = _rows(5)
+    for row in rows:
+        columns.append(row)
+    assert list(columns) == rows
+    assert columns[-1] == rows[-1] and type(columns[0]) is CdcRow
+    assert (columns.min_stamp, columns.max_stamp) == (rows[0].time_stamp, rows[-1].time_stamp)
+    with pytest.raises(IndexError):
+        columns[5]
+    with pytest.raises(IndexError):
+        columns[-6]
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (CdcRow("short", "I", TIME, "{}"), "not a CDC row"),
+        (CdcRow("é" * 36, "I", TIME, "{}"), "not a CDC row"),
+        (CdcRow("0" * 36, "ID", TIME, "{}"), "not a CDC row"),
+        (CdcRow("0" * 36, "I", 2**63, "{}"), "beyond 64-bit"),
+        (CdcRow("0" * 36, "I", TIME, "\ud800"), "surrogates not allowed"),
+    ],
+)
+def test_row_columns_refuse_what_is_not_a_row_and_stay_unchanged(row: CdcRow, problem: str) -> None:
+    assert fast is not None
+    columns = fast.RowColumns(CdcRow)
+    columns.append(_rows(1)[0])
+    with pytest.raises((ValueError, OverflowError), match=problem):
+        columns.append(row)
+    assert list(columns) == _rows(1)
+    data = len(_rows(1)[0].data.encode())
+    assert [len(buffer) for buffer in columns.arrow_buffers()] == [8, 36, 8, 1, 8, 8, data]
+
+
+def test_row_columns_make_the_same_arrow_batch_and_files_as_rows(tmp_path: Path) -> None:
+    assert fast is not None
+    rows = _rows(1000)
+    columns = fast.RowColumns(CdcRow)
+    for row in rows:
+        columns.append(row)
+    written = {}
+    for name, batch in (("rows", rows), ("columns", columns)):
+        table = LakeTable(resolve(str(tmp_path / name)))
+        with StagedWriter(table, Stage("g1", "a1"), "s", WriterSettings(row_group_rows=10)) as w:
+            w.write(batch)
+        files = sorted((tmp_path / name).rglob("*.parquet"))
+        written[name] = (
+            w.staged,
+            {str(found.relative_to(tmp_path / name)): found.read_bytes() for found in files},
+        )
+    days = {row.time_stamp // 86_400_000_000 for row in rows}
+    assert len(written["rows"][0]) == len(written["rows"][1]) == len(days) > 40  # one per day
+    assert written["columns"] == written["rows"]
 
 
 # --- selection ---------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import pytest
 from dynamo_lake.errors import ExportFormatError, ExportIntegrityError, LakeWriteError
 from dynamo_lake.exports.manifest import read_manifest, read_rows
 from dynamo_lake.lake.conversion import convert_export
-from dynamo_lake.lake.writer import CDC_SCHEMA, WriterSettings
+from dynamo_lake.lake.writer import CDC_SCHEMA, LakeTable, WriterSettings, read_published
+from dynamo_lake.storage import resolve
 
 GLOB = "year=*/month=*/day=*/*.parquet"
 
@@ -126,6 +127,13 @@ def test_files_roll_over_and_row_groups_are_bounded(make_export, tmp_path: Path)
     for path in files:
         metadata = pq.ParquetFile(path).metadata
         assert all(metadata.row_group(i).num_rows <= 40 for i in range(metadata.num_row_groups))
+    # The record's digest of each file: sha256 of its uuids in order, one per line (an
+    # earlier publish's files are compared by it, so its definition must not drift).
+    published = read_published(LakeTable(resolve(str(lake))), result.export_id)
+    assert published is not None
+    for item in published.files:
+        uuids = pq.read_table(lake / item.path).column("uuid").to_pylist()
+        assert item.digest == hashlib.sha256("".join(f"{u}\n" for u in uuids).encode()).hexdigest()
 
 
 def test_two_workers_give_the_same_files(make_export, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -435,36 +435,54 @@ def _row_builder(summary: ExportSummary) -> RowBuilder:
     return lambda line, consume=False: row_from_full_export_line(line, export_time, consume=consume)
 
 
-CompiledLines = Callable[[list[bytes], int, list[CdcRow]], int]
+RowBatch = Sequence[CdcRow]
+
+
+class CompiledLines:
+    """The compiled codec's loop over batches of raw lines (``_fastcodec.RowColumns``).
+
+    Its batches hold rows as Arrow-layout columns (a sequence of :class:`CdcRow` on
+    access); :meth:`take` adds rows until a line it declines and returns that line's index.
+    """
+
+    def __init__(self, compiled: Any, summary: ExportSummary, start: int, end: int) -> None:
+        self._columns = compiled.RowColumns
+        self._loads = orjson.loads
+        self._export_time = None if summary.is_incremental else summary.export_time
+        self._new_and_old = summary.output_view == "NEW_AND_OLD_IMAGES"
+        self._start, self._end = start, end
+
+    def batch(self) -> Any:
+        """An empty ``RowColumns``: a :data:`RowBatch` with ``append``."""
+        return self._columns(CdcRow)
+
+    def take(self, lines: list[bytes], index: int, batch: Any) -> int:
+        taken: int = batch.take_export_lines(
+            lines,
+            index,
+            self._loads,
+            self._export_time,
+            self._new_and_old,
+            self._start,
+            self._end,
+        )
+        return taken
 
 
 def _compiled_lines(summary: ExportSummary) -> CompiledLines | None:
-    """The compiled codec's loop over a batch of raw lines, if it is in use: it appends rows
-    until a line it declines and returns that line's index (see ``_fastcodec.export_rows``).
-    """
+    """The compiled codec's loop for this export, if that codec is in use and can take it."""
     compiled = compiled_codec()
     if compiled is None:
         return None
-    export_rows = compiled.export_rows
-    loads = orjson.loads
-    export_time = summary.export_time
     start = end = 0
     if summary.is_incremental:
-        export_time = None
         start, end = summary.window or (TIME_RANGE_START_MICROS, TIME_RANGE_END_MICROS)
-    elif export_time is None:
+    elif summary.export_time is None:
         return None
-    if not all(-(2**63) <= bound < 2**63 for bound in (start, end)):
-        return None  # a window beyond the compiled loop's integers: the pure way checks it
-    new_and_old = summary.output_view == "NEW_AND_OLD_IMAGES"
-
-    def rows_until_declined(lines: list[bytes], index: int, rows: list[CdcRow]) -> int:
-        result: int = export_rows(
-            lines, index, rows, loads, CdcRow, export_time, new_and_old, start, end
-        )
-        return result
-
-    return rows_until_declined
+    bounds = (start, end) if summary.is_incremental else (summary.export_time or 0,)
+    if not all(-(2**63) <= bound < 2**63 for bound in bounds):
+        return None  # beyond the compiled loop's integers: the pure way checks it
+    return CompiledLines(compiled, summary, start, end)
 
 
 def _reason(build: RowBuilder, line: bytes, error: Exception) -> str:
@@ -482,8 +500,11 @@ def read_rows(
     manifest: ExportManifest,
     data_file: DataFile,
     on_bad_line: Callable[[BadLine], None] | None = None,
-) -> Iterator[list[CdcRow]]:
+) -> Iterator[RowBatch]:
     """Rows of one data file, in batches, verified against the manifest when exhausted.
+
+    A batch is a list of rows, or with the compiled codec its ``RowColumns`` (the same rows,
+    kept in Arrow's layout for :class:`~dynamo_lake.lake.writer.StagedWriter`).
 
     A line that cannot become a row raises :class:`ExportIntegrityError` naming the file and
     line, unless ``on_bad_line`` is given: then it is handed over and counted. When the file
@@ -498,14 +519,14 @@ def read_rows(
     line_number = 0
     loads = orjson.loads
     for lines in _lines(_gzip_chunks(location, data_file.md5_checksum), location.uri):
-        batch: list[CdcRow] = []
+        batch: Any = [] if compiled is None else compiled.batch()
         append = batch.append
         index, count = 0, len(lines)
         while index < count:
             if compiled is not None:
                 # Rows up to the first line the compiled codec declines: that one (blank,
                 # malformed, unusual or invalid) goes the pure way below, then it resumes.
-                index = compiled(lines, index, batch)
+                index = compiled.take(lines, index, batch)
                 if index == count:
                     break
             line = lines[index]
