@@ -2,8 +2,8 @@
 pyproject.toml.
 
 The extension is optional: without a C compiler (or the headers of Python or OpenSSL, whose
-one-shot SHA-256 it calls) the build prints one notice and the package installs without it; the pure codec then does all the work. Two
-environment variables change that:
+one-shot SHA-256 it calls) the build prints one notice and the package installs without
+it; the pure codec then does all the work. Two environment variables change that:
 
 * ``DYNAMO_LAKE_REQUIRE_EXT=1``: a failed build is an error (the Docker builder stage, which
   has a compiler and must not ship an image without the fast path by accident);
