@@ -6,8 +6,10 @@ reference).
 One walk over a parsed item (the dict ``orjson.loads`` gave) writes its canonical ``data``
 JSON straight into a C buffer: keys sorted by code point at every depth, compact, UTF-8,
 ``N`` digits verbatim, sets in canonical order, ``B`` as given when it is already standard
-padded base64. :func:`row` then hashes ``op \\x1f time_stamp \\x1f data`` and builds the
-row, uuid included, without leaving C for the common types.
+padded base64. :func:`row` then hashes ``op \\x1f time_stamp \\x1f data`` (OpenSSL's
+one-shot ``SHA256``) and builds the row, uuid included, without leaving C for the common
+types. For whole export files, :class:`RowColumns` does the same per line and keeps the rows
+as Arrow-layout columns, with no Python object per row.
 
 It reads the item and never changes it. Anything it is not sure to write exactly as the
 pure codec would (a number spelling the pure codec rewrites, non-canonical base64, lone
