@@ -505,6 +505,23 @@ def _hostile_lines(kind: str, sample: dict[str, Any]) -> list[bytes]:
     return lines
 
 
+def _mix_hostile_lines(summary: Path, bucket_root: Path, kind: str) -> list[bytes]:
+    """Interleave hostile lines into the export's first data file (manifest updated);
+    return that file's original lines."""
+    entries = _entries(summary, bucket_root)
+    original = [line for line in _data_lines(bucket_root, entries[0]) if line]
+    hostile = _hostile_lines(kind, orjson.loads(original[0]))
+    mixed = [line for pair in zip(original, hostile * 20, strict=False) for line in pair]
+    mixed += original[len(hostile) * 20 :]
+
+    def edit(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _replace_data(bucket_root, listed[0], mixed)
+        return listed
+
+    _edit_file_list(summary, bucket_root, edit)
+    return original
+
+
 @pytest.mark.parametrize(
     ("kind", "view"),
     [
@@ -517,17 +534,7 @@ def test_export_files_give_the_same_rows_and_bad_lines_on_both_paths(
     make_export: Any, bucket_root: Path, kind: str, view: str
 ) -> None:
     summary = make_export(items=300, files=2, kind=kind, output_view=view)
-    entries = _entries(summary, bucket_root)
-    original = [line for line in _data_lines(bucket_root, entries[0]) if line]
-    hostile = _hostile_lines(kind, orjson.loads(original[0]))
-    mixed = [line for pair in zip(original, hostile * 20, strict=False) for line in pair]
-    mixed += original[len(hostile) * 20 :]
-
-    def edit(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        _replace_data(bucket_root, listed[0], mixed)
-        return listed
-
-    _edit_file_list(summary, bucket_root, edit)
+    original = _mix_hostile_lines(summary, bucket_root, kind)
     manifest = read_manifest(str(summary))
 
     def convert(path: str) -> tuple[list[CdcRow], list[BadLine]]:
@@ -558,17 +565,7 @@ def test_the_lake_is_byte_identical_on_both_paths(
     four days, so a batch splits over partitions."""
     window = (datetime(2024, 5, 30, 23, tzinfo=UTC), datetime(2024, 6, 2, 1, tzinfo=UTC))
     summary = make_export(items=2000, files=2, kind=kind, window=window)
-    entries = _entries(summary, bucket_root)
-    original = [line for line in _data_lines(bucket_root, entries[0]) if line]
-    hostile = _hostile_lines(kind, orjson.loads(original[0]))
-    mixed = [line for pair in zip(original, hostile * 20, strict=False) for line in pair]
-    mixed += original[len(hostile) * 20 :]
-
-    def edit(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        _replace_data(bucket_root, listed[0], mixed)
-        return listed
-
-    _edit_file_list(summary, bucket_root, edit)
+    _mix_hostile_lines(summary, bucket_root, kind)
     lakes = {}
     for path in ("pure", "compiled"):
         lakes[path] = tmp_path / path
