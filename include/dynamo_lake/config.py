@@ -20,18 +20,20 @@ One YAML file, versioned with the DAGs (``include/config/tables.yaml`` unless
       schedule: "@daily"           # a preset, a 5-field cron expression, or null (manual only)
 
 The only top-level keys are :data:`TOP_LEVEL_KEYS`. A key may appear once per mapping
-(YAML would silently keep the last one). Prefixes are S3 key prefixes: segments of
+(YAML would silently keep the last one). A table's name follows DynamoDB's table-name
+rule (3-255 letters, digits, underscores, dots and hyphens) and is not :data:`ALL_TABLES`,
+the reconciliation form's choice for every table. Prefixes are S3 key prefixes: segments of
 ``A-Z a-z 0-9 ! _ . * ' ( ) -`` separated by single slashes (a leading or trailing slash is
 ignored). Two tables may not share a lake location or a Glue table, nor nest one lake inside
 another.
 
 A table's ``reconcile:`` settings are a :class:`ReconcileConfig` (every key optional, the
 dataclass holds the defaults). ``reconcile:`` under ``defaults:`` is merged key by key with
-the table's own, the table's keys winning. ``repair: true`` needs the ``export`` or
-``changes`` method (``count`` and ``scan`` compare totals only), and the ``athena`` engine
-needs ``athena_output_location``. The ``reconciliation:`` section holds the DAG's
-``schedule``: one of :data:`SCHEDULE_PRESETS`, a 5-field cron expression, or null for
-manual runs only (``@daily`` when left out).
+the table's own, the table's keys winning. ``epsilon_ms`` is at most :data:`MAX_EPSILON_MS`.
+``repair: true`` needs the ``export`` or ``changes`` method (``count`` and ``scan`` compare
+totals only), and the ``athena`` engine needs ``athena_output_location``. The
+``reconciliation:`` section holds the DAG's ``schedule``: one of :data:`SCHEDULE_PRESETS`, a
+5-field cron expression, or null for manual runs only (``@daily`` when left out).
 
 Errors read ``<file>:<line>: table 'x': field 'y' ...``: they name the file, the line, the
 table and the field, and say what is expected. Reading the file is cheap (no AWS calls,
@@ -59,7 +61,9 @@ from dynamo_lake.contract import (
 from dynamo_lake.errors import ConfigError
 
 __all__ = [
+    "ALL_TABLES",
     "ENGINES",
+    "MAX_EPSILON_MS",
     "RECONCILE_METHODS",
     "ReconcileConfig",
     "TableConfig",
@@ -77,9 +81,22 @@ ENGINES: tuple[str, ...] = ("duckdb", "athena")
 # The Airflow presets the reconciliation DAG accepts (@once would run it a single time).
 SCHEDULE_PRESETS: tuple[str, ...] = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 DEFAULT_SCHEDULE = "@daily"
+# The reconciliation form's choice for every configured table, so never a table's name: a
+# table called that could not be reconciled alone. The Airflow params re-export it.
+ALL_TABLES = "all tables"
+# The largest reconcile.epsilon_ms (5 minutes). ε is the tolerance for stream times
+# (ApproximateCreationDateTime) around the cut time T: a key is drift only if the lake
+# differs from the table both at T - ε and at T + ε, so a large ε hides real drift and an
+# hours-long one would switch the check off. Stream times are accurate to well under a
+# second, so minutes are already generous.
+MAX_EPSILON_MS = 300_000
 _RECONCILIATION_KEYS: tuple[str, ...] = ("schedule",)
 _GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
-_DYNAMODB_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+# DynamoDB's table-name rule; the names under 'tables:' follow it too. Use fullmatch: '$'
+# alone also matches before a final newline.
+_DYNAMODB_TABLE_CHARACTERS = "A-Za-z0-9_.-"
+_DYNAMODB_TABLE = re.compile(rf"^[{_DYNAMODB_TABLE_CHARACTERS}]{{3,255}}$")
+_NOT_DYNAMODB_TABLE_CHARACTER = re.compile(rf"[^{_DYNAMODB_TABLE_CHARACTERS}]")
 # S3's "safe characters" for object keys.
 _PREFIX_CHARACTERS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!_.*'()-/"
@@ -119,7 +136,7 @@ class ReconcileConfig:
 
     method: str = "count"  # one of RECONCILE_METHODS
     settle_margin_minutes: int = 30  # how long after a change it is compared
-    epsilon_ms: int = 1000  # clock difference tolerated between DynamoDB and the lake
+    epsilon_ms: int = 1000  # stream-time tolerance around T; at most MAX_EPSILON_MS
     count_staleness_hours: int = 6  # how stale DescribeTable.ItemCount may be
     count_slack: int = 0  # extra difference allowed by the count and scan methods
     repair: bool = False  # write missing or stale items back (export and changes only)
@@ -185,7 +202,7 @@ _RECONCILE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Reconci
 # Whole-number reconcile keys: (lowest, highest or None, what the number counts).
 _RECONCILE_WHOLE: dict[str, tuple[int, int | None, str]] = {
     "settle_margin_minutes": (0, None, "minutes"),
-    "epsilon_ms": (0, None, "milliseconds"),
+    "epsilon_ms": (0, MAX_EPSILON_MS, "milliseconds"),
     "count_staleness_hours": (0, None, "hours"),
     "count_slack": (0, None, "items"),
     "duckdb_memory_limit_mb": (64, None, "MiB"),
@@ -434,6 +451,41 @@ def _prefix_problem(value: str) -> str | None:
     return None
 
 
+def _table_name_problem(name: str) -> str | None:
+    """Why ``name`` may not name a table under ``tables:``, or None if it may.
+
+    Characters are shown as repr, so a newline or a NUL is written escaped, never raw.
+    """
+    if name == ALL_TABLES:
+        return (
+            "is reserved: the reconciliation form offers it as the choice for every table, so "
+            "a table of that name could never be reconciled alone; rename it, e.g. 'orders'"
+        )
+    if _DYNAMODB_TABLE.fullmatch(name):
+        return None
+    problems = []
+    if not name:
+        problems.append("is empty")
+    elif len(name) < 3:
+        problems.append(
+            f"is {len(name)} character{'s' if len(name) != 1 else ''} long (at least 3)"
+        )
+    elif len(name) > 255:
+        problems.append(f"is {len(name)} characters long (at most 255)")
+    odd = sorted(set(_NOT_DYNAMODB_TABLE_CHARACTER.findall(name)))
+    if odd:
+        problems.append(f"contains {', '.join(repr(character) for character in odd)}")
+    return (
+        f"{' and '.join(problems)}: table names follow DynamoDB's rule (3-255 letters, digits, "
+        "underscores, dots and hyphens); rename it, e.g. 'orders'"
+    )
+
+
+def _shown(name: str) -> str:
+    """``name`` as repr, cut short when long: an error message is one readable line."""
+    return repr(name) if len(name) <= 64 else f"{name[:32]!r}..."
+
+
 def _cron_problem(expression: str) -> str | None:
     """Why ``expression`` is not a 5-field cron expression, or None if it looks like one.
 
@@ -531,7 +583,7 @@ def _s3_location_problem(value: str) -> str | None:
 
 
 def _sns_topic_arn_problem(value: str) -> str | None:
-    if _SNS_TOPIC_ARN.match(value):
+    if _SNS_TOPIC_ARN.fullmatch(value):
         return None
     return (
         "is not an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic>, e.g. "
@@ -540,7 +592,7 @@ def _sns_topic_arn_problem(value: str) -> str | None:
 
 
 def _athena_workgroup_problem(value: str) -> str | None:
-    if _ATHENA_WORKGROUP.match(value):
+    if _ATHENA_WORKGROUP.fullmatch(value):
         return None
     return (
         "is not an Athena workgroup name (1-128 letters, digits, dots, underscores and "
@@ -610,7 +662,9 @@ def _check_reconcile(
             if isinstance(value, bool) or not isinstance(value, int):
                 raise error(key, f"must be a whole number of {unit}, not {_kind(value)}")
             if value < lowest or (highest is not None and value > highest):
-                bounds = f"between {lowest} and {highest}" if highest else f">= {lowest}"
+                bounds = (
+                    f"between {lowest} and {highest}" if highest is not None else f">= {lowest}"
+                )
                 raise error(key, f"= {value!r} is out of range: it must be {bounds} ({unit})")
         elif key == "repair":
             if not isinstance(value, bool):
@@ -724,7 +778,7 @@ def _check_table(
         if "str" in expected and value is not None and not isinstance(value, str):
             raise error(field_name, f"must be a string, not {_kind(value)} (quote it)")
     table = values["dynamodb_table"]
-    if not _DYNAMODB_TABLE.match(table):
+    if not _DYNAMODB_TABLE.fullmatch(table):
         raise error(
             "dynamodb_table",
             f"= {table!r} is not a DynamoDB table name (3-255 letters, digits, underscores, "
@@ -749,7 +803,7 @@ def _check_table(
                     f"{_PREFIX_HINT} (leave the field out to use {default!r})",
                 )
     for field_name in ("glue_database", "glue_table"):
-        if not _GLUE_NAME.match(values[field_name]):
+        if not _GLUE_NAME.fullmatch(values[field_name]):
             raise error(
                 field_name,
                 f"= {values[field_name]!r} must be lowercase letters, digits and underscores "
@@ -860,11 +914,13 @@ def load_tables(path: Path | str | None = None) -> TablesConfig:
     lines: dict[str, int] = {}
     for name, values in raw["tables"].items():
         line = table_lines.get(name, tables_line)
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):
             raise ConfigError(
-                f"{path}:{line}: table name {name!r} must be a non-empty string, not "
-                f"{_kind(name)}; quote it"
+                f"{path}:{line}: table name {name!r} must be a string, not {_kind(name)}; quote it"
             )
+        problem = _table_name_problem(name)
+        if problem:
+            raise ConfigError(f"{path}:{line}: table name {_shown(name)} {problem}")
         if not isinstance(values, dict):
             raise ConfigError(
                 f"{path}:{line}: table {name!r} must be a mapping of fields, not {_kind(values)}"

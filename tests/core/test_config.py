@@ -724,6 +724,88 @@ def test_a_table_that_is_not_a_mapping_carries_its_line(tmp_path: Path) -> None:
     assert "table 'users' must be a mapping of fields, not a string" in message
 
 
+# -- Table names: DynamoDB's own rule, and the reconciliation form's reserved word --------
+
+NAME_RULE = (
+    "table names follow DynamoDB's rule (3-255 letters, digits, underscores, dots and "
+    "hyphens); rename it, e.g. 'orders'"
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "shown", "problem"),
+    [
+        pytest.param("'../../etc'", "'../../etc'", "contains '/'", id="path-traversal"),
+        pytest.param("a/b", "'a/b'", "contains '/'", id="slash"),
+        pytest.param("ab", "'ab'", "is 2 characters long (at least 3)", id="too-short"),
+        pytest.param(
+            "x" * 256, f"'{'x' * 32}'...", "is 256 characters long (at most 255)", id="too-long"
+        ),
+        pytest.param('"orders\\nprod"', "'orders\\nprod'", "contains '\\n'", id="newline"),
+        pytest.param('"orders\\n"', "'orders\\n'", "contains '\\n'", id="trailing-newline"),
+        pytest.param('"orders\\0"', "'orders\\x00'", "contains '\\x00'", id="nul"),
+        pytest.param(
+            '"orders\\u202eprod"', "'orders\\u202eprod'", "contains '\\u202e'", id="bidi-override"
+        ),
+        pytest.param("'<b>x</b>'", "'<b>x</b>'", "contains '/', '<', '>'", id="html"),
+        pytest.param("' '", "' '", "is 1 character long (at least 3) and contains ' '", id="blank"),
+        pytest.param("''", "''", "is empty", id="empty"),
+        pytest.param("commandes-été", "'commandes-été'", "contains 'é'", id="accented"),
+    ],
+)
+def test_a_bad_table_name_is_refused_naming_the_rule(
+    tmp_path: Path, key: str, shown: str, problem: str
+) -> None:
+    path = _write(tmp_path, ORDERS.replace("  orders:\n", f"  {key}:\n"))
+
+    message = _error_at(path, 2)
+
+    assert f"table name {shown} {problem}: {NAME_RULE}" in message
+    # A control character is shown escaped, never written raw into a log line or a page.
+    assert "\n" not in message
+    assert "\x00" not in message
+    assert "\u202e" not in message
+
+
+def test_the_form_s_every_table_choice_is_not_a_table_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, ORDERS.replace("  orders:\n", "  all tables:\n"))
+
+    message = _error_at(path, 2)
+
+    assert "table name 'all tables' is reserved: the reconciliation form offers it as the " in (
+        message
+    )
+    assert "could never be reconciled alone; rename it, e.g. 'orders'" in message
+
+
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        pytest.param("abc", "ab", id="3-characters"),
+        pytest.param("x" * 255, "x" * 256, id="255-characters"),
+        pytest.param("orders.v2-prod_EU", "orders.v2 prod_EU", id="dots-dashes-underscores"),
+        pytest.param("all-tables", "all tables", id="all-tables"),
+    ],
+)
+def test_the_table_name_rule_has_exact_edges(tmp_path: Path, good: str, bad: str) -> None:
+    """Each good name loads; its neighbour just across the rule does not."""
+    good_path = _write(tmp_path, ORDERS.replace("  orders:\n", f"  '{good}':\n"), "good.yaml")
+    bad_path = _write(tmp_path, ORDERS.replace("  orders:\n", f"  '{bad}':\n"), "bad.yaml")
+
+    assert list(load_tables(good_path).tables) == [good]
+    assert load_tables(good_path).table(good).dynamodb_table == "orders-prod"
+    assert "rename it, e.g. 'orders'" in _error_at(bad_path, 2)
+
+
+def test_a_bad_table_name_is_named_before_its_fields(tmp_path: Path) -> None:
+    # The entry's lake_bucket (line 6) is wrong too; the name is reported first.
+    path = _write(tmp_path, ORDERS.replace("  orders:\n", "  a/b:\n").replace("acme-lake", "A"))
+
+    message = _error_at(path, 2)
+
+    assert "table name 'a/b' contains '/'" in message
+
+
 def test_the_default_tables_file_is_the_shipped_one_and_loads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -747,6 +829,14 @@ def test_the_reconcile_names_are_exported() -> None:
     assert {"ReconcileConfig", "RECONCILE_METHODS", "ENGINES"} <= set(config.__all__)
     assert RECONCILE_METHODS == ("count", "scan", "export", "changes")
     assert ENGINES == ("duckdb", "athena")
+
+
+def test_the_reserved_table_name_and_the_epsilon_limit_are_exported() -> None:
+    import dynamo_lake.config as config
+
+    assert {"ALL_TABLES", "MAX_EPSILON_MS"} <= set(config.__all__)
+    assert config.ALL_TABLES == "all tables"
+    assert config.MAX_EPSILON_MS == 300_000  # 5 minutes
 
 
 @pytest.mark.parametrize(
@@ -880,6 +970,12 @@ def test_reconcile_under_defaults_is_merged_key_by_key(tmp_path: Path) -> None:
             "epsilon_ms: true",
             "field 'reconcile.epsilon_ms' must be a whole number of milliseconds, not true/false",
             id="boolean-ms",
+        ),
+        pytest.param(
+            "epsilon_ms: 3600000",
+            "field 'reconcile.epsilon_ms' = 3600000 is out of range: it must be between 0 and "
+            "300000 (milliseconds)",
+            id="hour-long-epsilon",
         ),
         pytest.param(
             "count_staleness_hours: -6",
@@ -1037,6 +1133,75 @@ def test_a_wrong_reconcile_value_under_defaults_points_at_defaults(tmp_path: Pat
     message = _error_at(path, 3)
 
     assert "table 'orders': field 'reconcile.epsilon_ms' (set under 'defaults:') = -1" in message
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "line", "origin"),
+    [
+        pytest.param("", "    reconcile:\n      epsilon_ms: {value}\n", 10, "", id="in-a-table"),
+        pytest.param(
+            "defaults:\n  reconcile:\n    epsilon_ms: {value}\n",
+            "",
+            3,
+            " (set under 'defaults:')",
+            id="under-defaults",
+        ),
+    ],
+)
+def test_epsilon_ms_is_bounded_on_both_ends(
+    tmp_path: Path, prefix: str, suffix: str, line: int, origin: str
+) -> None:
+    def written(value: int) -> Path:
+        text = prefix.format(value=value) + ORDERS + suffix.format(value=value)
+        return _write(tmp_path, text, f"epsilon_{value}.yaml")
+
+    for value in (0, 300_000):
+        assert load_tables(written(value)).table("orders").reconcile.epsilon_ms == value
+    for value in (-1, 300_001):
+        message = _error_at(written(value), line)
+        assert (
+            f"table 'orders': field 'reconcile.epsilon_ms'{origin} = {value} is out of range: "
+            "it must be between 0 and 300000 (milliseconds)"
+        ) in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        pytest.param(
+            ORDERS.replace("orders-prod", '"orders-prod\\n"'),
+            3,
+            "field 'dynamodb_table' = 'orders-prod\\n' is not a DynamoDB table name",
+            id="dynamodb-table",
+        ),
+        pytest.param(
+            ORDERS.replace("glue_database: shop", 'glue_database: "shop\\n"'),
+            7,
+            "field 'glue_database' = 'shop\\n' must be lowercase letters",
+            id="glue-database",
+        ),
+        pytest.param(
+            RECONCILE + '      athena_workgroup: "primary\\n"\n',
+            10,
+            "field 'reconcile.athena_workgroup' = 'primary\\n' is not an Athena workgroup name",
+            id="athena-workgroup",
+        ),
+        pytest.param(
+            RECONCILE + '      sns_topic_arn: "arn:aws:sns:us-east-1:123456789012:alerts\\n"\n',
+            10,
+            "field 'reconcile.sns_topic_arn' = 'arn:aws:sns:us-east-1:123456789012:alerts\\n' "
+            "is not an SNS topic ARN",
+            id="sns-topic-arn",
+        ),
+    ],
+)
+def test_a_final_newline_does_not_slip_past_a_name_rule(
+    tmp_path: Path, text: str, line: int, words: str
+) -> None:
+    # A regex ending in '$' also matches just before a final newline.
+    path = _write(tmp_path, text)
+
+    assert f"table 'orders': {words}" in _error_at(path, line)
 
 
 def test_an_unknown_reconcile_field_under_defaults_points_at_defaults(tmp_path: Path) -> None:

@@ -9,11 +9,12 @@ from collections.abc import Iterable
 
 from airflow.sdk import Param
 
-__all__ = ["ALL_TABLES", "TIME_FORMAT_HINT", "TIME_PATTERN", "table_param", "time_param"]
+# The table choice that means every configured table. A visible choice, not "": the form
+# treats an empty required field as missing and will not trigger. Defined in the core, which
+# refuses it as a table name.
+from dynamo_lake.config import ALL_TABLES
 
-#: The table choice that means every configured table. A visible choice, not "": the form
-#: treats an empty required field as missing and will not trigger.
-ALL_TABLES = "all tables"
+__all__ = ["ALL_TABLES", "TIME_FORMAT_HINT", "TIME_PATTERN", "table_param", "time_param"]
 
 TIME_FORMAT_HINT = "UTC, typed as ISO-8601 text, e.g. 2024-06-01T12:00:00Z"
 
