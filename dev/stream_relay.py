@@ -17,6 +17,15 @@ Choices, so the lake behaves as the AWS pipeline's would:
   consecutive records of one shard tie, it adds 1 µs per record in shard order, so the lake
   orders a key's changes as the stream did (real Kinesis-for-DynamoDB at µs has no ties to
   break; the shift is at most the number of records sharing one source tick, in µs).
+* **Clocks.** Those times come from moto's wall clock in the emulator's process (not the
+  emulator clock that ``set_clock`` moves, which only exports and PITR follow), and a stack
+  reached by ``--endpoint-url`` may run on a host whose clock differs from this one. The
+  Lambda refuses a record created later than its "now" plus a few minutes of skew, so each
+  record keeps when it was read on the emulator's clock (the ``Date`` of the GetRecords
+  answer, as Kinesis stamps ``approximateArrivalTimestamp`` on its own clock), and the relay
+  calls the Lambda with "now" = the later of this host's clock and the batch's latest
+  arrival. A record read from the stream was created before it was read, so no genuine
+  record is refused, while the Lambda's check itself stays as in production.
 * **Batches.** A batch is published as one lake-writer group named
   ``stream-<shard>-<first sequence number>-<digest of its record ids>``, so delivering the
   same batch again replaces its files instead of adding rows, and a different batch that
@@ -36,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import hashlib
 import logging
 import random
@@ -70,8 +80,10 @@ __all__ = [
     "KinesisRecord",
     "StreamRelay",
     "kinesis_record",
+    "lambda_now_micros",
     "latest_state",
     "raw_client",
+    "source_clock_micros",
     "table_state",
 ]
 
@@ -120,6 +132,8 @@ class KinesisRecord:
     sequence_number: str
     payload: bytes  # the Kinesis-for-DynamoDB JSON
     partition_key: str
+    #: When it was read, µs on the source's clock (None: unknown, this host's clock is used).
+    arrival_micros: int | None = None
 
     @property
     def record_id(self) -> str:
@@ -214,17 +228,18 @@ class FirehoseDelivery:
         for record in records:
             copy = seen.get(record.record_id, 0)
             seen[record.record_id] = copy + 1
+            arrival_ms = now_ms if record.arrival_micros is None else record.arrival_micros // 1000
             event_records.append(
                 {
                     "recordId": record.record_id + (f"#{copy}" if copy else ""),
-                    "approximateArrivalTimestamp": now_ms,
+                    "approximateArrivalTimestamp": arrival_ms,
                     "data": base64.b64encode(record.payload).decode("ascii"),
                     "kinesisRecordMetadata": {
                         "shardId": record.shard_id,
                         "sequenceNumber": record.sequence_number,
                         "subsequenceNumber": 0,
                         "partitionKey": record.partition_key,
-                        "approximateArrivalTimestamp": now_ms,
+                        "approximateArrivalTimestamp": arrival_ms,
                     },
                 }
             )
@@ -245,7 +260,7 @@ class FirehoseDelivery:
         digest = hashlib.sha256(members).hexdigest()[:12]
         group = f"stream-{first.shard_id}-{first.sequence_number}-{digest}"
         event = self.firehose_event(batch)
-        response = transform_event(event, self.table_name)
+        response = transform_event(event, self.table_name, now_micros=lambda_now_micros(batch))
         answers = {answer["recordId"]: answer for answer in response["records"]}
         if set(answers) != {record["recordId"] for record in event["records"]}:
             raise RuntimeError(f"the Lambda did not answer every record of {group}")
@@ -323,14 +338,17 @@ class StreamRelay:
             while iterator:
                 page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
                 records = page.get("Records", [])
-                fresh.extend(self._reshape(shard_id, record) for record in records)
+                arrival = source_clock_micros(page)
+                fresh.extend(self._reshape(shard_id, record, arrival) for record in records)
                 iterator = page.get("NextShardIterator")
                 if not records:
                     break
             self._iterators[shard_id] = iterator
         return fresh
 
-    def _reshape(self, shard_id: str, record: Mapping[str, Any]) -> KinesisRecord:
+    def _reshape(
+        self, shard_id: str, record: Mapping[str, Any], arrival_micros: int | None
+    ) -> KinesisRecord:
         micros = _seconds_to_micros(record["dynamodb"]["ApproximateCreationDateTime"])
         micros = max(micros, self._last_micros.get(shard_id, -1) + 1)
         self._last_micros[shard_id] = micros
@@ -340,6 +358,7 @@ class StreamRelay:
             record["dynamodb"]["SequenceNumber"],
             kinesis_record(record, self.table_name, micros),
             base64.b64encode(keys).decode("ascii")[:256],
+            arrival_micros,
         )
 
     # -- batching and delivery -----------------------------------------------------------
@@ -398,6 +417,27 @@ class StreamRelay:
 
     def deliver(self, batch: list[KinesisRecord]) -> BatchResult:
         return self.delivery.deliver(batch)
+
+
+def source_clock_micros(response: Mapping[str, Any]) -> int | None:
+    """The answering server's clock from a boto3 response's ``Date`` header, as µs since the
+    epoch: ``Date`` has whole seconds, so this is its end (the server's clock read less than
+    that when it answered). None without a readable ``Date``."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        moment = email.utils.parsedate_to_datetime(headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None  # "-0000": no zone stated
+    return datetime_to_micros(moment) + 1_000_000
+
+
+def lambda_now_micros(batch: Iterable[KinesisRecord]) -> int:
+    """The "now" the relay gives the Lambda for a batch: the later of this host's clock and
+    the batch's latest arrival on the source's clock (see the module's "Clocks")."""
+    arrivals = [record.arrival_micros for record in batch if record.arrival_micros is not None]
+    return max([time.time_ns() // 1000, *arrivals])
 
 
 def _row_from_output(answer: Mapping[str, Any]) -> CdcRow:

@@ -21,9 +21,11 @@ Every input ``recordId`` is answered, one bad record never fails the batch:
   table takes only its own. Nothing is written for it; the S3 backup keeps the source record.
 * ``ProcessingFailed``: a record that cannot be read (bad base64, bad UTF-8 or JSON, not a
   DynamoDB change, a time that is not epoch ms or µs from 2012 to 2100, an attribute the
-  codec refuses), and a record whose handling failed in any unexpected way. Its original
-  ``data`` is returned unchanged and Firehose writes it under the ``processing-failed``
-  error prefix.
+  codec refuses), a record created in the future (its ``ApproximateCreationDateTime`` later
+  than this Lambda's clock plus :data:`MAX_CLOCK_SKEW_MICROS`: such a row would sit in
+  ``year=2099/...`` as the table's newest change forever), and a record whose handling failed
+  in any unexpected way. Its original ``data`` is returned unchanged and Firehose writes it
+  under the ``processing-failed`` error prefix.
 
 Each record is answered on its own: nothing one record holds can fail the batch. A record
 that has no ``recordId`` string (``null``, not an object) cannot be answered at all; it is
@@ -41,17 +43,19 @@ import base64
 import binascii
 import logging
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, TypedDict
 
 import orjson
 
-from dynamo_lake.cdc import CdcRow, metadata_text, row_from_stream_record
+from dynamo_lake.cdc import CdcRow, metadata_text, micros_to_datetime, row_from_stream_record
 from dynamo_lake.contract import COLUMNS, partition_values
 from dynamo_lake.errors import InvalidItemError, InvalidRecordError
 
 __all__ = [
+    "MAX_CLOCK_SKEW_MICROS",
     "RESPONSE_LIMIT_BYTES",
     "Outcome",
     "Result",
@@ -72,6 +76,16 @@ Result = Literal["Ok", "Dropped", "ProcessingFailed"]
 RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
 #: Per-record envelope of the response beyond the base64 data (ids, result, partition keys).
 _ENVELOPE_BYTES = 160
+#: How far a record's creation time may lie ahead of this Lambda's clock (5 minutes, in µs);
+#: a record exactly at now + this is accepted, one later is ProcessingFailed. DynamoDB stamps
+#: a change before it puts it on Kinesis, and Firehose buffers it before calling the Lambda,
+#: so a genuine record is never ahead of now except by how far the two AWS clocks disagree:
+#: both are NTP-synchronised (Amazon Time Sync), which keeps that to milliseconds. 5 minutes
+#: is AWS's own tolerance for a request's clock (SigV4 refuses a signature more than 5
+#: minutes off), far above that error and far below the harm: a row from the future is the
+#: table's newest change until the real time catches up with it.
+MAX_CLOCK_SKEW_MICROS = 5 * 60 * 1_000_000
+_TIME_FIELD = "dynamodb.ApproximateCreationDateTime"
 _DYNAMODB_SOURCE = "aws:dynamodb"
 _TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 
@@ -172,12 +186,55 @@ def is_ttl_delete(change: Mapping[str, Any]) -> bool:
     )
 
 
+def _now_micros() -> int:
+    """This Lambda's wall clock, µs since the epoch (UTC)."""
+    return time.time_ns() // 1000
+
+
+def _check_not_from_the_future(row: CdcRow, change: Mapping[str, Any], now_micros: int) -> None:
+    """Refuse a creation time later than ``now_micros`` + :data:`MAX_CLOCK_SKEW_MICROS`."""
+    ahead = row.time_stamp - now_micros
+    if ahead <= MAX_CLOCK_SKEW_MICROS:
+        return
+    # The time passed the contract's range check: a JSON number, safe and short to quote.
+    shown = repr(change["dynamodb"]["ApproximateCreationDateTime"])
+    raise InvalidRecordError(
+        f"{_TIME_FIELD} {shown} ({time_stamp_text(row.time_stamp)}) is {_span_text(ahead)} "
+        f"ahead of this Lambda's clock ({_clock_text(now_micros)}), more than the "
+        f"{MAX_CLOCK_SKEW_MICROS / 60_000_000:g} min of clock skew allowed; Kinesis Data Streams "
+        "for DynamoDB stamps a change before it reaches this Lambda, so this time is not "
+        "DynamoDB's: feed this Lambda from the table's Kinesis streaming destination, or fix "
+        "the clock of whatever wrote the record"
+    )
+
+
+def _span_text(micros: int) -> str:
+    minutes = micros / 60_000_000
+    if minutes < 120:
+        return f"{minutes:.1f} min"
+    if minutes < 2 * 24 * 60:
+        return f"{minutes / 60:.1f} h"
+    if minutes < 730 * 24 * 60:
+        return f"{minutes / (24 * 60):.1f} days"
+    return f"{minutes / (365.25 * 24 * 60):.1f} years"
+
+
+def _clock_text(micros: int) -> str:
+    try:
+        return f"{micros_to_datetime(micros):%Y-%m-%dT%H:%M:%S.%fZ}"
+    except (OverflowError, ValueError, OSError):
+        return f"{micros} µs"  # an injected "now" beyond datetime's years
+
+
 def transform_record(
-    record: Mapping[str, Any], table_name: str | None = None
+    record: Mapping[str, Any], table_name: str | None = None, *, now_micros: int | None = None
 ) -> tuple[OutputRecord, Outcome]:
     """Answer one Firehose input record: the output record and what became of it.
 
     ``table_name``: when given, readable records of any other table are ``Dropped``.
+    ``now_micros``: "now" in µs since the epoch for the future check (default: the wall
+    clock); a record created later than now + :data:`MAX_CLOCK_SKEW_MICROS` is
+    ``ProcessingFailed``.
     """
     record_id = record.get("recordId")
     if not isinstance(record_id, str):
@@ -189,6 +246,7 @@ def transform_record(
             reason = f"record of table {metadata_text(change.get('tableName'))}, not {table_name!r}"
             return {"recordId": record_id, "result": "Dropped"}, Outcome("Dropped", reason=reason)
         row = row_from_stream_record(change)
+        _check_not_from_the_future(row, change, _now_micros() if now_micros is None else now_micros)
     except (_Unreadable, InvalidRecordError, InvalidItemError) as exc:
         # These messages name paths and kinds of problems, never values: safe to log.
         return _failed(record, record_id), Outcome("ProcessingFailed", reason=str(exc))
@@ -212,11 +270,11 @@ def _failed(record: Mapping[str, Any], record_id: str) -> OutputRecord:
 
 
 def _answer(
-    record: Mapping[str, Any], record_id: str, table_name: str | None
+    record: Mapping[str, Any], record_id: str, table_name: str | None, now_micros: int
 ) -> tuple[OutputRecord, Outcome]:
     """:func:`transform_record`, with the per-record boundary that keeps the batch alive."""
     try:
-        return transform_record(record, table_name)
+        return transform_record(record, table_name, now_micros=now_micros)
     except Exception as exc:  # the per-record boundary: answer every record, never raise
         # A bug or a case nobody foresaw: this record fails alone. Only the class is logged,
         # the message of an unknown exception may quote the record.
@@ -230,8 +288,18 @@ def _log(level: int, event: str, **fields: object) -> None:
         log.log(level, "%s", orjson.dumps({"event": event, **fields}).decode("utf-8"))
 
 
-def transform_event(event: Mapping[str, Any], table_name: str | None = None) -> dict[str, Any]:
-    """The whole Firehose invocation: ``{"records": [...]}``, one answer per input record."""
+def transform_event(
+    event: Mapping[str, Any], table_name: str | None = None, *, now_micros: int | None = None
+) -> dict[str, Any]:
+    """The whole Firehose invocation: ``{"records": [...]}``, one answer per input record.
+
+    ``now_micros``: this invocation's "now", µs since the epoch, against which every record's
+    creation time is checked (see :data:`MAX_CLOCK_SKEW_MICROS`). Default: the wall clock,
+    read once as the invocation starts (every record of the batch reached Kinesis before it).
+    Tests pass a fixed instant; the local stream relay passes its source's clock.
+    """
+    if now_micros is None:
+        now_micros = _now_micros()
     records = event.get("records")
     if not isinstance(records, list):
         raise InvalidRecordError('a Firehose event needs a "records" list')
@@ -251,7 +319,7 @@ def transform_event(event: Mapping[str, Any], table_name: str | None = None) -> 
                 index=index,
             )
             continue
-        answer, outcome = _answer(record, record_id, table_name)
+        answer, outcome = _answer(record, record_id, table_name, now_micros)
         answers.append(answer)
         counts[outcome.result] += 1
         size += len(answer.get("data", "")) + _ENVELOPE_BYTES
@@ -304,7 +372,7 @@ def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
     """Lambda entry point (``dynamo_lake.firehose_lambda.handler``).
 
     Environment: ``SOURCE_TABLE_NAME`` (optional: records of other tables are Dropped),
-    ``LOG_LEVEL`` (default INFO).
+    ``LOG_LEVEL`` (default INFO). "Now" for the future check is the Lambda's wall clock.
     """
     _configure_logging()
     return transform_event(event, os.environ.get("SOURCE_TABLE_NAME") or None)

@@ -18,6 +18,7 @@ from dynamo_lake.cdc import (
     row_uuid,
 )
 from dynamo_lake.firehose_lambda import (
+    MAX_CLOCK_SKEW_MICROS,
     RESPONSE_LIMIT_BYTES,
     handler,
     time_stamp_text,
@@ -463,3 +464,85 @@ def test_no_log_record_carries_item_content_while_paths_are_named(
         assert any(f"invalid DynamoDB attribute at {path}: " in r for r in reasons), path
     # Outside the original data handed back for the error prefix, the answers are clean too.
     assert all(SECRET not in orjson.dumps({**a, "data": ""}).decode() for a in answers)
+
+
+# --- a record created in the future: refused against the Lambda's clock --------------------
+
+NOW = 1_717_243_200_000_000  # 2024-06-01T12:00:00Z, the "now" the tests inject (µs)
+HOUR = 3_600_000_000
+SECOND = 1_000_000
+
+
+def failed_reasons(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
+    logged = [orjson.loads(record.getMessage()) for record in caplog.records]
+    return {e["record_id"]: e["reason"] for e in logged if e["event"] == "record_failed"}
+
+
+def test_a_record_from_the_future_fails_alone_and_the_log_names_problem_and_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = stream_record("INSERT", new=KEYS, when=NOW - HOUR)
+    event = firehose_event(
+        good,
+        stream_record("INSERT", new=KEYS, when=NOW + HOUR),  # µs, one hour ahead
+        stream_record("MODIFY", new=KEYS, old=KEYS, when=4_070_908_800_000),  # 2099, in ms
+        good,
+    )
+    with caplog.at_level(logging.INFO, logger="dynamo_lake.firehose_lambda"):
+        answers = transform_event(event, now_micros=NOW)["records"]
+    assert [(a["recordId"], a["result"]) for a in answers] == [
+        ("r00000", "Ok"),
+        ("r00001", "ProcessingFailed"),
+        ("r00002", "ProcessingFailed"),
+        ("r00003", "Ok"),
+    ]
+    for answer, record in zip(answers[1:3], event["records"][1:3], strict=True):
+        assert answer["data"] == record["data"]  # the original, for the error prefix
+        assert "metadata" not in answer
+    reasons = failed_reasons(caplog)
+    assert reasons["r00001"] == (
+        "dynamodb.ApproximateCreationDateTime 1717246800000000 (2024-06-01T13:00:00.000000Z) "
+        "is 60.0 min ahead of this Lambda's clock (2024-06-01T12:00:00.000000Z), more than "
+        "the 5 min of clock skew allowed; Kinesis Data Streams for DynamoDB stamps a change "
+        "before it reaches this Lambda, so this time is not DynamoDB's: feed this Lambda from "
+        "the table's Kinesis streaming destination, or fix the clock of whatever wrote the "
+        "record"
+    )
+    assert reasons["r00002"].startswith(
+        "dynamodb.ApproximateCreationDateTime 4070908800000 (2099-01-01T00:00:00.000000Z) "
+        "is 74.6 years ahead of this Lambda's clock"
+    )
+    summary = orjson.loads(caplog.records[-1].getMessage())
+    assert (summary["ok"], summary["failed"]) == (2, 2)
+
+
+def test_the_handler_checks_against_the_wall_clock() -> None:
+    wall = time.time_ns() // 1000
+    event = firehose_event(
+        stream_record("INSERT", new=KEYS, when=4_070_908_800_000),  # 2099
+        stream_record("INSERT", new=KEYS, when=wall + HOUR),
+        stream_record("INSERT", new=KEYS, when=wall - SECOND),
+    )
+    answers = handler(event, None)["records"]
+    assert [a["result"] for a in answers] == ["ProcessingFailed", "ProcessingFailed", "Ok"]
+
+
+@pytest.mark.parametrize(
+    ("when", "result"),
+    [
+        (NOW + MAX_CLOCK_SKEW_MICROS - SECOND, "Ok"),  # within the skew
+        (NOW + MAX_CLOCK_SKEW_MICROS, "Ok"),  # exactly at the limit: accepted
+        ((NOW + MAX_CLOCK_SKEW_MICROS) // 1000, "Ok"),  # the same instant in ms
+        (NOW + MAX_CLOCK_SKEW_MICROS + 1, "ProcessingFailed"),  # 1 µs past the limit
+        ((NOW + MAX_CLOCK_SKEW_MICROS) // 1000 + 1, "ProcessingFailed"),  # 1 ms past it
+    ],
+)
+def test_a_creation_time_up_to_now_plus_the_skew_is_accepted_and_later_is_not(
+    when: int, result: str
+) -> None:
+    event = firehose_event(stream_record("INSERT", new=KEYS, when=when))
+    (answer,) = transform_event(event, now_micros=NOW)["records"]
+    assert answer["result"] == result
+    if result == "Ok":
+        (row,) = rows_of({"records": [answer]})
+        assert row["time_stamp"] == time_stamp_text(when if when > 10**15 else when * 1000)
