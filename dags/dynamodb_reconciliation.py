@@ -30,8 +30,10 @@ Mapped tasks are named by table.
 
 **What a run does**: plan (check the table, PITR, the times) → export (deferred) → convert
 into a work location readers never see → scan (scan method) → settle (wait until the lake has
-settled past the scan) → check (compare; repair if asked; report; asset event) → judge (red on
-drift; an SNS message when the table has `reconcile.sns_topic_arn`).
+settled past the scan) → check (compare; repair if asked; report and a Parquet file of every
+finding; asset event) → judge (red on drift; an SNS message when the table has
+`reconcile.sns_topic_arn`, also for a repaired or inconclusive table) → clean_work (a teardown:
+removes the work location whatever happened).
 
 **On drift**: read the report (`samples` names up to 20 keys of each kind). Missing keys and
 phantoms usually mean the stream lost or invented records (Firehose errors in the
@@ -188,6 +190,12 @@ def dynamodb_reconciliation() -> None:
         outlet_events[LAKE_TABLES].add(Asset(name=name, uri=uri), extra=extra)
         return checked
 
+    @task
+    def clean_work(plans: list[dict[str, Any]]) -> None:
+        from dynamo_lake.airflow import reconciliation_tasks
+
+        reconciliation_tasks.clean_work(plans)
+
     @task(retries=0, on_failure_callback=_alert, map_index_template="{{ table_name }}")
     def judge(checked: dict[str, Any]) -> dict[str, Any]:
         from dynamo_lake.airflow import reconciliation_tasks
@@ -214,6 +222,7 @@ def dynamodb_reconciliation() -> None:
     settle >> inputs
     checked = check.expand_kwargs(inputs)
     judge.expand(checked=checked)
+    checked >> clean_work(plans).as_teardown()
 
 
 dynamodb_reconciliation()

@@ -29,3 +29,7 @@ class RowColumns(Generic[_Row]):
         window_start: int,
         window_end: int,
     ) -> int: ...
+
+def key_column(
+    offsets_buffer: Any, data_buffer: Any, offset: int, count: int, names: list[bytes]
+) -> tuple[bytes | None, bytes, bytes, list[int]]: ...

@@ -21,7 +21,7 @@ Declining is always safe; accepting is only done for what the differential tests
 
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
 from libc.stdlib cimport qsort
 
 import binascii
@@ -1095,3 +1095,261 @@ cdef bint _blank(object line) noexcept:
         if byte != b' ' and not (9 <= byte <= 13):
             return False
     return True
+
+
+# --- the exact key of a lake row ------------------------------------------------------------
+#
+# A lake row's key is its key attributes' values as text (an S string, an N number's digits
+# as written, a B base64 string), encoded as a JSON array of strings: ``["a\u001fb","5"]``.
+# :func:`key_column` reads those values straight out of each row's canonical ``data``: it
+# walks the top-level object only, skipping nested values without parsing them, and copies
+# the value bytes verbatim (never through a double). A row it is not sure about (an escape
+# in a key or a matched value, whitespace, a key twice, anything not canonical) is declined
+# and left to the pure function in :mod:`dynamo_lake.lake.keys`, which gives the same text.
+
+cdef enum:
+    KEY_FOUND = 1
+    KEY_INVALID = 2  # present, but not a string or number: the row has no key
+    MAX_KEY_NAMES = 2
+
+
+cdef Py_ssize_t _string_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end,
+                            bint* escaped) noexcept:
+    """``p[i]`` opens a JSON string: the index of its closing quote, or -1. ``escaped`` is
+    set if the string holds a backslash escape or a raw control character."""
+    cdef unsigned char c
+    i += 1
+    while i < end:
+        c = p[i]
+        if c == b'"':
+            return i
+        if c == b'\\':
+            escaped[0] = True
+            i += 2
+            continue
+        if c < 0x20:
+            escaped[0] = True
+        i += 1
+    return -1
+
+
+cdef Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept:
+    """The index just after the JSON value starting at ``p[i]``, or -1."""
+    cdef Py_ssize_t depth = 0, j
+    cdef unsigned char c
+    cdef bint escaped = False
+    if i >= end:
+        return -1
+    c = p[i]
+    if c == b'"':
+        j = _string_end(p, i, end, &escaped)
+        return j + 1 if j >= 0 else -1
+    if c == b'{' or c == b'[':
+        while i < end:
+            c = p[i]
+            if c == b'"':
+                j = _string_end(p, i, end, &escaped)
+                if j < 0:
+                    return -1
+                i = j + 1
+                continue
+            if c == b'{' or c == b'[':
+                depth += 1
+            elif c == b'}' or c == b']':
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        return -1
+    while i < end and p[i] != b',' and p[i] != b'}' and p[i] != b']':
+        i += 1
+    return i
+
+
+cdef Py_ssize_t _number_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept:
+    """The index just after a JSON number at ``p[i]`` (``-?digits(.digits)?(e[+-]?digits)?``),
+    or -1 if there is none there."""
+    cdef Py_ssize_t start
+    if i < end and p[i] == b'-':
+        i += 1
+    start = i
+    while i < end and _digit(p[i]):
+        i += 1
+    if i == start:
+        return -1
+    if i < end and p[i] == b'.':
+        i += 1
+        start = i
+        while i < end and _digit(p[i]):
+            i += 1
+        if i == start:
+            return -1
+    if i < end and (p[i] == b'e' or p[i] == b'E'):
+        i += 1
+        if i < end and (p[i] == b'+' or p[i] == b'-'):
+            i += 1
+        start = i
+        while i < end and _digit(p[i]):
+            i += 1
+        if i == start:
+            return -1
+    return i
+
+
+cdef int _row_key(const unsigned char* p, Py_ssize_t i, Py_ssize_t end, int names,
+                  const unsigned char** name_data, Py_ssize_t* name_size,
+                  Py_ssize_t* value_start, Py_ssize_t* value_end, int* state) noexcept:
+    """Find the key attributes in the top-level object ``p[i:end]``. Returns OK (each
+    ``state`` is 0, KEY_FOUND with its value's span, or KEY_INVALID) or DECLINE."""
+    cdef Py_ssize_t j, key_start, key_size
+    cdef int n, match
+    cdef bint escaped
+    for n in range(names):
+        state[n] = 0
+    if i >= end or p[i] != b'{':
+        return DECLINE
+    i += 1
+    if i < end and p[i] == b'}':
+        return OK if i + 1 == end else DECLINE
+    while True:
+        if i >= end or p[i] != b'"':
+            return DECLINE
+        escaped = False
+        j = _string_end(p, i, end, &escaped)
+        if j < 0 or escaped:
+            return DECLINE  # a key name with an escape may spell one of ours
+        key_start = i + 1
+        key_size = j - key_start
+        i = j + 1
+        if i >= end or p[i] != b':':
+            return DECLINE
+        i += 1
+        if i >= end:
+            return DECLINE
+        match = -1
+        for n in range(names):
+            if key_size == name_size[n] and memcmp(p + key_start, name_data[n], key_size) == 0:
+                match = n
+        if match >= 0:
+            if state[match] != 0:
+                return DECLINE  # a key twice: not canonical
+            if p[i] == b'"':
+                escaped = False
+                j = _string_end(p, i, end, &escaped)
+                if j < 0 or escaped:
+                    return DECLINE
+                value_start[match] = i + 1
+                value_end[match] = j
+                state[match] = KEY_FOUND
+                i = j + 1
+            elif p[i] == b'-' or _digit(p[i]):
+                j = _number_end(p, i, end)
+                if j < 0:
+                    return DECLINE
+                value_start[match] = i
+                value_end[match] = j
+                state[match] = KEY_FOUND
+                i = j
+            elif p[i] == b'{' or p[i] == b'[' or p[i] == b't' or p[i] == b'f' or p[i] == b'n':
+                state[match] = KEY_INVALID
+                i = _value_end(p, i, end)
+                if i < 0:
+                    return DECLINE
+            else:
+                return DECLINE
+        else:
+            i = _value_end(p, i, end)
+            if i < 0:
+                return DECLINE
+        if i >= end:
+            return DECLINE
+        if p[i] == b',':
+            i += 1
+            continue
+        if p[i] == b'}':
+            return OK if i + 1 == end else DECLINE
+        return DECLINE
+
+
+def key_column(offsets_buffer, data_buffer, Py_ssize_t offset, Py_ssize_t count, list names):
+    """The exact keys of ``count`` rows of a ``data`` string column (Arrow layout: int32
+    ``offsets_buffer`` and UTF-8 ``data_buffer``, starting at row ``offset``).
+
+    ``names`` are the key attributes' names as UTF-8 bytes (one or two). Returns
+    ``(validity, offsets, values, declined)``: the key column's Arrow buffers (validity is
+    None when every row has a key) and the rows left to the pure function.
+    """
+    # pyarrow's buffers export signed bytes ("b"); the scan reads them as unsigned.
+    cdef const char[::1] offsets_view = offsets_buffer
+    cdef const char[::1] data_view = data_buffer
+    cdef const int* offsets
+    cdef const unsigned char* text
+    cdef const unsigned char* name_data[MAX_KEY_NAMES]
+    cdef Py_ssize_t name_size[MAX_KEY_NAMES]
+    cdef Py_ssize_t value_start[MAX_KEY_NAMES]
+    cdef Py_ssize_t value_end[MAX_KEY_NAMES]
+    cdef int state[MAX_KEY_NAMES]
+    cdef int name_count = len(names), n, result, end_offset
+    cdef Py_ssize_t row, nulls = 0
+    cdef bint has_key
+    cdef Buffer out, out_offsets
+    cdef unsigned char empty = 0
+    cdef unsigned char* validity
+    if name_count < 1 or name_count > MAX_KEY_NAMES:
+        raise ValueError("a key has one or two attributes")
+    if offsets_view.shape[0] < (offset + count + 1) * <Py_ssize_t>sizeof(int):
+        raise ValueError("the offsets buffer is shorter than the rows")
+    for n in range(name_count):
+        if not PyBytes_CheckExact(names[n]):
+            raise TypeError("key names must be bytes")
+        name_data[n] = <const unsigned char*>PyBytes_AS_STRING(names[n])
+        name_size[n] = PyBytes_GET_SIZE(names[n])
+    offsets = <const int*>&offsets_view[0]
+    text = <const unsigned char*>&data_view[0] if data_view.shape[0] else &empty
+    validity_bytes = PyBytes_FromStringAndSize(NULL, (count + 7) // 8)
+    validity = <unsigned char*>PyBytes_AS_STRING(validity_bytes)
+    memset(validity, 0, (count + 7) // 8)
+    declined = []
+    _empty(&out)
+    _empty(&out_offsets)
+    try:
+        end_offset = 0
+        _put_bytes(&out_offsets, <const char*>&end_offset, sizeof(int))
+        for row in range(count):
+            if offsets[offset + row + 1] > data_view.shape[0] or offsets[offset + row] < 0:
+                raise ValueError("an offset points outside the data buffer")
+            result = _row_key(text, offsets[offset + row], offsets[offset + row + 1],
+                              name_count, name_data, name_size, value_start, value_end, state)
+            has_key = result == OK
+            if result == DECLINE:
+                declined.append(row)
+            else:
+                for n in range(name_count):
+                    if state[n] != KEY_FOUND:
+                        has_key = False
+            if has_key:
+                _put(&out, b'[')
+                for n in range(name_count):
+                    if n:
+                        _put(&out, b',')
+                    _put(&out, b'"')
+                    _put_bytes(&out, <const char*>text + value_start[n],
+                               value_end[n] - value_start[n])
+                    _put(&out, b'"')
+                _put(&out, b']')
+                validity[row >> 3] |= <unsigned char>(1 << (row & 7))
+            else:
+                nulls += 1
+            if out.length > MAX_COLUMN_BYTES:
+                raise OverflowError("a batch of keys holds at most 2 GiB")
+            end_offset = <int>out.length
+            _put_bytes(&out_offsets, <const char*>&end_offset, sizeof(int))
+        return (
+            validity_bytes if nulls else None,
+            PyBytes_FromStringAndSize(out_offsets.data, out_offsets.length),
+            PyBytes_FromStringAndSize(out.data if out.data != NULL else <char*>&empty, out.length),
+            declined,
+        )
+    finally:
+        free(out.data)
+        free(out_offsets.data)

@@ -3,7 +3,7 @@
 ``dynamo-lake convert <manifest-summary.json> --lake <table folder>`` converts one export;
 ``dynamo-lake state --lake ... --keys pk,sk`` prints the lake's latest state (a count, or
 the items); ``dynamo-lake reconcile --lake ... --export <manifest-summary.json> --keys ...``
-compares an export with the lake (exit 0 consistent, 3 drift, 1 error).
+compares an export with the lake (exit 0 consistent, 3 drift, 4 drift repaired, 1 error).
 S3 settings come from the usual AWS environment variables (``AWS_ENDPOINT_URL`` included).
 Errors exit non-zero with one line that names the problem; no traceback for expected ones.
 """
@@ -19,16 +19,18 @@ from collections.abc import Callable, Sequence
 import orjson
 
 from dynamo_lake.cdc import datetime_to_micros
+from dynamo_lake.config import MAX_EPSILON_MS
 from dynamo_lake.contract import COMPRESSIONS
 from dynamo_lake.errors import ConfigError, DynamoLakeError
 from dynamo_lake.lake.conversion import convert_export
-from dynamo_lake.lake.query import key_expression
 from dynamo_lake.storage import resolve
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: ``reconcile`` found drift (the lake differs from the export as of T).
 EXIT_DRIFT = 3
+#: ``reconcile --repair`` found drift, wrote corrective rows, and the re-check was clean.
+EXIT_REPAIRED = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         "greater uuid); the item lives unless that row is a D.",
     )
     state.add_argument("--lake", required=True, help="the lake table (s3:// or a folder)")
-    state.add_argument("--keys", required=True, help="the key attributes: pk or pk,sk")
+    state.add_argument(
+        "--keys", required=True, help="the key attributes, partition key first: pk or pk,sk"
+    )
     state.add_argument("--as-of", help="the moment (UTC, ISO-8601); default: the newest")
     shown = state.add_mutually_exclusive_group()
     shown.add_argument("--count", action="store_true", help="print the count (default)")
@@ -88,16 +92,36 @@ def _parser() -> argparse.ArgumentParser:
         description="Compare a DynamoDB export with the lake as of T (default: the export's "
         "time): a full export key by key (missing, extra, different), an incremental one as "
         "the day's changes (and phantoms). Prints the report as one JSON line. Exit 0: "
-        f"consistent; {EXIT_DRIFT}: drift; 1: error.",
+        f"consistent; {EXIT_DRIFT}: drift; {EXIT_REPAIRED}: drift found and repaired (the "
+        "re-check was clean); 1: error.",
     )
     reconcile.add_argument("--lake", required=True, help="the lake table (s3:// or a folder)")
     reconcile.add_argument(
         "--export", required=True, help="the export's manifest-summary.json (s3:// or a path)"
     )
-    reconcile.add_argument("--keys", required=True, help="the key attributes: pk or pk,sk")
-    reconcile.add_argument("--as-of", help="T (UTC, ISO-8601); default: the export's time")
     reconcile.add_argument(
-        "--epsilon-ms", type=int, default=1000, help="tolerance around T (default 1000)"
+        "--keys",
+        required=True,
+        help="the key attributes, partition key first: pk or pk,sk; their types (S, N, B) "
+        "come from the export's items, or are given as pk:S,sk:N",
+    )
+    reconcile.add_argument(
+        "--as-of",
+        help="T (UTC, ISO-8601); it must be the export's time (a full export's exportTime, an "
+        "incremental export's window end), which is also the default",
+    )
+    reconcile.add_argument(
+        "--epsilon-ms",
+        type=int,
+        default=1000,
+        help=f"tolerance around T for stream times, 0 to {MAX_EPSILON_MS} (default 1000)",
+    )
+    reconcile.add_argument(
+        "--settle-margin-minutes",
+        type=int,
+        default=30,
+        help="how long before now T must lie, so that the stream's changes up to T have "
+        "reached the lake (default 30, longer than Firehose's buffering)",
     )
     reconcile.add_argument(
         "--repair", action="store_true", help="write corrective rows for the drift found"
@@ -122,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "convert" and (args.workers < 1 or args.max_bad_lines < 0):
         print("dynamo-lake: --workers must be >= 1 and --max-bad-lines >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "reconcile" and args.settle_margin_minutes < 0:
+        print("dynamo-lake: --settle-margin-minutes must be >= 0", file=sys.stderr)
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if args.command == "state":
@@ -167,24 +194,32 @@ def _keys(text: str) -> list[str]:
 
 def _state(args: argparse.Namespace) -> int:
     from dynamo_lake.exports.planning import parse_time
-    from dynamo_lake.lake.query import lake_dataset, latest_state_sql, live_count_sql
-    from dynamo_lake.reconciliation.engines import DuckDBEngine
+    from dynamo_lake.lake.query import LakeDatabase, lake_dataset, latest_state_sql, live_count_sql
 
-    keys = _keys(args.keys)
+    keys = [name.partition(":")[0] for name in _keys(args.keys)]
     moment = parse_time(args.as_of, "--as-of")
     as_of = datetime_to_micros(moment) if moment else None
-    engine = DuckDBEngine(lake_dataset(args.lake))
+    database = LakeDatabase()
     try:
-        query = latest_state_sql("lake", keys, as_of)
+        rows = database.add("lake", lake_dataset(args.lake), keys)
+        if rows:
+            ((keyless,),) = database.connection.sql(
+                "SELECT count(*) FROM lake WHERE k IS NULL"
+            ).fetchall()
+            if keyless == rows:
+                raise ConfigError(
+                    f"--keys {args.keys!r}: no row of the lake has these key attributes; give "
+                    "the table's key attributes, partition key first"
+                )
         if args.jsonl:
-            ordered = f"SELECT data FROM ({query}) live ORDER BY {key_expression(keys)}"
-            for batch in engine.connection.sql(ordered).to_arrow_reader(10_000):
+            ordered = f"SELECT data FROM ({latest_state_sql('lake', as_of)}) live ORDER BY k"
+            for batch in database.connection.sql(ordered).to_arrow_reader(10_000):
                 for data in batch.column(0).to_pylist():
                     sys.stdout.write(data + "\n")
             return 0
-        ((count,),) = engine.connection.sql(live_count_sql("lake", keys, as_of)).fetchall()
+        ((count,),) = database.connection.sql(live_count_sql("lake", as_of)).fetchall()
     finally:
-        engine.close()
+        database.close()
     print(orjson.dumps({"lake": args.lake, "as_of": args.as_of, "live": count}).decode())
     return 0
 
@@ -199,6 +234,7 @@ def _reconcile(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         epsilon_ms=args.epsilon_ms,
         repair=args.repair,
+        settle_margin_minutes=args.settle_margin_minutes,
     )
     payload = orjson.dumps(report.to_json())
     if args.report:
@@ -206,7 +242,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     print(payload.decode())
     if report.status == "error":
         return EXIT_ERROR
-    return EXIT_DRIFT if report.status == "drift" else 0
+    return {"drift": EXIT_DRIFT, "repaired": EXIT_REPAIRED}.get(report.status, 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,13 +58,21 @@ EXPORT_ID = re.compile(r"^[0-9]{14}-[0-9a-f]{8}$")
 #: Files the lake writer publishes are named ``<group>-<source>-<part>.parquet``, where the
 #: group is the export's id (a backfill) or ``repair-<digest>[-<n>]`` (a repair). Any other
 #: file in a partition was written by the stream (Firehose names its own files).
-_WRITER_FILE = re.compile(rf"^(?:{EXPORT_ID.pattern[1:-1]}|repair-[0-9a-f]{{16}}(?:-[0-9]+)?)-")
+#: The pattern as text (a regular expression that Python, DuckDB and Trino read alike).
+WRITER_FILE_PATTERN = rf"^(?:{EXPORT_ID.pattern[1:-1]}|repair-[0-9a-f]{{16}}(?:-[0-9]+)?)-"
+_WRITER_FILE = re.compile(WRITER_FILE_PATTERN)
+
+
+def written_by_writer(file_name: str) -> bool:
+    """Whether a data file was published by this project's lake writer (a backfill or a
+    repair): its rows restate the table's state, they are not changes the stream saw."""
+    return bool(_WRITER_FILE.match(file_name))
 
 
 def written_by_stream(file_name: str) -> bool:
     """Whether a data file in a partition was written by the stream (not a backfill or a
     repair)."""
-    return file_name.endswith(".parquet") and not _WRITER_FILE.match(file_name)
+    return file_name.endswith(".parquet") and not written_by_writer(file_name)
 
 
 def lake_table_uri(bucket: str, prefix: str, database: str, table: str) -> str:
@@ -115,4 +123,4 @@ _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 def valid_bucket_name(name: str) -> bool:
     """S3's rules for a general purpose bucket name (3-63 characters, no ``..``, no IP)."""
-    return bool(_BUCKET.match(name)) and ".." not in name and not _IP_ADDRESS.match(name)
+    return bool(_BUCKET.fullmatch(name)) and ".." not in name and not _IP_ADDRESS.fullmatch(name)

@@ -26,6 +26,7 @@ __all__ = [
     "ExportWindowError",
     "InvalidItemError",
     "InvalidRecordError",
+    "LakeReadError",
     "LakeWriteError",
     "LeaseHeldError",
     "PitrUnavailableError",
@@ -144,6 +145,11 @@ class StorageError(DynamoLakeError):
 
 class LeaseHeldError(StorageError):
     """Another writer holds the lease (and it has not expired): try again after it."""
+
+
+class LakeReadError(DynamoLakeError):
+    """A file in a lake table's folders is not the contract's Parquet (a foreign or broken
+    file), or its rows lack what a reader needs (a key attribute): no retry can fix it."""
 
 
 class LakeWriteError(DynamoLakeError):

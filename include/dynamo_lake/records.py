@@ -342,7 +342,10 @@ class ReconciliationPlan:
 
     ``as_of`` is T (µs, whole milliseconds); ``keys`` the table's key attributes as
     ``(name, type)``; ``work_uri`` where the table side is converted (readers never look
-    there); ``export_request`` the export the method needs, if any.
+    there); ``export_request`` the export the method needs, if any; ``lead_in_request``
+    the ``changes`` method's second, short incremental export of the 15 minutes before its
+    window (so that consecutive daily runs overlap: see ``reconciliation.plan``), and
+    ``window_start`` where the two together begin.
     """
 
     table: str
@@ -363,6 +366,7 @@ class ReconciliationPlan:
     glue_table: str
     export_request: ExportRequest | None = None
     window_start: int | None = None
+    lead_in_request: ExportRequest | None = None
     settle_margin_minutes: int = 30
     count_staleness_hours: int = 6
     count_slack: int = 0
@@ -377,16 +381,24 @@ class ReconciliationPlan:
         raw = asdict(self)
         raw["keys"] = [list(pair) for pair in self.keys]
         raw["export_request"] = self.export_request.to_json() if self.export_request else None
+        raw["lead_in_request"] = self.lead_in_request.to_json() if self.lead_in_request else None
         return raw
+
+    @property
+    def export_requests(self) -> list[ExportRequest]:
+        """Every export the plan needs (none for count and scan)."""
+        return [request for request in (self.export_request, self.lead_in_request) if request]
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ReconciliationPlan:
         request = raw.get("export_request")
+        lead_in = raw.get("lead_in_request")
         return _from_fields(
             cls,
             {
                 **raw,
                 "keys": tuple((str(name), str(kind)) for name, kind in raw["keys"]),
                 "export_request": ExportRequest.from_json(request) if request else None,
+                "lead_in_request": ExportRequest.from_json(lead_in) if lead_in else None,
             },
         )

@@ -306,6 +306,76 @@ class Location:
         except OSError as exc:
             raise StorageError(f"cannot write {self.uri}: {_one_line(exc)}") from None
 
+    def write_file(self, local_path: str | Path, chunk_bytes: int = 8 << 20) -> None:
+        """Write a whole object from a local file, streamed (never all of it in memory). On
+        S3 the object appears only when complete; locally, a rename."""
+        try:
+            if not self.is_s3:
+                target = Path(self.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+                shutil.copyfile(local_path, temporary)
+                os.replace(temporary, target)
+                return
+            with (
+                open(local_path, "rb") as source,
+                self.filesystem.open_output_stream(self.path, compression=None) as stream,
+            ):
+                while chunk := source.read(chunk_bytes):
+                    stream.write(chunk)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.uri}: {_one_line(exc)}") from None
+
+    def update(self, decide: Callable[[bytes | None], bytes | None], attempts: int = 8) -> bool:
+        """Replace this object with ``decide(current)`` unless it returns None, so that no
+        concurrent writer's update is lost: on S3 a conditional PUT (``If-Match`` on the
+        ETag read, ``If-None-Match: *`` when there was none) read again on conflict;
+        locally under an exclusive ``flock`` of a sibling ``.lock`` file. Returns whether it
+        wrote."""
+        if not self.is_s3:
+            lock = Path(self.path).with_name(f".{self.name}.lock")
+            try:
+                lock.parent.mkdir(parents=True, exist_ok=True)
+                handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StorageError(f"cannot lock {self.uri}: {_one_line(exc)}") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                current = Path(self.path).read_bytes() if Path(self.path).is_file() else None
+                payload = decide(current)
+                if payload is not None:
+                    self.write_bytes(payload)
+                return payload is not None
+            finally:
+                os.close(handle)
+        from botocore.exceptions import ClientError
+
+        client = (self.s3 or S3Options.from_env()).client()
+        bucket, key = self.bucket_and_key()
+        for _ in range(attempts):
+            try:
+                response = client.get_object(Bucket=bucket, Key=key)
+                current, etag = response["Body"].read(), str(response.get("ETag"))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                    raise StorageError(f"cannot read {self.uri}: {_one_line(exc)}") from None
+                current, etag = None, None
+            payload = decide(current)
+            if payload is None:
+                return False
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                client.put_object(Bucket=bucket, Key=key, Body=payload, **condition)
+                return True
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise StorageError(f"cannot write {self.uri}: {_one_line(exc)}") from None
+        raise StorageError(
+            f"cannot update {self.uri}: other writers changed it {attempts} times while this "
+            "one tried; run again"
+        )
+
     def copy_to(self, target: Location) -> None:
         """Make ``target`` a whole copy of this object (replacing it), never a partial one.
 

@@ -51,6 +51,7 @@ def _as_athena_rows(findings: list[Finding]) -> list[dict[str, Any]]:
             found.lake_data,
             time_text(found.table_time),
             time_text(found.lake_time),
+            found.lake_uuid,
         ]
         rows.append({"Data": [_athena_cell(value) for value in values]})
     return rows
@@ -81,7 +82,7 @@ def test_the_athena_engine_runs_the_comparison_through_glue_and_athena(
     lake, snapshot = world
     local = engine(lake, snapshot)
     try:
-        query = sql.snapshot_diff_sql(["pk", "sk"], T, 1_000_000)
+        query = sql.snapshot_diff_sql(T, 1_000_000)
         expected = list(local.findings(query))
         reference = compare_export(local, KEYS, T, 1_000_000)
     finally:
@@ -101,6 +102,7 @@ def test_the_athena_engine_runs_the_comparison_through_glue_and_athena(
         glue,
         database=database,
         lake_table="orders",
+        key_names=["pk", "sk"],
         snapshot_location="s3://work-bucket/_reconciliation/work/run-1",
         workgroup="primary",
         output_location=f"s3://{results}/reconcile/",
@@ -145,11 +147,12 @@ def test_a_failed_athena_query_is_one_error_naming_it(
         glue,
         database="no_such_database_here",
         lake_table="orders",
+        key_names=["pk"],
         snapshot_location="s3://work-bucket/w",
         workgroup="primary",
         output_location="s3://nowhere/x/",
         poll_seconds=0.01,
     )
     with pytest.raises(ReconciliationEngineError, match="Athena: EntityNotFoundException"):
-        list(athena_engine.findings(sql.count_sql(["pk"], T, T - HOUR, T)))
+        list(athena_engine.findings(sql.count_sql(T, T - HOUR, T)))
     athena_engine.close()

@@ -128,8 +128,9 @@ def test_reconcile_exits_0_when_consistent_and_3_on_drift_then_repairs(
         str(report_path),
         "--repair",
     )
-    assert drift.returncode == 3, drift.stderr
+    assert drift.returncode == 4, drift.stderr  # drift found, repaired, re-checked clean
     report = orjson.loads(drift.stdout)
+    assert report["status"] == "repaired" and report["findings"]["rows"] == 3
     assert orjson.loads(report_path.read_bytes()) == report
     assert (report["missing"], report["extra"], report["different"]) == (1, 1, 1)
     assert report["samples"]["missing"] == [

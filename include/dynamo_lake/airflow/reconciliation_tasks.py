@@ -23,12 +23,13 @@ from dynamo_lake.lake.conversion import run_attempt
 from dynamo_lake.reconciliation.compare import ScanResult, scan_count
 from dynamo_lake.reconciliation.plan import key_attributes, plan_reconciliation
 from dynamo_lake.reconciliation.report import ReconciliationReport
-from dynamo_lake.reconciliation.run import cleanup_work, reconcile_table
+from dynamo_lake.reconciliation.run import cleanup_work, reconcile_table, sweep_work
 from dynamo_lake.records import ConversionBatch, ExportResult, ReconciliationPlan
 
 __all__ = [
     "check",
     "check_inputs",
+    "clean_work",
     "exports_to_start",
     "judge",
     "plan",
@@ -100,20 +101,40 @@ def plan(params: dict[str, Any], run_id: str, data_interval_end: datetime) -> li
             decided.as_of,
             " with repair" if decided.repair else "",
         )
+        _sweep(config, decided, now)
         plans.append(decided.to_json())
     return plans
 
 
+def _sweep(config: TableConfig, decided: ReconciliationPlan, now: datetime) -> None:
+    """Remove work folders that killed runs left (copies of the table); never fatal."""
+    from dynamo_lake.errors import DynamoLakeError
+
+    try:
+        sweep_work(
+            config.lake_uri,
+            s3_options(config.aws_conn_id, config.region),
+            now,
+            keep=decided.work_uri.rsplit("/", 1)[-1],
+        )
+    except (DynamoLakeError, OSError) as exc:
+        log.warning("could not sweep old work folders of %s: %s", config.name, exc)
+
+
 def exports_to_start(plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The exports the planned methods need (none for count and scan)."""
-    requests = [ReconciliationPlan.from_json(item).export_request for item in plans]
-    return [request.to_json() for request in requests if request is not None]
+    """The exports the planned methods need (none for count and scan; two for changes)."""
+    return [
+        request.to_json()
+        for item in plans
+        for request in ReconciliationPlan.from_json(item).export_requests
+    ]
 
 
 def _plan_of(plans: list[ReconciliationPlan], export: ExportResult) -> ReconciliationPlan:
     for candidate in plans:
-        request = candidate.export_request
-        if request is not None and request.client_token == export.client_token:
+        if any(
+            request.client_token == export.client_token for request in candidate.export_requests
+        ):
             return candidate
     raise SourceError(f"export {export.export_arn} belongs to no planned table")
 
@@ -121,7 +142,7 @@ def _plan_of(plans: list[ReconciliationPlan], export: ExportResult) -> Reconcili
 def plan_conversion(
     plans_json: list[dict[str, Any]], exports: list[dict[str, Any]], run_id: str
 ) -> list[dict[str, Any]]:
-    """Cut each table's export into batches, converting into that table's work location."""
+    """Cut each table's exports into batches, converting into that table's work location."""
     plans = [ReconciliationPlan.from_json(item) for item in plans_json]
     batches: list[dict[str, Any]] = []
     for export in exports:
@@ -146,24 +167,37 @@ def publish_work(
     batches: list[dict[str, Any]],
     run_id: str,
 ) -> dict[str, str]:
-    """Publish each table's converted export in its work location; table -> export ARN."""
+    """Publish each table's converted exports in its work location; table -> the ARN of
+    its (main) export."""
     plans = [ReconciliationPlan.from_json(item) for item in plans_json]
     published: dict[str, str] = {}
-    for export in exports:
-        owner = _plan_of(plans, ExportResult.from_json(export))
-        mine = [
+    for owner in plans:
+        if owner.export_request is None:
+            continue
+        mine = sorted(  # in the order they are published
+            (
+                export
+                for export in exports
+                if _plan_of(plans, ExportResult.from_json(export)).table == owner.table
+            ),
+            key=lambda export: ExportResult.from_json(export).sequence,
+        )
+        work = [
             batch for batch in batches if ConversionBatch.from_json(batch).target == owner.work_uri
         ]
-        (done,) = tasks.publish(
-            [export],
+        done = tasks.publish(
             mine,
+            work,
             target=owner.work_uri,
             run_id=run_id,
             aws_conn_id=owner.aws_conn_id,
             region=owner.region,
             max_bad_lines=load_tables().table(owner.table).max_bad_lines,
         )
-        published[owner.table] = done.export_arn
+        main = owner.export_request.client_token
+        for export, result in zip(mine, done, strict=True):
+            if ExportResult.from_json(export).client_token == main:
+                published[owner.table] = result.export_arn
     return published
 
 
@@ -244,8 +278,6 @@ def check(
         export_arn=(published or {}).get(planned.table),
         scan=ScanResult(**scan_json) if scan_json else None,
     )
-    if planned.method in ("export", "changes"):
-        cleanup_work(planned, options)
     return {
         "report": report.to_json(),
         "lake_uri": planned.lake_uri,
@@ -253,6 +285,15 @@ def check(
         "aws_conn_id": planned.aws_conn_id,
         "region": planned.region,
     }
+
+
+def clean_work(plans_json: list[dict[str, Any]]) -> None:
+    """Remove each table's work location (the converted export: a copy of the table),
+    whatever became of the checks (the DAG's teardown)."""
+    for plan_json in plans_json:
+        planned = ReconciliationPlan.from_json(plan_json)
+        if planned.method in ("export", "changes"):
+            cleanup_work(planned, s3_options(planned.aws_conn_id, planned.region))
 
 
 def asset_event(checked: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -269,6 +310,8 @@ def asset_event(checked: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         "extra": report.extra,
         "different": report.different,
         "phantoms": report.phantoms,
+        "ambiguous": report.ambiguous,
+        "findings": (report.findings or {}).get("rows"),
         "repair_rows": (report.repair or {}).get("rows"),
         "run_id": report.run_id,
     }
@@ -276,52 +319,76 @@ def asset_event(checked: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
 
 
 def drift_message(report: ReconciliationReport) -> str:
-    """What an operator is told when a table drifted."""
+    """What an operator is told when a table drifted (or was repaired)."""
     counts = ", ".join(
         f"{kind} {getattr(report, kind)}"
-        for kind in ("missing", "extra", "different", "phantoms")
+        for kind in ("missing", "extra", "different", "phantoms", "ambiguous")
         if getattr(report, kind)
     )
     repaired = ""
     if report.repair and report.repair.get("rows"):
         recheck = (report.repair.get("recheck") or {}).get("status")
         repaired = f"; repaired with {report.repair['rows']} rows, re-check {recheck}"
+    findings = ""
+    if report.findings and report.findings.get("uri"):
+        findings = f"; every finding in {report.findings['uri']}"
+    what = {
+        "repaired": "the lake did not match and was repaired",
+        "inconclusive": "some keys could not be ruled on",
+    }.get(report.status, "the lake does not match")
     return (
-        f"DynamoDB table {report.table}: the lake does not match as of {report.as_of} "
+        f"DynamoDB table {report.table}: {what} as of {report.as_of} "
         f"({report.method}): table {report.table_count}, lake {report.lake_count}"
         + (f", {counts}" if counts else "")
         + (f"; {report.tolerance.get('reasoning')}" if report.method in ("count", "scan") else "")
         + repaired
+        + findings
         + (f"; {report.message}" if report.message else "")
     )
 
 
 def judge(checked: dict[str, Any]) -> dict[str, Any]:
-    """Fail (red in the UI, and the alert) when the table drifted; pass otherwise."""
+    """Fail (red in the UI, and the alert) when the table drifted; pass otherwise.
+
+    ``repaired`` passes (the lake matches now) and ``inconclusive`` passes with a warning
+    (no drift found; some keys not ruled on): both still send the table's SNS message."""
     from airflow.sdk.exceptions import AirflowException
 
     report = ReconciliationReport.from_json(checked["report"])
-    if report.status != "ok":
+    if report.status in ("drift", "error"):
         raise AirflowException(drift_message(report))
-    log.info("%s matches its lake as of %s (%s)", report.table, report.as_of, report.method)
+    if report.status in ("repaired", "inconclusive"):
+        from airflow.sdk import get_current_context
+
+        log.warning("%s", drift_message(report))
+        _publish(checked, report, get_current_context())
+    log.info("%s: %s as of %s (%s)", report.table, report.status, report.as_of, report.method)
     return {"table": report.table, "status": report.status, "as_of": report.as_of}
 
 
 def notify_drift(context: Any) -> None:
     """Failure callback of the judge: publish the drift to the table's SNS topic, if it has
     one, with the provider's SnsNotifier."""
-    from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
-
     ti = context["ti"]
     checked = ti.xcom_pull(task_ids="check", map_indexes=ti.map_index)
     if not checked or not checked.get("sns_topic_arn"):
         return
-    report = ReconciliationReport.from_json(checked["report"])
+    _publish(checked, ReconciliationReport.from_json(checked["report"]), context)
+
+
+def _publish(checked: dict[str, Any], report: ReconciliationReport, context: Any) -> None:
+    from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+    if not checked.get("sns_topic_arn"):
+        return
+    subject = {"repaired": "Lake repaired", "inconclusive": "Lake check inconclusive"}.get(
+        report.status, "Lake drift"
+    )
     SnsNotifier(
         aws_conn_id=checked["aws_conn_id"],
         region_name=checked["region"],
         target_arn=checked["sns_topic_arn"],
-        subject=f"Lake drift: {report.table} as of {report.as_of}"[:100],
+        subject=f"{subject}: {report.table} as of {report.as_of}"[:100],
         message=drift_message(report),
     ).notify(context)
 

@@ -49,6 +49,7 @@ __all__ = [
     "DataFile",
     "ExportManifest",
     "ExportSummary",
+    "first_item",
     "read_manifest",
     "read_rows",
 ]
@@ -552,3 +553,25 @@ def read_rows(
             f"item count mismatch: manifest-files.json says {data_file.item_count}, "
             f"file has {rows_seen + bad_seen} lines",
         )
+
+
+def first_item(manifest: ExportManifest) -> dict[str, Any] | None:
+    """The first item of the export as DynamoDB JSON (a full export's ``Item``, an
+    incremental export's ``Keys``), or None when the export holds none: where the key
+    attributes' types can be read without DynamoDB. Reads the first line only (no
+    checksum: the conversion checks the whole file)."""
+    for data_file in manifest.data_files:
+        location = manifest.data_file_location(data_file)
+        for lines in _lines(_gzip_chunks(location, data_file.md5_checksum), location.uri):
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    parsed = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    return None
+                image = (
+                    parsed.get("Keys") or parsed.get("Item") if isinstance(parsed, dict) else None
+                )
+                return image if isinstance(image, dict) else None
+    return None

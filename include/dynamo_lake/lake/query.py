@@ -4,6 +4,11 @@ The lake table is read as a pyarrow dataset (local folders and S3 alike, with th
 ``year``/``month``/``day`` partition values kept as strings) and queried with DuckDB. In AWS
 the same SQL runs in Athena (the reconciliation DAG transpiles it); locally DuckDB runs it.
 
+Rows are compared by their exact key (:mod:`dynamo_lake.lake.keys`): :class:`LakeDatabase`
+copies a lake into a DuckDB table with each row's key ``k`` and ``stream`` (whether the
+stream wrote its file, rather than a backfill or a repair), so the SQL never extracts a
+key itself and no number goes through a double.
+
 Latest state as of T: for each primary key, the row with the greatest ``time_stamp`` <= T;
 ties (two events in the same microsecond) go to ``D`` over ``U`` over ``I``, then to the
 greater ``uuid``, so every engine picks the same row. The item exists iff that row is not
@@ -12,7 +17,8 @@ greater ``uuid``, so every engine picks the same row. The item exists iff that r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -21,12 +27,16 @@ import pyarrow.dataset as ds
 
 from dynamo_lake import contract
 from dynamo_lake.cdc import micros_to_datetime
+from dynamo_lake.errors import LakeReadError
+from dynamo_lake.lake.keys import key_array
 from dynamo_lake.lake.writer import CDC_SCHEMA
 from dynamo_lake.storage import S3Options, resolve
 
 __all__ = [
+    "KEYED_SCHEMA",
     "OP_RANK",
-    "key_expression",
+    "LakeDatabase",
+    "keyed_batches",
     "keyed_rows_sql",
     "lake_dataset",
     "latest_of_sql",
@@ -38,22 +48,31 @@ __all__ = [
     "time_literal",
 ]
 
-#: The contract's op ranks (the tie rule) as SQL.
+#: The contract's op ranks (the tie rule) as SQL. An unknown op ranks 0, never NULL: Trino
+#: refuses to compare ROW values with a NULL field.
 OP_RANK = (
     "CASE op "
     + " ".join(f"WHEN '{op}' THEN {rank}" for op, rank in sorted(contract.OP_RANK.items()))
-    + " END"
+    + " ELSE 0 END"
 )
 _PARTITIONING = ds.partitioning(
     pa.schema([(key, pa.string()) for key in contract.PARTITION_KEYS]), flavor="hive"
 )
+#: A lake table as the comparisons read it: the contract's columns, each row's exact key
+#: (NULL when its data lacks a key attribute) and whether the stream wrote it.
+KEYED_SCHEMA = pa.schema(
+    [*CDC_SCHEMA, pa.field("k", pa.string()), pa.field("stream", pa.bool_(), nullable=False)]
+)
+_DUCKDB_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMPTZ"}
 
 
 def lake_dataset(lake_uri: str, s3: S3Options | None = None) -> ds.Dataset:
-    """The lake table's rows (``_``-prefixed folders, i.e. staging and errors, excluded)."""
+    """The lake table's rows (``_``-prefixed folders, i.e. staging and errors, excluded).
+
+    A table that has no folder yet (never backfilled, nothing streamed) is empty."""
     location = resolve(lake_uri, s3)
     if not location.exists():
-        return ds.dataset(pa.table([], schema=CDC_SCHEMA))
+        return ds.dataset(CDC_SCHEMA.empty_table())
     return ds.dataset(
         location.path,
         filesystem=location.filesystem,
@@ -66,18 +85,85 @@ def lake_dataset(lake_uri: str, s3: S3Options | None = None) -> ds.Dataset:
     )
 
 
-def key_expression(key_names: Sequence[str]) -> str:
-    """SQL for a row's primary key as text: the key attributes' values joined by U+001F.
+def keyed_batches(
+    dataset: ds.Dataset, key_names: Sequence[str], batch_rows: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """The dataset's rows in :data:`KEYED_SCHEMA`, file by file, with little read-ahead
+    (pyarrow's defaults hold over 2 GB of rows from S3 while a consumer works on the first).
 
-    Key attributes are S, N or B (DynamoDB allows nothing else), so each is a JSON scalar
-    in ``data`` and ``->>`` gives its text; a table's key attributes have fixed types, so
-    equal text means the same key.
+    A file that is not the contract's Parquet (a README, an empty or truncated file, other
+    columns) raises :class:`LakeReadError` naming it.
     """
-    parts = []
-    for name in key_names:
-        escaped = name.replace('"', '\\"').replace("'", "''")
-        parts.append(f"(data ->> '$.\"{escaped}\"')")
-    return " || chr(31) || ".join(parts)
+    columns = list(contract.COLUMN_NAMES)
+    for fragment in dataset.get_fragments():
+        path = getattr(fragment, "path", "")
+        stream = bool(path) and not contract.written_by_writer(path.rsplit("/", 1)[-1])
+        flag = None
+        try:
+            for batch in fragment.to_batches(
+                schema=dataset.schema,
+                columns=columns,
+                batch_size=batch_rows,
+                batch_readahead=2,
+                fragment_readahead=1,
+            ):
+                if flag is None or len(flag) != batch.num_rows:
+                    flag = pa.array([stream] * batch.num_rows, pa.bool_())
+                yield pa.RecordBatch.from_arrays(
+                    [*batch.columns, key_array(batch.column("data"), key_names), flag],
+                    schema=KEYED_SCHEMA,
+                )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise LakeReadError(
+                f"{path or 'a lake file'}: not a Parquet file of the lake's columns ({reason}); "
+                "every file in the table's partitions is read as data (by Athena too): move "
+                "it out of the lake table's folder"
+            ) from None
+
+
+class LakeDatabase:
+    """A DuckDB connection holding lake tables in :data:`KEYED_SCHEMA`, copied in batches.
+
+    Copied, DuckDB's buffer manager holds the rows: past ``memory_limit_mb`` it spills to
+    ``spill_folder`` (a temporary folder by default). Queried straight from an Arrow scan,
+    DuckDB kept the scanned buffers outside its limit and its memory grew with the table
+    (4.9 GB at 5M items against a 1 GB limit).
+    """
+
+    def __init__(self, *, memory_limit_mb: int = 1024, spill_folder: str | None = None) -> None:
+        self._spill = None if spill_folder else tempfile.TemporaryDirectory(prefix="lake-db-")
+        self.connection = duckdb.connect()
+        self.connection.execute("SET TimeZone = 'UTC'")
+        self.connection.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
+        self.connection.execute(
+            f"SET temp_directory = '{spill_folder or self._spill.name}'"  # type: ignore[union-attr]
+        )
+        self.connection.execute("SET preserve_insertion_order = false")
+        self.connection.execute("SET enable_progress_bar = false")  # bars in a task log: noise
+
+    def add(self, name: str, dataset: ds.Dataset, key_names: Sequence[str]) -> int:
+        """Copy ``dataset`` into the table ``name``; returns its rows."""
+        columns = [
+            *(f"{c.name} {_DUCKDB_TYPES[c.kind]}" for c in contract.COLUMNS),
+            "k VARCHAR",
+            "stream BOOLEAN",
+        ]
+        self.connection.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({', '.join(columns)})")
+        rows = 0
+        for batch in keyed_batches(dataset, key_names):
+            self.connection.register("incoming_rows", pa.Table.from_batches([batch]))
+            try:
+                self.connection.execute(f"INSERT INTO {name} SELECT * FROM incoming_rows")
+            finally:
+                self.connection.unregister("incoming_rows")
+            rows += batch.num_rows
+        return rows
+
+    def close(self) -> None:
+        self.connection.close()
+        if self._spill is not None:
+            self._spill.cleanup()
 
 
 def time_literal(micros: int) -> str:
@@ -86,56 +172,59 @@ def time_literal(micros: int) -> str:
     return f"CAST('{moment:%Y-%m-%d %H:%M:%S.%f}+00:00' AS TIMESTAMPTZ)"
 
 
-def keyed_rows_sql(source: str, key_names: Sequence[str], cut: str | None = None) -> str:
-    """SQL: ``source``'s rows with their key ``k`` and op rank ``rnk`` (each computed once)."""
-    where = f"WHERE {cut}" if cut else ""
+def keyed_rows_sql(source: str, cut: str | None = None) -> str:
+    """SQL: ``source``'s keyed rows (see :data:`KEYED_SCHEMA`) with their op rank ``rnk``;
+    rows without a key are left out (the comparisons count them apart)."""
+    where = f" AND {cut}" if cut else ""
     return (
-        f"SELECT {key_expression(key_names)} AS k, op, data, time_stamp, uuid, "
-        f"{OP_RANK} AS rnk FROM {source} {where}"
+        f"SELECT k, op, data, time_stamp, uuid, stream, {OP_RANK} AS rnk FROM {source} "
+        f"WHERE k IS NOT NULL{where}"
     )
 
 
 def latest_of_sql(keyed: str, cut: str = "TRUE") -> str:
     """SQL: per key of the keyed rows ``keyed`` (see :func:`keyed_rows_sql`) with
-    ``time_stamp`` meeting ``cut``, its latest row as ``k, op, data, time_stamp``.
+    ``time_stamp`` meeting ``cut``, its latest row as ``k, op, data, time_stamp, uuid``.
 
     The latest row is the greatest ``(time_stamp, op rank, uuid)``: the contract's tie rule.
-    One aggregation (``arg_max`` of ``op || data`` by that tuple), no window over the lake.
+    One aggregation (``arg_max`` of ``op || uuid || data`` by that tuple), no window over
+    the lake. The uuid is padded to its 36 characters so that ``data`` starts at a fixed
+    place.
     """
     return f"""
-        SELECT k, substr(latest, 1, 1) AS op, substr(latest, 2) AS data, time_stamp FROM (
-            SELECT k, arg_max(op || data, (time_stamp, rnk, uuid)) AS latest,
+        SELECT k, substr(latest, 1, 1) AS op, substr(latest, 38) AS data, time_stamp,
+            rtrim(substr(latest, 2, 36)) AS uuid
+        FROM (
+            SELECT k, arg_max(op || rpad(uuid, 36, ' ') || data, (time_stamp, rnk, uuid))
+                    AS latest,
                 max(time_stamp) AS time_stamp
             FROM {keyed} WHERE {cut} GROUP BY k
         ) latest_rows
     """
 
 
-def latest_rows_sql(source: str, key_names: Sequence[str], cut: str | None = None) -> str:
-    """SQL: per key, the row that is its latest state (columns ``k, op, data, time_stamp``).
-
-    ``cut`` is an SQL condition on ``time_stamp`` (``time_stamp <= <literal>``) or ``None``.
-    Written once for DuckDB; the Athena engine transpiles it.
-    """
-    return latest_of_sql(f"({keyed_rows_sql(source, key_names, cut)}) keyed")
+def latest_rows_sql(source: str, cut: str | None = None) -> str:
+    """SQL: per key, the row that is its latest state (columns ``k, op, data, time_stamp,
+    uuid``). ``cut`` is an SQL condition on ``time_stamp`` (``time_stamp <= <literal>``) or
+    ``None``. Written once for DuckDB; the Athena engine transpiles it."""
+    return latest_of_sql(f"({keyed_rows_sql(source, cut)}) keyed")
 
 
-def latest_state_sql(source: str, key_names: Sequence[str], as_of: int | None = None) -> str:
-    """SQL: op and data of every item live in ``source`` at ``as_of`` µs (or at the end)."""
+def latest_state_sql(source: str, as_of: int | None = None) -> str:
+    """SQL: key, op and data of every item live in ``source`` at ``as_of`` µs (or at the
+    end)."""
     cut = None if as_of is None else f"time_stamp <= {time_literal(as_of)}"
-    return (
-        f"SELECT op, data FROM ({latest_rows_sql(source, key_names, cut)}) latest WHERE op <> 'D'"
-    )
+    return f"SELECT k, op, data FROM ({latest_rows_sql(source, cut)}) latest WHERE op <> 'D'"
 
 
-def live_count_sql(source: str, key_names: Sequence[str], as_of: int | None = None) -> str:
+def live_count_sql(source: str, as_of: int | None = None) -> str:
     """SQL: how many items live in ``source`` at ``as_of`` µs (or at the end): the latest
     row per key by the tie rule, without carrying ``data``."""
     cut = None if as_of is None else f"time_stamp <= {time_literal(as_of)}"
     return f"""
         SELECT count(*) FROM (
             SELECT arg_max(op, (time_stamp, rnk, uuid)) AS op
-            FROM ({keyed_rows_sql(source, key_names, cut)}) keyed GROUP BY k
+            FROM ({keyed_rows_sql(source, cut)}) keyed GROUP BY k
         ) latest WHERE op <> 'D'
     """
 
@@ -158,6 +247,10 @@ def latest_state(
     lake_uri: str, key_names: list[str], *, as_of: int | None = None, s3: S3Options | None = None
 ) -> set[str]:
     """The canonical ``data`` of every item the lake says exists (at ``as_of`` µs, or now)."""
-    return {
-        data for _, data in query_lake(lake_uri, latest_state_sql("rows", key_names, as_of), s3)
-    }
+    database = LakeDatabase()
+    try:
+        database.add("lake", lake_dataset(lake_uri, s3), key_names)
+        rows = database.connection.sql(f"SELECT data FROM ({latest_state_sql('lake', as_of)})")
+        return {data for (data,) in rows.fetchall()}
+    finally:
+        database.close()

@@ -1,38 +1,45 @@
 """The four ways to compare a table with its lake, as of a cut time T.
 
 * ``count``: DescribeTable's ItemCount (free, refreshed by AWS about every 6 hours) against
-  the lake's live items at T; passes when the difference is within the lake's events in the
-  staleness window (each change moves the count by at most one).
+  the lake's live items at T; passes when the difference is within the distinct events the
+  stream wrote in the staleness window (each change moves the count by at most one; rows of
+  backfills and repairs restate the table and do not count).
 * ``scan``: an exact parallel ``Select=COUNT`` scan (read capacity, not a snapshot) against
-  the lake's live items at the scan's end, within the lake's events during the scan.
+  the lake's live items at the scan's end, within the stream's events during the scan.
 * ``export``: a full export at T against the lake's latest state at T, key by key.
-* ``changes``: an incremental export of ``[T - 24h, T)``: every key changed that day must
-  be in its final state in the lake at T; lake events in the window for keys the export
-  does not list are phantoms.
+* ``changes``: an incremental export of the day before T: every key changed that day must
+  be in its final state in the lake at T; stream events in the window that change the state
+  of keys the export does not list are phantoms.
 
 Key by key, a key is drift only if the lake differs from the table both at ``T - ε`` and at
-``T + ε`` (stream times are approximate). The comparisons stream the engine's findings:
-counts, up to 20 sample keys of each kind, and each drifting key handed to ``on_drift``
-(the repair) without keeping them.
+``T + ε`` (stream times are approximate). Keys are compared by their exact key
+(:mod:`dynamo_lake.lake.keys`). The comparisons stream the engine's findings: counts, up to
+20 sample keys of each kind, and every finding into :class:`FindingsFile` (Parquet), from
+which the repair takes its work.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from dynamo_lake.errors import LakeReadError
+from dynamo_lake.lake.keys import KeyAttribute, render_key
 from dynamo_lake.reconciliation import sql
-from dynamo_lake.reconciliation.engines import Engine, Finding
+from dynamo_lake.reconciliation.engines import Engine, Finding, ReconciliationEngineError
 
 __all__ = [
     "DRIFT_KINDS",
     "Comparison",
+    "FindingsFile",
     "KeyAttribute",
     "ScanResult",
     "compare_changes",
@@ -43,26 +50,110 @@ __all__ = [
 ]
 
 DRIFT_KINDS = ("missing", "extra", "different", "phantom")
+#: Keys an engine could not rule on (events within its time precision): never ok, never drift.
+UNSURE_KINDS = ("ambiguous",)
 SAMPLES = 20
 HOUR_MICROS = 3_600_000_000
 
 
-@dataclass(frozen=True)
-class KeyAttribute:
-    """A primary key attribute: its name and DynamoDB type (S, N or B)."""
-
-    name: str
-    type: str
+def key_json(key: str | None, keys: Sequence[KeyAttribute]) -> str:
+    """A key as the engine returns it (see :mod:`dynamo_lake.lake.keys`) -> canonical JSON."""
+    return render_key(key, keys)
 
 
-def key_json(key_text: str | None, keys: Sequence[KeyAttribute]) -> str:
-    """A key as the engine returns it (values joined by U+001F) -> canonical JSON."""
-    values = (key_text or "").split("\x1f")
-    parts = []
-    for attribute, value in sorted(zip(keys, values, strict=False), key=lambda pair: pair[0].name):
-        rendered = value if attribute.type == "N" else orjson.dumps(value).decode()
-        parts.append(f"{orjson.dumps(attribute.name).decode()}:{rendered}")
-    return "{" + ",".join(parts) + "}"
+class FindingsFile:
+    """Every finding of a comparison, written to a local Parquet file as they stream by.
+
+    One row per key: ``kind``, ``key`` (canonical key JSON), ``table_data`` and
+    ``lake_data`` (the images), ``table_time`` (the table's write time, for ``changes``),
+    ``lake_time`` and ``lake_uuid`` (the deciding lake event). Memory holds one batch.
+    """
+
+    SCHEMA = pa.schema(
+        [
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("k", pa.string()),
+            pa.field("table_data", pa.string()),
+            pa.field("lake_data", pa.string()),
+            pa.field("table_time", pa.timestamp("us", tz="UTC")),
+            pa.field("lake_time", pa.timestamp("us", tz="UTC")),
+            pa.field("lake_uuid", pa.string()),
+        ]
+    )
+    BATCH = 10_000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._pending: list[tuple[Finding, str]] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, finding: Finding, key: str) -> None:
+        self._pending.append((finding, key))
+        if len(self._pending) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        findings = [finding for finding, _ in self._pending]
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array([finding.kind for finding in findings], pa.string()),
+                pa.array([key for _, key in self._pending], pa.string()),
+                pa.array([finding.k for finding in findings], pa.string()),
+                pa.array([finding.table_data for finding in findings], pa.string()),
+                pa.array([finding.lake_data for finding in findings], pa.string()),
+                pa.array([finding.table_time for finding in findings], pa.int64()).cast(
+                    self.SCHEMA.field("table_time").type
+                ),
+                pa.array([finding.lake_time for finding in findings], pa.int64()).cast(
+                    self.SCHEMA.field("lake_time").type
+                ),
+                pa.array([finding.lake_uuid for finding in findings], pa.string()),
+            ],
+            schema=self.SCHEMA,
+        )
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(str(self.path), self.SCHEMA, compression="zstd")
+        self._writer.write_batch(batch)
+        self.rows += len(findings)
+        self._pending = []
+
+    def close(self) -> int:
+        """Finish the file; the number of findings in it (no file when there are none)."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return self.rows
+
+    def __iter__(self) -> Iterator[Finding]:
+        """The findings back, in the order written (the file must be closed)."""
+        if not self.rows:
+            return
+        for batch in pq.ParquetFile(str(self.path)).iter_batches(batch_size=self.BATCH):
+            values = batch.to_pydict()
+            for index in range(batch.num_rows):
+                yield Finding(
+                    values["kind"][index],
+                    values["k"][index],
+                    None,
+                    values["table_data"][index],
+                    values["lake_data"][index],
+                    _micros(values["table_time"][index]),
+                    _micros(values["lake_time"][index]),
+                    values["lake_uuid"][index],
+                )
+
+
+def _micros(moment: Any) -> int | None:
+    if moment is None:
+        return None
+    from dynamo_lake.cdc import datetime_to_micros
+
+    return datetime_to_micros(moment)
 
 
 @dataclass
@@ -76,6 +167,7 @@ class Comparison:
     samples: dict[str, list[str]] = field(default_factory=dict)
     events: int | None = None
     bound: int | None = None
+    ambiguous_at_t: int = 0
     reasoning: str = ""
     consumed_read_capacity: float | None = None
 
@@ -86,15 +178,21 @@ class Comparison:
             return difference > (self.bound or 0)
         return any(self.counts.get(kind, 0) for kind in DRIFT_KINDS)
 
+    @property
+    def unsure(self) -> int:
+        """Keys the engine could not rule on."""
+        return sum(self.counts.get(kind, 0) for kind in UNSURE_KINDS)
+
 
 def _collect(
     engine: Engine,
     query: str,
     keys: Sequence[KeyAttribute],
     method: str,
-    on_drift: Callable[[Finding], None] | None,
+    findings: FindingsFile | None,
 ) -> Comparison:
     result = Comparison(method=method)
+    keyless: dict[str, int] = {}
     for finding in engine.findings(query):
         if finding.kind == "table_count":
             result.table_count = int(finding.n or 0)
@@ -102,20 +200,37 @@ def _collect(
             result.lake_count = int(finding.n or 0)
         elif finding.kind == "events":
             result.events = int(finding.n or 0)
+        elif finding.kind == "ambiguous_count":
+            result.ambiguous_at_t = int(finding.n or 0)
+        elif finding.kind in ("keyless_lake", "keyless_table"):
+            keyless[finding.kind] = int(finding.n or 0)
         else:
+            key = key_json(finding.k, keys)
             result.counts[finding.kind] = result.counts.get(finding.kind, 0) + 1
             sample = result.samples.setdefault(finding.kind, [])
             if len(sample) < SAMPLES:
-                sample.append(key_json(finding.k, keys))
-            if on_drift is not None:
-                on_drift(finding)
+                sample.append(key)
+            if findings is not None:
+                findings.add(finding, key)
     if result.lake_count is None:
-        from dynamo_lake.reconciliation.engines import ReconciliationEngineError
-
         raise ReconciliationEngineError(
             f"the {engine.name} engine returned no counts for the {method} comparison"
         )
+    _refuse_keyless(keyless, keys)
     return result
+
+
+def _refuse_keyless(keyless: dict[str, int], keys: Sequence[KeyAttribute]) -> None:
+    """Rows without the key attributes cannot be compared: say which side holds them."""
+    names = ", ".join(repr(key.name) for key in keys)
+    for kind, where in (("keyless_lake", "lake"), ("keyless_table", "table's export")):
+        count = keyless.get(kind, 0)
+        if count:
+            raise LakeReadError(
+                f"{count} rows of the {where} have no key: their data lacks a key attribute "
+                f"({names}) or holds one that is not a string or number; the key attributes "
+                "named are not the table's, or these rows belong to another table"
+            )
 
 
 def compare_export(
@@ -123,11 +238,11 @@ def compare_export(
     keys: Sequence[KeyAttribute],
     as_of: int,
     epsilon: int,
-    on_drift: Callable[[Finding], None] | None = None,
+    findings: FindingsFile | None = None,
 ) -> Comparison:
     """A full export at ``as_of`` (the engine's ``snapshot``) against the lake."""
-    query = sql.snapshot_diff_sql([key.name for key in keys], as_of, epsilon)
-    return _collect(engine, query, keys, "export", on_drift)
+    query = sql.snapshot_diff_sql(as_of, epsilon, engine.precision_us)
+    return _collect(engine, query, keys, "export", findings)
 
 
 def compare_changes(
@@ -136,11 +251,11 @@ def compare_changes(
     as_of: int,
     epsilon: int,
     window_start: int,
-    on_drift: Callable[[Finding], None] | None = None,
+    findings: FindingsFile | None = None,
 ) -> Comparison:
     """An incremental export of ``[window_start, as_of)`` (the ``snapshot``) against the lake."""
-    query = sql.changes_diff_sql([key.name for key in keys], as_of, epsilon, window_start)
-    return _collect(engine, query, keys, "changes", on_drift)
+    query = sql.changes_diff_sql(as_of, epsilon, window_start, engine.precision_us)
+    return _collect(engine, query, keys, "changes", findings)
 
 
 def compare_count(
@@ -155,15 +270,21 @@ def compare_count(
     slack: int,
     reasoning: str,
 ) -> Comparison:
-    """A table count against the lake's live items at ``lake_moment``, allowing the lake's
-    events in ``(events_from, events_to]`` (each moves a count by at most one) plus
-    ``slack``."""
-    query = sql.count_sql([key.name for key in keys], lake_moment, events_from, events_to)
+    """A table count against the lake's live items at ``lake_moment``, allowing the distinct
+    stream events in ``(events_from, events_to]`` (each moves a count by at most one), keys
+    the engine cannot place at ``lake_moment`` (coarse times only), plus ``slack``."""
+    query = sql.count_sql(lake_moment, events_from, events_to, engine.precision_us)
     result = _collect(engine, query, keys, method, None)
     result.table_count = table_count
-    result.bound = (result.events or 0) + slack
+    result.bound = (result.events or 0) + result.ambiguous_at_t + slack
     result.reasoning = (
-        f"{reasoning}: {result.events} lake events in that time"
+        f"{reasoning}: {result.events} distinct stream events in that time (backfill and "
+        "repair rows restate the table and do not count)"
+        + (
+            f" + {result.ambiguous_at_t} keys the engine cannot place at T"
+            if result.ambiguous_at_t
+            else ""
+        )
         + (f" + slack {slack}" if slack else "")
         + f" = a bound of {result.bound}; the difference is "
         f"{abs(table_count - (result.lake_count or 0))}"

@@ -1,32 +1,35 @@
 """Where the reconciliation's SQL runs: DuckDB on this worker, or Athena in AWS.
 
 Both run the text of :mod:`dynamo_lake.reconciliation.sql` over the relations ``lake`` and
-``snapshot`` and stream back :class:`Finding` rows, so nothing keeps every item in memory:
+``snapshot`` in the lake's keyed form (each row's exact key ``k`` and ``stream``) and
+stream back :class:`Finding` rows, so nothing keeps every item in memory:
 
 * :class:`DuckDBEngine` copies both, read as pyarrow datasets (local folders or S3), into
-  DuckDB tables, then runs the SQL on those, with a memory limit past which DuckDB spills to
-  a temporary folder. Queried straight from the Arrow scan, the comparison's memory grew with
-  the table (4.9 GB at 5M items against a 1 GB limit: DuckDB keeps the scanned Arrow buffers
-  alive outside its limit); copied, a task peaks at about the limit plus 600 MB whatever the
-  size.
+  DuckDB tables (:class:`~dynamo_lake.lake.query.LakeDatabase`), computing each row's key
+  on the way, then runs the SQL on those, with a memory limit past which DuckDB spills to a
+  temporary folder. It reads times to the microsecond (``precision_us`` 1).
 * :class:`AthenaEngine` runs the Trino dialect made by sqlglot over the lake table's Glue
-  table and a temporary Glue table over the snapshot (dropped afterwards), polls the query,
-  and pages through its results.
+  table and a temporary Glue table over the snapshot (dropped afterwards), each wrapped so
+  that it has ``k`` (from ``json_extract_scalar``, exact text) and ``stream`` (from the
+  file's name, ``"$path"``); it polls the query and pages through its results. Athena reads
+  the Hive-format table's times at milliseconds (``precision_us`` 1000), so the SQL
+  reports keys it cannot order as ambiguous.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 from dynamo_lake.cdc import datetime_to_micros
-from dynamo_lake.contract import COLUMN_NAMES
+from dynamo_lake.contract import WRITER_FILE_PATTERN
 from dynamo_lake.errors import DynamoLakeError, aws_error_code
+from dynamo_lake.lake.keys import athena_key_sql
+from dynamo_lake.lake.query import LakeDatabase
 
 __all__ = ["AthenaEngine", "DuckDBEngine", "Engine", "Finding", "ReconciliationEngineError"]
 
@@ -49,10 +52,13 @@ class Finding(NamedTuple):
     lake_data: str | None
     table_time: int | None  # µs
     lake_time: int | None  # µs
+    lake_uuid: str | None = None  # the deciding lake event
 
 
 class Engine(Protocol):
     name: str
+    #: The finest time step the engine sees in ``time_stamp``, in µs.
+    precision_us: int
 
     def findings(self, sql: str) -> Iterator[Finding]: ...
 
@@ -71,9 +77,11 @@ def _micros(value: Any) -> int | None:
 
 
 class DuckDBEngine:
-    """DuckDB on this worker: ``lake`` and ``snapshot`` are pyarrow datasets."""
+    """DuckDB on this worker: ``lake`` and ``snapshot`` are pyarrow datasets, copied into
+    DuckDB with each row's key (``key_names``: the key attributes, partition key first)."""
 
     name = "duckdb"
+    precision_us = 1
     BATCH_ROWS = 10_000
 
     def __init__(
@@ -81,50 +89,23 @@ class DuckDBEngine:
         lake: Any,
         snapshot: Any | None = None,
         *,
+        key_names: Sequence[str],
         memory_limit_mb: int = 1024,
         spill_folder: str | None = None,
     ) -> None:
         import duckdb
 
-        self._spill = None if spill_folder else tempfile.TemporaryDirectory(prefix="reconcile-")
-        self.connection = duckdb.connect()
-        self.connection.execute("SET TimeZone = 'UTC'")
-        self.connection.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
-        self.connection.execute(
-            f"SET temp_directory = '{spill_folder or self._spill.name}'"  # type: ignore[union-attr]
-        )
-        self.connection.execute("SET preserve_insertion_order = false")
-        self.connection.execute("SET enable_progress_bar = false")  # bars in a task log: noise
-        for name, source in (("lake", lake), ("snapshot", snapshot)):
-            if source is not None:
-                self._copy(name, source)
-
-    def _copy(self, name: str, source: Any) -> None:
-        """``name`` as a DuckDB table of the source's rows (buffer-managed, spillable).
-
-        A dataset is read with little read-ahead: pyarrow's defaults (16 batches of each of 4
-        files) hold over 2 GB of rows from S3 while DuckDB inserts the first ones.
-        """
-        import duckdb
-        import pyarrow.dataset as ds
-
-        if isinstance(source, ds.Dataset):
-            source = ds.Scanner.from_dataset(
-                source,
-                columns=list(COLUMN_NAMES),
-                batch_size=self.BATCH_ROWS,
-                batch_readahead=2,
-                fragment_readahead=1,
-            )
-        self.connection.register(f"{name}_source", source)
+        self.database = LakeDatabase(memory_limit_mb=memory_limit_mb, spill_folder=spill_folder)
+        self.connection = self.database.connection
         try:
-            self.connection.execute(
-                f"CREATE TEMP TABLE {name} AS SELECT {', '.join(COLUMN_NAMES)} FROM {name}_source"
-            )
+            for name, source in (("lake", lake), ("snapshot", snapshot)):
+                self.database.add(name, source if source is not None else _empty(), key_names)
         except duckdb.Error as exc:
-            raise ReconciliationEngineError(f"DuckDB could not read the {name}: {exc}") from exc
-        finally:
-            self.connection.unregister(f"{name}_source")
+            self.database.close()
+            raise ReconciliationEngineError(f"DuckDB could not copy the rows: {exc}") from exc
+        except BaseException:
+            self.database.close()
+            raise
 
     def findings(self, sql: str) -> Iterator[Finding]:
         import duckdb
@@ -136,15 +117,28 @@ class DuckDBEngine:
         for batch in reader:
             columns = batch.to_pydict()
             for row in zip(*columns.values(), strict=True):
-                kind, k, n, table_data, lake_data, table_time, lake_time = row
+                kind, k, n, table_data, lake_data, table_time, lake_time, lake_uuid = row
                 yield Finding(
-                    kind, k, n, table_data, lake_data, _micros(table_time), _micros(lake_time)
+                    kind,
+                    k,
+                    n,
+                    table_data,
+                    lake_data,
+                    _micros(table_time),
+                    _micros(lake_time),
+                    lake_uuid,
                 )
 
     def close(self) -> None:
-        self.connection.close()
-        if self._spill is not None:
-            self._spill.cleanup()
+        self.database.close()
+
+
+def _empty() -> Any:
+    import pyarrow.dataset as ds
+
+    from dynamo_lake.lake.writer import CDC_SCHEMA
+
+    return ds.dataset(CDC_SCHEMA.empty_table())
 
 
 class AthenaEngine:
@@ -156,6 +150,7 @@ class AthenaEngine:
     """
 
     name = "athena"
+    precision_us = 1000
 
     def __init__(
         self,
@@ -164,6 +159,7 @@ class AthenaEngine:
         *,
         database: str,
         lake_table: str,
+        key_names: Sequence[str],
         snapshot_location: str | None,
         workgroup: str,
         output_location: str,
@@ -174,6 +170,7 @@ class AthenaEngine:
         self.glue = glue
         self.database = database
         self.lake_table = lake_table
+        self.key_names = list(key_names)
         self.snapshot_location = snapshot_location
         self.workgroup = workgroup
         self.output_location = output_location
@@ -182,17 +179,46 @@ class AthenaEngine:
         self.snapshot_table = f"tmp_reconcile_{uuid.uuid4().hex[:12]}"
         self._created = False
 
+    def relation_sql(self, table: str | None) -> str:
+        """Trino SQL for a relation in the keyed form over a Glue table (an empty one when
+        ``table`` is None): the contract's columns, the exact key ``k`` and ``stream``."""
+        if table is None:
+            return (
+                "SELECT CAST(NULL AS VARCHAR) AS uuid, CAST(NULL AS VARCHAR) AS op, "
+                "CAST(NULL AS TIMESTAMP(3) WITH TIME ZONE) AS time_stamp, "
+                "CAST(NULL AS VARCHAR) AS data, CAST(NULL AS VARCHAR) AS k, "
+                "FALSE AS stream WHERE FALSE"
+            )
+        pattern = WRITER_FILE_PATTERN.replace("'", "''")
+        return (
+            f"SELECT uuid, op, time_stamp, data, {athena_key_sql(self.key_names)} AS k, "
+            f"NOT regexp_like(regexp_extract(\"$path\", '[^/]+$'), '{pattern}') AS stream "
+            f'FROM "{self.database}"."{table}"'
+        )
+
     def trino_sql(self, sql: str) -> str:
-        """``sql`` in Trino's dialect, its relations named in the Glue catalog."""
+        """``sql`` in Trino's dialect, ``lake`` and ``snapshot`` defined over the Glue
+        tables in its first common table expressions."""
         import sqlglot
         from sqlglot import exp
 
-        tree = sqlglot.parse_one(sql, read="duckdb")
-        names = {"lake": self.lake_table, "snapshot": self.snapshot_table}
-        for table in tree.find_all(exp.Table):
-            if table.name in names and not table.args.get("db"):
-                table.set("this", exp.to_identifier(names[table.name], quoted=True))
-                table.set("db", exp.to_identifier(self.database, quoted=True))
+        tree = sqlglot.parse_one(sqlglot.transpile(sql, read="duckdb", write="trino")[0], "trino")
+        relations = {
+            "lake": self.lake_table,
+            "snapshot": self.snapshot_table if self.snapshot_location else None,
+        }
+        ctes = [
+            exp.CTE(
+                this=sqlglot.parse_one(self.relation_sql(table), read="trino"),
+                alias=exp.TableAlias(this=exp.to_identifier(name)),
+            )
+            for name, table in relations.items()
+        ]
+        with_ = tree.args.get("with_")
+        if with_ is None:  # every comparison starts with its CTEs; keep any other query whole
+            with_ = exp.With(expressions=[])
+            tree.set("with_", with_)
+        with_.set("expressions", [*ctes, *with_.expressions])
         return tree.sql(dialect="trino", pretty=True)
 
     def _ensure_snapshot_table(self) -> None:
@@ -249,7 +275,7 @@ class AthenaEngine:
                 first = False
                 for row in rows:
                     values = [cell.get("VarCharValue") for cell in row["Data"]]
-                    kind, k, n, table_data, lake_data, table_time, lake_time = values
+                    kind, k, n, table_data, lake_data, table_time, lake_time, lake_uuid = values
                     yield Finding(
                         str(kind),
                         k,
@@ -258,6 +284,7 @@ class AthenaEngine:
                         lake_data,
                         _micros(table_time),
                         _micros(lake_time),
+                        lake_uuid,
                     )
         except ClientError as exc:
             raise ReconciliationEngineError(

@@ -2,10 +2,17 @@
 
 T is the run's data interval end minus the table's settle margin (longer than Firehose's
 buffering plus the Lambda), never the wall clock, so a re-run of a day checks the same
-moment; an explicit ``as_of`` overrides it. The ``changes`` method checks ``[T - 24h, T)``,
-or from the start of the table's point-in-time window when that is later (nothing before it
-can be exported). T is cut to whole milliseconds, the precision
-of an export's moment, so the export and the lake are compared at the same instant.
+moment; an explicit ``as_of`` overrides it. T is cut to whole milliseconds, the precision
+of an export's moment, so the export and the lake are compared at the same instant. An
+``as_of`` inside the settle margin (less than that before now) is refused: the stream's
+last changes may not be in the lake yet.
+
+The ``changes`` method checks the day before T with two incremental exports: ``[T - 24h,
+T)`` (AWS's longest window) and the *lead-in* ``[T - 24h - 15 min, T - 24h)`` (its
+shortest). Together they start 15 minutes before the previous daily run's T, so
+consecutive runs' phantom ranges (``[start + ε, T - ε)``) overlap by 15 minutes less 2ε:
+every moment is checked by some run even though each stream time may be ε off. Both start
+no earlier than the table's point-in-time window (nothing before it can be exported).
 """
 
 from __future__ import annotations
@@ -98,7 +105,15 @@ def plan_reconciliation(
                 f"as_of {iso(moment)} is in the future (now {iso(now)}); the lake cannot be "
                 "checked against a moment that has not happened"
             )
-    export_request = None
+        settled = now - timedelta(minutes=settings.settle_margin_minutes)
+        if moment > settled:
+            raise ExportWindowError(
+                f"as_of {iso(moment)} is within the table's settle margin of "
+                f"{settings.settle_margin_minutes} minutes before now ({iso(now)}): the "
+                "stream's last changes may not have reached the lake, so keys would look "
+                f"missing; choose an as_of at or before {iso(settled)}"
+            )
+    export_request = lead_in_request = None
     window_start = None
     key = run_key(run_id)
     if chosen in _NEEDS_EXPORT:
@@ -123,6 +138,12 @@ def plan_reconciliation(
             export_request = full_export_request(config, table_arn, key, moment)
         else:
             export_request = incremental_export_request(config, table_arn, key, start, moment)
+            lead_in = start - MIN_WINDOW
+            if lead_in >= window.earliest:
+                lead_in_request = incremental_export_request(
+                    config, table_arn, key, lead_in, start, sequence=1
+                )
+                start = lead_in
             window_start = datetime_to_micros(start)
     return ReconciliationPlan(
         table=config.name,
@@ -142,6 +163,7 @@ def plan_reconciliation(
         glue_database=config.glue_database,
         glue_table=config.glue_table,
         export_request=export_request,
+        lead_in_request=lead_in_request,
         window_start=window_start,
         settle_margin_minutes=settings.settle_margin_minutes,
         count_staleness_hours=settings.count_staleness_hours,

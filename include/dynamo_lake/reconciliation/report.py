@@ -6,15 +6,29 @@ One JSON file per table and run under the lake table's ``_reconciliation/`` fold
 tell):
 
 ``table, as_of`` (ISO-8601 UTC with microseconds), ``method`` (count, scan, export,
-changes), ``status`` (ok, drift, error), ``table_count, lake_count, tolerance`` (epsilon,
-count bound, reasoning), ``missing, extra, different, phantoms`` (integers), ``samples``
-(up to 20 keys of each kind, each key as canonical JSON), ``repair`` (null, or the rows
+changes), ``status`` (see below), ``table_count, lake_count, tolerance`` (epsilon, count
+bound, reasoning), ``missing, extra, different, phantoms`` (integers: what the comparison
+found, before any repair), ``ambiguous`` (keys the engine could not rule on: events within
+its time precision; null for exact engines and the count methods), ``samples`` (up to 20
+keys of each kind, each key as canonical JSON), ``findings`` (null, or ``uri`` and ``rows``
+of the Parquet file beside the report holding every finding), ``repair`` (null, or the rows
 written and the re-check), ``export_arn, consumed_read_capacity, run_id, seconds``,
 ``window`` (the changes method's ``[from, to)``), ``engine``, ``message``.
+
+``status``: ``ok`` (the lake matches: every key ruled on), ``drift`` (it does not, and no
+repair made it match), ``repaired`` (drift was found, corrective rows were written and the
+re-check was clean), ``inconclusive`` (no drift found, but ``ambiguous`` keys were not ruled
+on), ``error`` (the check could not run; ``message`` says why).
+
+The pointer ``latest.json`` is derived data: each run writes its own report first, then
+makes the pointer its copy unless the pointer names a later moment (a conditional write, so
+an older run never replaces a newer one). A pointer that cannot be read is rewritten from
+the run's report; readers fall back to the newest report by name.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -22,10 +36,12 @@ from typing import Any, Literal
 import orjson
 
 from dynamo_lake.contract import RECONCILIATION
+from dynamo_lake.errors import DynamoLakeError
 from dynamo_lake.exports.planning import safe_name
 from dynamo_lake.storage import Location, S3Options, resolve
 
 __all__ = [
+    "HEALTHY",
     "LATEST",
     "ReconciliationReport",
     "latest_report",
@@ -34,9 +50,13 @@ __all__ = [
     "write_report",
 ]
 
-Status = Literal["ok", "drift", "error"]
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "drift", "repaired", "inconclusive", "error"]
+#: Statuses after which the lake matches the table as of T.
+HEALTHY: tuple[Status, ...] = ("ok", "repaired")
 LATEST = "latest.json"
-SAMPLE_KINDS = ("missing", "extra", "different", "phantoms")
+SAMPLE_KINDS = ("missing", "extra", "different", "phantoms", "ambiguous")
 
 
 @dataclass(frozen=True)
@@ -52,7 +72,9 @@ class ReconciliationReport:
     extra: int | None = None
     different: int | None = None
     phantoms: int | None = None
+    ambiguous: int | None = None
     samples: dict[str, list[str]] = field(default_factory=dict)
+    findings: dict[str, Any] | None = None
     repair: dict[str, Any] | None = None
     export_arn: str | None = None
     consumed_read_capacity: float | None = None
@@ -76,9 +98,14 @@ class ReconciliationReport:
         names = {item.name for item in fields(cls)}
         return cls(**{name: value for name, value in raw.items() if name in names})
 
-    def file_name(self) -> str:
+    @property
+    def healthy(self) -> bool:
+        """The lake matches the table as of T (``ok``, or ``repaired`` and re-checked)."""
+        return self.status in HEALTHY
+
+    def file_name(self, suffix: str = ".json") -> str:
         stamp = self.as_of.replace("-", "").replace(":", "").replace(".", "")
-        return f"{stamp}--{safe_name(self.run_id)}.json"
+        return f"{stamp}--{safe_name(self.run_id)}{suffix}"
 
     @staticmethod
     def as_of_in(file_name: str) -> datetime | None:
@@ -107,6 +134,10 @@ class ReconciliationReport:
                 lines.append(f"  {kind:<15} {value}" + (f"   e.g. {sample}" if sample else ""))
         if self.tolerance.get("reasoning"):
             lines.append(f"  tolerance       {self.tolerance['reasoning']}")
+        if self.findings:
+            lines.append(
+                f"  findings        {self.findings.get('rows')} in {self.findings.get('uri')}"
+            )
         if self.consumed_read_capacity is not None:
             lines.append(f"  read capacity   {self.consumed_read_capacity}")
         if self.repair is not None:
@@ -125,14 +156,33 @@ def _folder(lake_uri: str, s3: S3Options | None) -> Location:
 
 
 def write_report(lake_uri: str, report: ReconciliationReport, s3: S3Options | None = None) -> str:
-    """Write the run's report and make it ``latest.json`` unless a newer moment is there."""
+    """Write the run's report, then make it ``latest.json`` unless that names a later
+    moment. The report is written whatever becomes of the pointer: a pointer that cannot be
+    read is replaced by this report, and one that cannot be written is left (a warning)."""
     folder = _folder(lake_uri, s3)
     payload = orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     location = folder.child(report.file_name())
     location.write_bytes(payload)
-    latest = latest_report(lake_uri, s3)
-    if latest is None or (latest.as_of, latest.run_id) <= (report.as_of, report.run_id):
-        folder.child(LATEST).write_bytes(payload)
+    pointer = folder.child(LATEST)
+
+    def newer(current: bytes | None) -> bytes | None:
+        if current is None:
+            return payload
+        try:
+            shown = ReconciliationReport.from_json(orjson.loads(current))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning(
+                "%s cannot be read (%s); rewriting it from %s", pointer.uri, exc, location.uri
+            )
+            return payload
+        return payload if (shown.as_of, shown.run_id) <= (report.as_of, report.run_id) else None
+
+    try:
+        pointer.update(newer)
+    except DynamoLakeError as exc:
+        log.warning(
+            "could not update %s (%s); readers fall back to the newest report", pointer.uri, exc
+        )
     return location.uri
 
 

@@ -2,26 +2,35 @@
 
 The table side is ready before this runs: a converted export in the plan's work location
 (``export``, ``changes``), an exact scan (``scan``), or DescribeTable (``count``, asked
-here). The report is written under the lake's ``_reconciliation/`` whatever the outcome;
-an error is reported too, then raised.
+here). Every finding goes to a Parquet file beside the report (the repair reads its work
+from there). A repair holds the table's repair lease from its comparison to its re-check,
+so two runs never correct the same drift twice. The report is written under the lake's
+``_reconciliation/`` whatever the outcome; an error is reported too, then raised.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dynamo_lake.cdc import datetime_to_micros, micros_to_datetime
-from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.config import MAX_EPSILON_MS
+from dynamo_lake.contract import RECONCILIATION
+from dynamo_lake.errors import ConfigError, DynamoLakeError, ExportWindowError
 from dynamo_lake.lake.conversion import run_attempt
+from dynamo_lake.lake.keys import KeyAttribute
 from dynamo_lake.lake.query import lake_dataset
 from dynamo_lake.lake.writer import LakeTable, Stage
 from dynamo_lake.reconciliation.compare import (
     HOUR_MICROS,
     Comparison,
-    KeyAttribute,
+    FindingsFile,
     ScanResult,
     compare_changes,
     compare_count,
@@ -30,13 +39,25 @@ from dynamo_lake.reconciliation.compare import (
 from dynamo_lake.reconciliation.engines import AthenaEngine, DuckDBEngine, Engine
 from dynamo_lake.reconciliation.plan import as_of_text
 from dynamo_lake.reconciliation.repair import RepairWriter, repair_group
-from dynamo_lake.reconciliation.report import ReconciliationReport, write_report
+from dynamo_lake.reconciliation.report import ReconciliationReport, Status, write_report
 from dynamo_lake.records import ReconciliationPlan
-from dynamo_lake.storage import S3Options, resolve
+from dynamo_lake.storage import Location, S3Options, acquire_lease, resolve
 
-__all__ = ["cleanup_work", "open_engine", "reconcile_export", "reconcile_table"]
+__all__ = [
+    "WORK_TTL",
+    "cleanup_work",
+    "open_engine",
+    "reconcile_export",
+    "reconcile_table",
+    "sweep_work",
+]
 
 log = logging.getLogger(__name__)
+
+#: Work folders (converted exports: copies of a table) older than this are removed at the
+#: start of a run: what a killed run left behind.
+WORK_TTL = timedelta(days=1)
+_REPAIR_LEASE = "repair.lease"
 
 
 def open_engine(
@@ -48,12 +69,14 @@ def open_engine(
     with_snapshot: bool = True,
 ) -> Engine:
     """The engine the table is configured for, over the lake (and the work location)."""
+    key_names = [name for name, _ in plan.keys]
     if plan.engine == "athena":
         return AthenaEngine(
             athena,
             glue,
             database=plan.glue_database,
             lake_table=plan.glue_table,
+            key_names=key_names,
             snapshot_location=plan.work_uri if with_snapshot else None,
             workgroup=plan.athena_workgroup,
             output_location=str(plan.athena_output_location),
@@ -61,6 +84,7 @@ def open_engine(
     return DuckDBEngine(
         lake_dataset(plan.lake_uri, s3),
         lake_dataset(plan.work_uri, s3) if with_snapshot else None,
+        key_names=key_names,
         memory_limit_mb=plan.duckdb_memory_limit_mb,
     )
 
@@ -77,14 +101,14 @@ def _compare(
     dynamodb: Any,
     scan: ScanResult | None,
     now: datetime,
-    on_drift: Any = None,
+    findings: FindingsFile | None = None,
 ) -> Comparison:
     epsilon = plan.epsilon_ms * 1000
     if plan.method == "export":
-        return compare_export(engine, keys, plan.as_of, epsilon, on_drift)
+        return compare_export(engine, keys, plan.as_of, epsilon, findings)
     if plan.method == "changes":
         assert plan.window_start is not None
-        return compare_changes(engine, keys, plan.as_of, epsilon, plan.window_start, on_drift)
+        return compare_changes(engine, keys, plan.as_of, epsilon, plan.window_start, findings)
     if plan.method == "scan":
         assert scan is not None
         return compare_count(
@@ -123,14 +147,50 @@ def _compare(
     )
 
 
+def _status(comparison: Comparison) -> Status:
+    if comparison.drifted:
+        return "drift"
+    return "inconclusive" if comparison.unsure else "ok"
+
+
 def _summary(comparison: Comparison) -> dict[str, Any]:
     by_method = comparison.method in ("export", "changes")
     return {
-        "status": "drift" if comparison.drifted else "ok",
+        "status": _status(comparison),
         "missing": comparison.counts.get("missing", 0) if by_method else None,
         "extra": comparison.counts.get("extra", 0) if by_method else None,
         "different": comparison.counts.get("different", 0) if by_method else None,
         "phantoms": comparison.counts.get("phantom", 0) if comparison.method == "changes" else None,
+    }
+
+
+@contextmanager
+def _repair_lease(plan: ReconciliationPlan, s3: S3Options | None) -> Iterator[None]:
+    """One repair per table at a time: from the comparison to the re-check. Another run
+    repairing the same table raises :class:`~dynamo_lake.errors.LeaseHeldError` (a retry
+    then compares again, after that repair)."""
+    location = resolve(plan.lake_uri, s3).child(RECONCILIATION, _REPAIR_LEASE)
+    lease = acquire_lease(location, owner=plan.run_id, ttl=3600.0)
+    try:
+        yield
+    finally:
+        try:
+            lease.release()
+        except DynamoLakeError as exc:  # the lease expires on its own
+            log.warning("could not release %s: %s", location.uri, exc)
+
+
+def _base(plan: ReconciliationPlan, export_arn: str | None) -> dict[str, Any]:
+    return {
+        "table": plan.table,
+        "as_of": as_of_text(plan),
+        "method": plan.method,
+        "run_id": plan.run_id,
+        "export_arn": export_arn,
+        "engine": plan.engine,
+        "window": (
+            [_iso(plan.window_start), as_of_text(plan)] if plan.window_start is not None else None
+        ),
     }
 
 
@@ -149,87 +209,30 @@ def reconcile_table(
     """Compare, repair if the plan says so, check again; write and return the report."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
-    keys = [KeyAttribute(name, kind) for name, kind in plan.keys]
-    with_snapshot = plan.method in ("export", "changes")
-    base: dict[str, Any] = {
-        "table": plan.table,
-        "as_of": as_of_text(plan),
-        "method": plan.method,
-        "run_id": plan.run_id,
-        "export_arn": export_arn,
-        "engine": plan.engine,
-        "window": (
-            [_iso(plan.window_start), as_of_text(plan)] if plan.window_start is not None else None
-        ),
-    }
-    repairer: RepairWriter | None = None
+    base = _base(plan, export_arn)
+    by_key = plan.method in ("export", "changes")
     try:
-        if plan.repair and with_snapshot:
-            lake = LakeTable(resolve(plan.lake_uri, s3))
-            group = repair_group(lake, plan.run_id, plan.table, plan.as_of)
-            repairer = RepairWriter(
-                lake, Stage(group, run_attempt(plan.run_id)), plan.method, plan.as_of
-            )
-        engine = open_engine(plan, s3, athena=athena, glue=glue, with_snapshot=with_snapshot)
-        try:
-            comparison = _compare(
-                plan,
-                engine,
-                keys,
-                dynamodb=dynamodb,
-                scan=scan,
-                now=now,
-                on_drift=repairer.add if repairer else None,
-            )
-        finally:
-            engine.close()
-        repair: dict[str, Any] | None = None
-        if repairer is not None:
-            paths = repairer.publish() if comparison.drifted else []
-            if not paths:
-                repairer.abort()
-            repair = {
-                "group": repairer.stage.group if paths else None,
-                "rows": repairer.rows if paths else 0,
-                "by_kind": repairer.by_kind if paths else {},
-                "files": len(paths),
-                "recheck": None,
-            }
-            if paths:
-                again = open_engine(plan, s3, athena=athena, glue=glue)
-                try:
-                    recheck = _compare(plan, again, keys, dynamodb=dynamodb, scan=scan, now=now)
-                finally:
-                    again.close()
-                repair["recheck"] = _summary(recheck)
-            repairer = None
-        report = ReconciliationReport(
-            **base,
-            **_summary(comparison),
-            table_count=comparison.table_count,
-            lake_count=comparison.lake_count,
-            tolerance={
-                "epsilon_ms": plan.epsilon_ms,
-                "count_bound": comparison.bound,
-                "reasoning": comparison.reasoning
-                or (
-                    f"a key is drift only if the lake differs from the table both at T - "
-                    f"{plan.epsilon_ms} ms and at T + {plan.epsilon_ms} ms"
-                ),
-            },
-            samples={
-                "missing": comparison.samples.get("missing", []),
-                "extra": comparison.samples.get("extra", []),
-                "different": comparison.samples.get("different", []),
-                "phantoms": comparison.samples.get("phantom", []),
-            },
-            repair=repair,
-            consumed_read_capacity=scan.consumed_read_capacity if scan else None,
-            seconds=round(time.monotonic() - started, 3),
-        )
+        with tempfile.TemporaryDirectory(prefix="reconcile-findings-") as scratch:
+            if plan.repair and by_key:
+                with _repair_lease(plan, s3):
+                    report = _reconcile(
+                        plan,
+                        base,
+                        s3,
+                        Path(scratch),
+                        dynamodb,
+                        athena,
+                        glue,
+                        scan,
+                        now,
+                        started,
+                        write,
+                    )
+            else:
+                report = _reconcile(
+                    plan, base, s3, Path(scratch), dynamodb, athena, glue, scan, now, started, write
+                )
     except DynamoLakeError as exc:
-        if repairer is not None:
-            repairer.abort()
         report = ReconciliationReport(
             **base, status="error", message=str(exc), seconds=round(time.monotonic() - started, 3)
         )
@@ -242,27 +245,203 @@ def reconcile_table(
     return report
 
 
+def _reconcile(
+    plan: ReconciliationPlan,
+    base: dict[str, Any],
+    s3: S3Options | None,
+    scratch: Path,
+    dynamodb: Any,
+    athena: Any,
+    glue: Any,
+    scan: ScanResult | None,
+    now: datetime,
+    started: float,
+    write: bool,
+) -> ReconciliationReport:
+    keys = [KeyAttribute(name, kind) for name, kind in plan.keys]
+    by_key = plan.method in ("export", "changes")
+    findings = FindingsFile(scratch / "findings.parquet") if by_key else None
+    engine = open_engine(plan, s3, athena=athena, glue=glue, with_snapshot=by_key)
+    try:
+        comparison = _compare(
+            plan, engine, keys, dynamodb=dynamodb, scan=scan, now=now, findings=findings
+        )
+    finally:
+        engine.close()
+    summary = _summary(comparison)
+    found: dict[str, Any] | None = None
+    if findings is not None:
+        target = resolve(plan.lake_uri, s3).child(
+            RECONCILIATION,
+            ReconciliationReport(**base, status="ok").file_name(".findings.parquet"),
+        )
+        if findings.close():
+            if write:
+                target.write_file(findings.path)
+            found = {"uri": target.uri if write else None, "rows": findings.rows}
+        elif write and target.exists():
+            target.delete()  # an earlier attempt's: this run's report says there are none
+    repair: dict[str, Any] | None = None
+    if plan.repair and findings is not None:
+        repair = _repair(plan, s3, comparison, findings, keys, dynamodb, athena, glue, scan, now)
+        if repair["rows"] and comparison.drifted:
+            recheck = repair["recheck"] or {}
+            summary["status"] = "repaired" if recheck.get("status") == "ok" else "drift"
+    return ReconciliationReport(
+        **base,
+        **summary,
+        ambiguous=comparison.unsure if plan.engine == "athena" else None,
+        table_count=comparison.table_count,
+        lake_count=comparison.lake_count,
+        tolerance={
+            "epsilon_ms": plan.epsilon_ms,
+            "count_bound": comparison.bound,
+            "reasoning": comparison.reasoning
+            or (
+                f"a key is drift only if the lake differs from the table both at T - "
+                f"{plan.epsilon_ms} ms and at T + {plan.epsilon_ms} ms"
+            ),
+        },
+        samples={
+            "missing": comparison.samples.get("missing", []),
+            "extra": comparison.samples.get("extra", []),
+            "different": comparison.samples.get("different", []),
+            "phantoms": comparison.samples.get("phantom", []),
+            "ambiguous": comparison.samples.get("ambiguous", []),
+        },
+        findings=found,
+        repair=repair,
+        consumed_read_capacity=scan.consumed_read_capacity if scan else None,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _repair(
+    plan: ReconciliationPlan,
+    s3: S3Options | None,
+    comparison: Comparison,
+    findings: FindingsFile,
+    keys: list[KeyAttribute],
+    dynamodb: Any,
+    athena: Any,
+    glue: Any,
+    scan: ScanResult | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Corrective rows for the findings (read back from their file), published as their own
+    group, then the comparison again."""
+    lake = LakeTable(resolve(plan.lake_uri, s3))
+    group = repair_group(lake, plan.run_id, plan.table, plan.as_of)
+    writer = RepairWriter(lake, Stage(group, run_attempt(plan.run_id)), plan.method, plan.as_of)
+    try:
+        if comparison.drifted:
+            for finding in findings:
+                writer.add(finding)
+        paths = writer.publish() if comparison.drifted else []
+    except BaseException:
+        writer.abort()
+        raise
+    if not paths:
+        writer.abort()
+    repair: dict[str, Any] = {
+        "group": group if paths else None,
+        "rows": writer.rows if paths else 0,
+        "by_kind": writer.by_kind if paths else {},
+        "files": len(paths),
+        "recheck": None,
+    }
+    if paths:
+        again = open_engine(plan, s3, athena=athena, glue=glue)
+        try:
+            recheck = _compare(plan, again, keys, dynamodb=dynamodb, scan=scan, now=now)
+        finally:
+            again.close()
+        repair["recheck"] = _summary(recheck)
+    return repair
+
+
 def cleanup_work(plan: ReconciliationPlan, s3: S3Options | None) -> None:
-    """Remove the run's work location (the converted export) once the report is written."""
-    resolve(plan.work_uri, s3).delete_tree()
+    """Remove the run's work location (the converted export: a copy of the table), and the
+    ``work/`` folder itself once it is empty, leaving no empty marker behind."""
+    work = resolve(plan.work_uri, s3)
+    work.delete_tree()
+    parent = resolve(plan.work_uri.rsplit("/", 1)[0], s3)
+    if parent.exists() and not parent.list_files() and not parent.list_folders():
+        parent.delete_tree()
 
 
-def _key_types(
-    location_uris: list[str], names: list[str], s3: S3Options | None
-) -> tuple[tuple[str, str], ...]:
-    """The key attributes' DynamoDB types, read off a row (numbers are N, text S or B)."""
-    import orjson
+def sweep_work(
+    lake_uri: str, s3: S3Options | None, now: datetime, keep: str | None = None
+) -> list[str]:
+    """Remove work folders under the lake's ``_reconciliation/work/`` whose newest file is
+    older than :data:`WORK_TTL` (what killed runs left: copies of the table); ``keep`` is
+    the current run's. Returns the folders removed."""
+    work = resolve(lake_uri, s3).child(RECONCILIATION, "work")
+    removed = []
+    for folder in work.list_folders():
+        if keep is not None and folder.name == keep:
+            continue
+        newest = _newest_write(folder)
+        if newest is None or now - newest > WORK_TTL:
+            folder.delete_tree()
+            removed.append(folder.uri)
+            log.info("removed %s, a work folder left by an earlier run", folder.uri)
+    return removed
 
-    for uri in location_uris:
-        dataset = lake_dataset(uri, s3)
-        for batch in dataset.to_batches(columns=["data"], batch_size=1):
-            if batch.num_rows:
-                item = orjson.loads(batch.column(0)[0].as_py())
-                return tuple(
-                    (name, "N" if isinstance(item.get(name), int | float) else "S")
-                    for name in names
-                )
-    return tuple((name, "S") for name in names)
+
+def _newest_write(folder: Location) -> datetime | None:
+    from pyarrow import fs as pafs
+
+    selector = pafs.FileSelector(folder.path, allow_not_found=True, recursive=True)
+    moments = [
+        info.mtime
+        for info in folder.filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.File and info.mtime is not None
+    ]
+    if not moments:
+        return None
+    newest: datetime = max(moments)
+    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+
+
+# --- outside Airflow: the dynamo-lake command ------------------------------------------
+
+
+def _key_attributes(manifest: Any, keys: list[str]) -> tuple[tuple[str, str], ...]:
+    """The key attributes' DynamoDB types, as the table's own items give them (``name:TYPE``
+    in ``keys`` overrides)."""
+    from dynamo_lake.exports.manifest import first_item
+
+    given = {}
+    names = []
+    for text in keys:
+        name, _, kind = text.partition(":")
+        if kind and kind not in ("S", "N", "B"):
+            raise ConfigError(f"--keys {text!r}: a key attribute's type is S, N or B")
+        names.append(name)
+        if kind:
+            given[name] = kind
+    item = first_item(manifest) if len(given) < len(names) else None
+    types = []
+    for name in names:
+        if name in given:
+            types.append((name, given[name]))
+            continue
+        if item is None:
+            log.warning("the export holds no item: key %r is taken as type S", name)
+            types.append((name, "S"))
+            continue
+        typed = item.get(name)
+        tag = next(iter(typed), None) if isinstance(typed, dict) and len(typed) == 1 else None
+        if tag not in ("S", "N", "B"):
+            present = ", ".join(repr(attribute) for attribute in sorted(item)[:10])
+            raise ConfigError(
+                f"--keys names {name!r}, which the export's items do not have as a key "
+                f"attribute (S, N or B); an item has {present}: give the table's key "
+                "attributes, partition key first"
+            )
+        types.append((name, str(tag)))
+    return tuple(types)
 
 
 def reconcile_export(
@@ -274,25 +453,56 @@ def reconcile_export(
     epsilon_ms: int = 1000,
     repair: bool = False,
     s3: S3Options | None = None,
+    now: datetime | None = None,
+    settle_margin_minutes: int = 30,
 ) -> ReconciliationReport:
     """Compare an export (its manifest-summary.json) with a lake table, outside Airflow.
 
     A full export is compared key by key (``export``); an incremental one as the day's
-    changes (``changes``). T defaults to the export's time (or its window's end). The
-    export is converted into a work location beside the lake (a temporary folder for a
-    local lake), removed afterwards. The report is returned, not written to the lake.
+    changes (``changes``). T is the export's time (a full export's ``exportTime``, an
+    incremental one's window end): an export shows the table at that moment only, so an
+    ``as_of`` that differs is refused. T must also lie ``settle_margin_minutes`` before
+    ``now``: the stream's latest changes may not be in the lake yet. The export is converted
+    into a work location beside the lake (a temporary folder for a local lake), removed
+    afterwards. The report is returned, not written to the lake.
     """
-    import tempfile
-
     from dynamo_lake.exports.manifest import read_manifest
     from dynamo_lake.exports.planning import parse_time, safe_name
     from dynamo_lake.lake.conversion import convert_export, new_attempt
 
+    if not 0 <= epsilon_ms <= MAX_EPSILON_MS:
+        raise ConfigError(
+            f"--epsilon-ms {epsilon_ms} is out of range: it must be between 0 and "
+            f"{MAX_EPSILON_MS} ms (a larger tolerance around T hides real drift)"
+        )
     manifest = read_manifest(export, s3)
     summary = manifest.summary
-    moment = parse_time(as_of, "--as-of") if as_of else None
-    default = summary.export_to_time if summary.is_incremental else summary.export_time
-    as_of_micros = datetime_to_micros(moment) if moment else int(default or 0)
+    moment = summary.export_to_time if summary.is_incremental else summary.export_time
+    if moment is None:
+        raise ExportWindowError(f"{export}: the export names no time to compare at")
+    asked = parse_time(as_of, "--as-of") if as_of else None
+    if asked is not None and datetime_to_micros(asked) != moment:
+        what = "window's end (exportToTime)" if summary.is_incremental else "exportTime"
+        raise ExportWindowError(
+            f"--as-of {_iso(datetime_to_micros(asked))} is not the export's {what} "
+            f"{_iso(moment)}: an export shows the table at that moment only; leave --as-of "
+            "out, or export the table at the moment you want to check"
+        )
+    now = now or datetime.now(UTC)
+    settled = datetime_to_micros(now) - settle_margin_minutes * 60_000_000
+    if moment > datetime_to_micros(now):
+        raise ExportWindowError(
+            f"T {_iso(moment)} is in the future (now {_iso(datetime_to_micros(now))}): the "
+            "export's time is wrong, or this machine's clock is"
+        )
+    if moment > settled:
+        raise ExportWindowError(
+            f"T {_iso(moment)} is less than the settle margin of {settle_margin_minutes} "
+            f"minutes before now ({_iso(datetime_to_micros(now))}): the stream's latest "
+            "changes may not have reached the lake yet, so keys would look missing; compare "
+            "an export at least that old, or after that time (--settle-margin-minutes)"
+        )
+    types = _key_attributes(manifest, keys)
     attempt = new_attempt()
     target = resolve(lake, s3)
     scratch = None
@@ -301,30 +511,30 @@ def reconcile_export(
     else:
         scratch = tempfile.TemporaryDirectory(prefix="reconcile-work-")
         work_uri = scratch.name
+    plan = ReconciliationPlan(
+        table=summary.table_arn.rsplit("/", 1)[-1] if summary.table_arn else "table",
+        dynamodb_table=summary.table_arn.rsplit("/", 1)[-1] if summary.table_arn else "",
+        table_arn=summary.table_arn or "",
+        lake_uri=target.uri,
+        work_uri=work_uri,
+        method="changes" if summary.is_incremental else "export",
+        as_of=moment,
+        epsilon_ms=epsilon_ms,
+        repair=repair,
+        engine="duckdb",
+        keys=types,
+        run_id=attempt,
+        aws_conn_id="",
+        region=None,
+        glue_database="",
+        glue_table="",
+        window_start=summary.export_from_time if summary.is_incremental else None,
+    )
     try:
         convert_export(export, work_uri, s3=s3, force=True, attempt=attempt)
-        plan = ReconciliationPlan(
-            table=summary.table_arn.rsplit("/", 1)[-1] if summary.table_arn else "table",
-            dynamodb_table=summary.table_arn.rsplit("/", 1)[-1] if summary.table_arn else "",
-            table_arn=summary.table_arn or "",
-            lake_uri=target.uri,
-            work_uri=work_uri,
-            method="changes" if summary.is_incremental else "export",
-            as_of=as_of_micros,
-            epsilon_ms=epsilon_ms,
-            repair=repair,
-            engine="duckdb",
-            keys=_key_types([target.uri, work_uri], keys, s3),
-            run_id=attempt,
-            aws_conn_id="",
-            region=None,
-            glue_database="",
-            glue_table="",
-            window_start=summary.export_from_time if summary.is_incremental else None,
-        )
         return reconcile_table(plan, s3=s3, export_arn=summary.export_arn, write=False)
     finally:
         if scratch is not None:
             scratch.cleanup()
         else:
-            resolve(work_uri, s3).delete_tree()
+            cleanup_work(plan, s3)
