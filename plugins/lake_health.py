@@ -1,14 +1,20 @@
 """Lake health: one page in the Airflow UI with every configured table's lake at a glance.
 
 An Airflow 3 plugin: a FastAPI app under ``/lake-health`` shown inside the UI through an
-external view (``/plugin/lake-health``). Every endpoint needs the Airflow login (plugin apps
-are unauthenticated by default): the UI's session cookie or a Bearer token.
+external view (``/plugin/lake-health``). Every path under the prefix needs the Airflow login
+(plugin apps are unauthenticated by default): the UI's session cookie or a Bearer token.
+FastAPI's own ``/docs``, ``/redoc`` and ``/openapi.json`` are turned off (they sit outside the
+app's dependencies, and ``/docs`` loads Swagger UI from a CDN), and a path the app does not
+serve answers 401 before it answers 404, so nothing is told to an anonymous caller.
 
 Per table: the last backfill (when, the export time or window, rows, a link to its run), the
 last reconciliation (status, T, table and lake counts, missing/extra/different, the method,
 a link to its run), the lake's freshness (its newest stream row and that row's age), drift at
 a glance, and a chart of the table and lake counts over the last 30 days with drift days
-marked, drawn as inline SVG (nothing is fetched from the network). The figures come from the
+marked, drawn as inline SVG (nothing is fetched from the network). Statuses: ``ok`` and
+``repaired`` (the rows written and a clean re-check) are green, ``inconclusive`` (keys not
+ruled on at Athena's millisecond precision) amber, ``drift`` and ``error`` red; in the chart
+a repaired day is a green ring, not a drift day. The figures come from the
 core (:mod:`dynamo_lake.health`), which reads the documented contracts. The page follows
 Airflow's light and dark themes.
 """
@@ -23,10 +29,17 @@ from urllib.parse import quote
 from airflow.api_fastapi.core_api.security import requires_authenticated
 from airflow.exceptions import AirflowNotFoundException
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
 
-app = FastAPI(title="Lake health", dependencies=[Depends(requires_authenticated())])
+# No /docs, /redoc, /openapi.json: FastAPI adds them outside the app's dependencies.
+app = FastAPI(
+    title="Lake health",
+    dependencies=[Depends(requires_authenticated())],
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+)
 
 BACKFILL_DAG = "dynamodb_backfill"
 RECONCILIATION_DAG = "dynamodb_reconciliation"
@@ -72,6 +85,18 @@ def tables() -> JSONResponse:
 @app.get("/", response_class=HTMLResponse)
 def page() -> HTMLResponse:
     return HTMLResponse(render(*_healths()))
+
+
+# Declared last, so it matches only what no route above does. Through the app's
+# dependencies an anonymous caller gets 401 for every path, served or not, and learns
+# nothing of which paths exist; a logged-in caller gets the 404.
+@app.api_route(
+    "/{path:path}",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,
+)
+def not_found(path: str) -> None:
+    raise HTTPException(status_code=404, detail="Not Found")
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -126,31 +151,61 @@ def _backfill_cell(backfill: dict[str, Any] | None) -> str:
     )
 
 
-def _report_cell(report: dict[str, Any] | None) -> str:
+def _count(value: object) -> str:
+    """A count as people read it (``12,345``), whatever a report holds there."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "?" if value is None else _e(value)
+
+
+def _report_cell(report: dict[str, Any] | None, unreadable: bool = False) -> str:
+    if not report and unreadable:
+        return (
+            '<span class="empty">no readable reconciliation report: see the notes under the '
+            "table name</span>"
+        )
     if not report:
         return '<span class="empty">never reconciled: trigger dynamodb_reconciliation</span>'
+    status = str(report.get("status") or "unknown")
+    repair = report.get("repair") or {}
     counts = " ".join(
         f"{kind} {report[kind]}"
         for kind in ("missing", "extra", "different", "phantoms")
         if report.get(kind) is not None
     )
-    repaired = ""
-    if report.get("repair") and report["repair"].get("rows"):
-        recheck = (report["repair"].get("recheck") or {}).get("status", "?")
-        repaired = f"<br>repaired {report['repair']['rows']} rows, re-check {_e(recheck)}"
-    return (
-        f'<span class="status {_e(report["status"])}">{_e(report["status"]).upper()}</span> '
-        f"{_run_link(RECONCILIATION_DAG, report.get('run_id'), report['as_of'])}"
-        f"<br>{_e(report['method'])}: table {_e(report.get('table_count'))}, "
-        f"lake {_e(report.get('lake_count'))}"
-        + (f"<br>{_e(counts)}" if counts else "")
-        + repaired
-        + (
-            f'<br><span class="note">{_e(report["message"])}</span>'
-            if report.get("message")
-            else ""
+    if counts and status == "repaired":
+        counts = f"found before the repair: {counts}"
+    lines = [
+        f'<span class="status {_e(status)}">{_e(status.upper())}</span> '
+        f"{_run_link(RECONCILIATION_DAG, report.get('run_id'), report.get('as_of', '?'))}",
+        f"{_e(report.get('method'))}: table {_e(report.get('table_count'))}, "
+        f"lake {_e(report.get('lake_count'))}",
+    ]
+    if counts:
+        lines.append(_e(counts))
+    if repair.get("rows") or status == "repaired":
+        recheck = (repair.get("recheck") or {}).get("status")
+        lines.append(
+            f"repaired: {_count(repair.get('rows'))} rows written, "
+            + ("re-check clean" if recheck == "ok" else f"re-check {_e(recheck or '?')}")
         )
-    )
+    ambiguous = report.get("ambiguous")
+    if status == "inconclusive" or (isinstance(ambiguous, int) and ambiguous > 0):
+        keys = "some keys" if ambiguous is None else f"{_count(ambiguous)} keys"
+        keys = "1 key" if ambiguous == 1 else keys
+        lines.append(
+            f'<span class="ambiguous">{keys} ambiguous at Athena\'s millisecond precision: '
+            "not ruled on</span>"
+        )
+    findings = report.get("findings")
+    if isinstance(findings, dict) and findings.get("uri"):
+        lines.append(
+            f"findings: {_count(findings.get('rows'))} rows in "
+            f'<span class="uri">{_e(findings["uri"])}</span>'
+        )
+    if report.get("message"):
+        lines.append(f'<span class="note">{_e(report["message"])}</span>')
+    return "<br>".join(lines)
 
 
 def _freshness_cell(freshness: dict[str, Any] | None) -> str:
@@ -164,6 +219,8 @@ def _freshness_cell(freshness: dict[str, Any] | None) -> str:
 
 def chart(history: list[Any], width: int = 520, height: int = 150) -> str:
     """Table and lake counts over the reports of the last 30 days, drift marked; inline SVG."""
+    from dynamo_lake.health import at_a_glance  # the core, only when a page is drawn
+
     points = [
         point for point in history if point.table_count is not None or point.lake_count is not None
     ]
@@ -203,7 +260,9 @@ def chart(history: list[Any], width: int = 520, height: int = 150) -> str:
         if coords:
             parts.append(f'<polyline class="{series}" points="{" ".join(coords)}"/>')
     for moment, point in zip(times, points, strict=True):
-        css = "drift" if point.status != "ok" else "ok"
+        # A repaired day is healthy (the lake matched after the repair) but is not an ok
+        # day: a green ring. Inconclusive is amber; drift and error are drift.
+        css = "repaired" if point.status == "repaired" else at_a_glance(point.status)
         value = point.lake_count if point.lake_count is not None else point.table_count
         parts.append(
             f'<circle class="{css}" cx="{x(moment):.1f}" cy="{y(value or 0):.1f}" r="4">'
@@ -221,10 +280,11 @@ def chart(history: list[Any], width: int = 520, height: int = 150) -> str:
 
 _STYLE = """
 :root { color-scheme: light; --bg: #ffffff; --fg: #1a202c; --muted: #718096; --line: #e2e8f0;
-  --card: #f7fafc; --ok: #38a169; --drift: #e53e3e; --table: #3182ce; --lake: #805ad5; }
+  --card: #f7fafc; --ok: #38a169; --amber: #b7791f; --drift: #e53e3e; --table: #3182ce;
+  --lake: #805ad5; }
 :root.dark { color-scheme: dark; --bg: #09090b; --fg: #e4e4e7; --muted: #a1a1aa;
-  --line: #27272a; --card: #18181b; --ok: #48bb78; --drift: #fc8181; --table: #63b3ed;
-  --lake: #b794f4; }
+  --line: #27272a; --card: #18181b; --ok: #48bb78; --amber: #ecc94b; --drift: #fc8181;
+  --table: #63b3ed; --lake: #b794f4; }
 body { margin: 0; padding: 16px 20px; background: var(--bg); color: var(--fg);
   font: 14px/1.45 Inter, system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 h1 { font-size: 20px; margin: 0 0 4px; } .sub { color: var(--muted); margin: 0 0 16px; }
@@ -233,21 +293,29 @@ table { border-collapse: collapse; width: 100%; } th, td { text-align: left;
 th { color: var(--muted); font-weight: 600; font-size: 12px; text-transform: uppercase; }
 a { color: var(--table); text-decoration: none; } a:hover { text-decoration: underline; }
 .status { font-weight: 700; padding: 1px 8px; border-radius: 10px; font-size: 12px; }
-.status.ok { background: color-mix(in srgb, var(--ok) 18%, transparent); color: var(--ok); }
+.status.ok, .status.repaired { background: color-mix(in srgb, var(--ok) 18%, transparent);
+  color: var(--ok); } .status.repaired { box-shadow: inset 0 0 0 1px var(--ok); }
+.status.inconclusive { background: color-mix(in srgb, var(--amber) 18%, transparent);
+  color: var(--amber); }
 .status.drift, .status.error { background: color-mix(in srgb, var(--drift) 18%, transparent);
   color: var(--drift); }
 .glance { width: 12px; height: 12px; border-radius: 50%; display: inline-block;
   background: var(--muted); } .glance.ok { background: var(--ok); }
-.glance.drift { background: var(--drift); }
+.glance.drift { background: var(--drift); } .glance.inconclusive { background: var(--amber); }
+.ambiguous { color: var(--amber); } .uri { font-family: ui-monospace, monospace;
+  font-size: 12px; word-break: break-all; }
 .empty, .note { color: var(--muted); font-style: italic; }
 .chart { background: var(--card); border-radius: 6px; }
 .chart .axis { stroke: var(--line); } .chart .tick { fill: var(--muted); font-size: 11px; }
 .chart polyline { fill: none; stroke-width: 2; } .chart .table { stroke: var(--table); }
 .chart .lake { stroke: var(--lake); stroke-dasharray: 5 3; }
 .chart circle.ok { fill: var(--ok); } .chart circle.drift { fill: var(--drift); }
+.chart circle.repaired { fill: var(--card); stroke: var(--ok); stroke-width: 2; }
+.chart circle.inconclusive { fill: var(--amber); } .chart circle.unknown { fill: var(--muted); }
 .chart-title { font-size: 15px; margin: 22px 0 6px; }
 .legend span { margin-right: 14px; color: var(--muted); font-size: 12px; }
 .legend .t { color: var(--table); } .legend .l { color: var(--lake); }
+.legend .o, .legend .r { color: var(--ok); } .legend .i { color: var(--amber); }
 .legend .d { color: var(--drift); }
 """
 
@@ -281,13 +349,15 @@ def render(healths: list[Any], problem: str = "") -> str:
     charts = []
     for health in healths:
         report = health.report
-        glance = "none" if not report else ("ok" if report["status"] == "ok" else "drift")
+        glance = health.glance
+        title = report.get("status", "?") if report else "never reconciled"
         problems = "".join(f'<br><span class="note">{_e(p)}</span>' for p in health.problems)
+        unreadable = any(p.startswith("reconciliation reports:") for p in health.problems)
         rows.append(
             f'<tr data-table="{_e(health.table)}"><td><span class="glance {glance}" '
-            f'title="{_e(glance)}"></span> <b>{_e(health.table)}</b><br>'
+            f'title="{_e(title)}"></span> <b>{_e(health.table)}</b><br>'
             f'<span class="note">{_e(health.dynamodb_table)}</span>{problems}</td>'
-            f"<td>{_backfill_cell(health.backfill)}</td><td>{_report_cell(report)}</td>"
+            f"<td>{_backfill_cell(health.backfill)}</td><td>{_report_cell(report, unreadable)}</td>"
             f"<td>{_freshness_cell(health.freshness)}</td></tr>"
         )
         charts.append(
@@ -296,7 +366,9 @@ def render(healths: list[Any], problem: str = "") -> str:
         )
     legend = (
         '<p class="legend"><span class="t">&#9644; table count</span>'
-        '<span class="l">&#9644; lake count</span><span class="d">&#9679; drift</span></p>'
+        '<span class="l">&#9644; lake count</span><span class="o">&#9679; ok</span>'
+        '<span class="r">&#9675; repaired</span><span class="i">&#9679; inconclusive</span>'
+        '<span class="d">&#9679; drift or error</span></p>'
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Lake health</title>"

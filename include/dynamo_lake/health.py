@@ -6,6 +6,13 @@ reconciliation reports, the Parquet files' own statistics), cheaply: one listing
 read for the last backfill, one read for the last report; report names carry their T, so
 the chart's history reads only the reports of its window; freshness reads the Parquet
 footers of the few stream files written last in the newest day that has any.
+
+A report's ``status`` is read for what it says about the lake: ``ok`` and ``repaired`` (drift
+was found and repaired, and the re-check was clean) say the lake matches the table;
+``inconclusive`` (no drift found, but some keys could not be ruled on) says it may; only
+``drift`` and ``error`` are drift. The newest report is the one ``latest.json`` copies; when
+that pointer is unreadable (or gone), the newest report by name is shown, and the pointer is
+named in the table's problems.
 """
 
 from __future__ import annotations
@@ -24,20 +31,46 @@ from dynamo_lake.backfill import latest_backfill_record
 from dynamo_lake.cdc import datetime_to_micros, micros_to_datetime
 from dynamo_lake.config import TableConfig
 from dynamo_lake.contract import written_by_stream
-from dynamo_lake.errors import DynamoLakeError
+from dynamo_lake.errors import DynamoLakeError, UnreadableRecordError
 from dynamo_lake.reconciliation.report import (
+    HEALTHY,
     ReconciliationReport,
     latest_report,
     list_reports,
 )
 from dynamo_lake.storage import Location, S3Options, resolve
 
-__all__ = ["HistoryPoint", "TableHealth", "table_health"]
+__all__ = [
+    "DRIFTED",
+    "SETTLED",
+    "HistoryPoint",
+    "TableHealth",
+    "at_a_glance",
+    "table_health",
+]
 
 log = logging.getLogger(__name__)
 HISTORY_DAYS = 30
 _DAYS_LOOKED_BACK = 7
 _FILES_LOOKED_AT = 8
+
+#: Statuses that say the lake matches the table (``repaired``: after the repair it wrote).
+SETTLED = frozenset(HEALTHY)
+#: Statuses that are drift: the lake differs, or the check could not be made.
+DRIFTED = frozenset({"drift", "error"})
+
+
+def at_a_glance(status: str | None) -> str:
+    """A status at a glance: ``ok`` (ok, repaired), ``inconclusive``, ``drift`` (drift,
+    error), ``none`` (never reconciled), or ``unknown`` (a status this reader does not know:
+    neither healthy nor drift until someone looks)."""
+    if status is None:
+        return "none"
+    if status in SETTLED:
+        return "ok"
+    if status in DRIFTED:
+        return "drift"
+    return "inconclusive" if status == "inconclusive" else "unknown"
 
 
 @dataclass(frozen=True)
@@ -50,6 +83,10 @@ class HistoryPoint:
     status: str
     method: str
     run_id: str
+
+    @property
+    def drift(self) -> bool:
+        return self.status in DRIFTED
 
 
 @dataclass
@@ -66,13 +103,36 @@ class TableHealth:
     problems: list[str] = field(default_factory=list)
 
     @property
+    def glance(self) -> str:
+        """The newest report's status at a glance (see :func:`at_a_glance`)."""
+        return at_a_glance(self.report.get("status") if self.report else None)
+
+    @property
     def drift(self) -> bool:
-        return bool(self.report) and self.report.get("status") != "ok"  # type: ignore[union-attr]
+        return self.glance == "drift"
 
     def to_json(self) -> dict[str, Any]:
         raw = asdict(self)
         raw["drift"] = self.drift
+        raw["glance"] = self.glance
         return raw
+
+
+def _newest_report(
+    lake_uri: str, s3: S3Options | None, problems: list[str]
+) -> ReconciliationReport | None:
+    """The report ``latest.json`` copies; if that pointer cannot be read (named in
+    ``problems``) or is gone, the newest report by name (names start with their T). Raises
+    :class:`UnreadableRecordError` naming the newest report when it cannot be read either."""
+    try:
+        pointed = latest_report(lake_uri, s3)
+    except UnreadableRecordError as exc:
+        problems.append(f"reconciliation reports: {exc}")
+        pointed = None
+    if pointed is not None:
+        return pointed
+    newest = list_reports(lake_uri, s3, limit=1)
+    return newest[0] if newest else None
 
 
 def _history(
@@ -167,7 +227,7 @@ def table_health(
     except DynamoLakeError as exc:
         health.problems.append(f"backfill record: {exc}")
     try:
-        report = latest_report(config.lake_uri, s3)
+        report = _newest_report(config.lake_uri, s3, health.problems)
         health.report = report.to_json() if report else None
         health.history = _history(config.lake_uri, s3, report)
     except DynamoLakeError as exc:

@@ -1,13 +1,19 @@
-"""A table's health, read through the contracts on the local AWS stack's S3: the newest
-backfill record, the newest report, the chart's 30 days of reports, the stream's freshness."""
+"""A table's health, read through the contracts on the local AWS stack's S3 (and in a local
+lake folder): the newest backfill record, the newest report (or, when the pointer is
+unreadable, the newest by name), the chart's 30 days of reports, the stream's freshness; and
+the Lake health page drawn from it for every report status."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -38,6 +44,25 @@ def world(local_aws: LocalAwsControl) -> tuple[TableConfig, S3Options]:
     config = TableConfig("orders", "orders", "exports", bucket, "shop", "orders")
     options = S3Options(local_aws.endpoint_url, "us-east-1", "testing", "testing")
     return config, options
+
+
+@dataclass(frozen=True)
+class FolderTable(TableConfig):
+    """A configured table whose lake is a local folder (the core reads folders and S3 alike;
+    a configured table's lake is always on S3)."""
+
+    folder: str = ""
+
+    @property
+    def lake_uri(self) -> str:
+        return self.folder
+
+
+@pytest.fixture
+def folder_table(tmp_path: Path) -> FolderTable:
+    return FolderTable(
+        "orders", "orders", "exports", "lake", "shop", "orders", folder=str(tmp_path)
+    )
 
 
 def iso(moment: datetime) -> str:
@@ -259,3 +284,250 @@ def test_a_corrupt_stream_file_is_named_and_the_rest_still_shows(
     assert health.report is not None and health.freshness is None
     (problem,) = health.problems
     assert problem.startswith("freshness: ")
+
+
+# --- an unreadable pointer: the newest report by name is shown -----------------------------
+
+
+def page_of(*healths: Any) -> str:
+    """The Lake health page (plugins/lake_health.py) for these tables' healths."""
+    from plugins.lake_health import render  # imports Airflow: only in the tests that draw
+
+    return render(list(healths))
+
+
+class _Text(HTMLParser):
+    """The text a person reads in an HTML fragment: a line per cell and per ``<br>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "td"):
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def row_of(page: str, table: str) -> str:
+    """A table's row of the page as text, one line per cell and per line break."""
+    start = page.index(f'<tr data-table="{table}">')
+    text = _Text()
+    text.feed(page[start : page.index("</tr>", start)])
+    return "\n".join(" ".join(line.split()) for line in "".join(text.parts).splitlines())
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    [b"{not json", orjson.dumps({"table": "orders", "as_of": "2026-06-29T12:00:00.000000Z"})],
+    ids=["not-json", "missing-fields"],
+)
+def test_an_unreadable_pointer_shows_the_newest_report_by_name_and_names_the_pointer(
+    folder_table: FolderTable, pointer: bytes
+) -> None:
+    config = folder_table
+    older, newer = NOW - timedelta(days=2), NOW - timedelta(days=1)
+    write_report(config.lake_uri, report(config, older), None)
+    write_report(config.lake_uri, report(config, newer, "drift"), None)
+    folder = resolve(config.lake_uri).child("_reconciliation")
+    folder.child("latest.json").write_bytes(pointer)
+
+    health = table_health(config, None, NOW)
+
+    assert health.report is not None
+    assert (health.report["status"], health.report["as_of"]) == ("drift", iso(newer))
+    assert [point.as_of for point in health.history] == [iso(older), iso(newer)]
+    assert health.drift is True
+    (problem,) = health.problems
+    assert problem.startswith("reconciliation reports: ")
+    assert f"{folder.uri}/latest.json is not a valid reconciliation report" in problem
+    assert "restore it from a copy, or delete it" in problem
+    row = row_of(page_of(health), "orders")
+    assert "DRIFT" in row and iso(newer) in row and "latest.json is not a valid" in row
+    assert "never reconciled" not in row
+
+    # The newest report by name is unreadable too: both files are named, nothing is shown
+    # as if the table were never reconciled.
+    newest = folder.child(report(config, newer).file_name())
+    newest.write_bytes(b"[]")
+    health = table_health(config, None, NOW)
+    assert (health.report, health.history) == (None, [])
+    first, second = health.problems
+    assert "latest.json is not a valid reconciliation report" in first
+    assert f"{newest.uri} is not a valid reconciliation report" in second
+    row = row_of(page_of(health), "orders")
+    assert "never reconciled" not in row and "no readable reconciliation report" in row
+
+
+def test_a_deleted_pointer_shows_the_newest_report_by_name(folder_table: FolderTable) -> None:
+    config = folder_table
+    for days, status in ((2, "drift"), (1, "ok")):
+        write_report(config.lake_uri, report(config, NOW - timedelta(days=days), status), None)
+    resolve(config.lake_uri).child("_reconciliation", "latest.json").delete()
+    health = table_health(config, None, NOW)
+    assert health.report is not None and health.report["as_of"] == iso(NOW - timedelta(days=1))
+    assert health.problems == [] and health.drift is False
+
+
+# --- every report status, as the page shows it ----------------------------------------------
+
+FINDINGS_URI = "s3://lake/dynamo-cdc/shop/orders/_reconciliation/20260629T120000000000Z--r.parquet"
+
+
+def report_json(status: str, as_of: datetime, **fields: Any) -> dict[str, Any]:
+    """A report as its JSON contract documents it (written by hand: the fields, not the
+    dataclass of the moment)."""
+    document: dict[str, Any] = {
+        "table": "orders",
+        "as_of": iso(as_of),
+        "method": "export",
+        "status": status,
+        "table_count": 100,
+        "lake_count": 100,
+        "tolerance": {},
+        "missing": 0,
+        "extra": 0,
+        "different": 0,
+        "phantoms": None,
+        "ambiguous": None,
+        "samples": {},
+        "findings": None,
+        "repair": None,
+        "export_arn": None,
+        "consumed_read_capacity": None,
+        "run_id": f"scheduled__{as_of:%Y-%m-%dT%H%M%S}",
+        "seconds": 1.5,
+        "window": None,
+        "engine": "athena",
+        "message": "",
+    }
+    document.update(fields)
+    return document
+
+
+def write_report_json(lake_uri: str, document: dict[str, Any], latest: bool = True) -> None:
+    """The report's file under its name (T first), and the pointer's copy."""
+    stamp = document["as_of"].replace("-", "").replace(":", "").replace(".", "")
+    folder = resolve(lake_uri).child("_reconciliation")
+    payload = orjson.dumps(document, option=orjson.OPT_INDENT_2)
+    folder.child(f"{stamp}--{document['run_id']}.json").write_bytes(payload)
+    if latest:
+        folder.child("latest.json").write_bytes(payload)
+
+
+STATUSES: dict[str, tuple[dict[str, Any], str, bool, list[str]]] = {
+    # status: (fields, glance, drift, what the row says)
+    "ok": ({}, "ok", False, ["OK", "missing 0 extra 0 different 0"]),
+    "repaired": (
+        {
+            "lake_count": 98,
+            "missing": 3,
+            "extra": 1,
+            "different": 2,
+            "repair": {"rows": 1234, "recheck": {"status": "ok"}},
+            "findings": {"uri": FINDINGS_URI, "rows": 6},
+        },
+        "ok",
+        False,
+        [
+            "REPAIRED",
+            "found before the repair: missing 3 extra 1 different 2",
+            "repaired: 1,234 rows written, re-check clean",
+            f"findings: 6 rows in {FINDINGS_URI}",
+        ],
+    ),
+    "inconclusive": (
+        {"ambiguous": 4, "samples": {"ambiguous": ['{"pk":"a"}']}},
+        "inconclusive",
+        False,
+        [
+            "INCONCLUSIVE",
+            "4 keys ambiguous at Athena's millisecond precision: not ruled on",
+        ],
+    ),
+    "drift": (
+        {"lake_count": 97, "missing": 3, "findings": {"uri": FINDINGS_URI, "rows": 3}},
+        "drift",
+        True,
+        ["DRIFT", "missing 3 extra 0 different 0", f"findings: 3 rows in {FINDINGS_URI}"],
+    ),
+    "error": (
+        {
+            "lake_count": None,
+            "missing": None,
+            "extra": None,
+            "different": None,
+            "message": "Athena query failed: FAILED",
+        },
+        "drift",
+        True,
+        ["ERROR", "Athena query failed: FAILED"],
+    ),
+}
+
+
+@pytest.mark.parametrize("status", list(STATUSES))
+def test_each_report_status_on_the_page(folder_table: FolderTable, status: str) -> None:
+    fields, glance, drift, says = STATUSES[status]
+    config = folder_table
+    write_report_json(config.lake_uri, report_json("drift", NOW - timedelta(days=3)))
+    write_report_json(config.lake_uri, report_json(status, NOW - timedelta(days=1), **fields))
+
+    health = table_health(config, None, NOW)
+
+    assert health.problems == []
+    assert health.report is not None and health.report["status"] == status
+    assert (health.glance, health.drift) == (glance, drift)
+    assert health.to_json()["drift"] is drift and health.to_json()["glance"] == glance
+    assert [point.drift for point in health.history] == [True, drift]
+    page = page_of(health)
+    row = row_of(page, "orders")
+    for text in says:
+        assert text in row, f"{text!r} not in the {status} row: {row!r}"
+    assert f'<span class="status {status}">{status.upper()}</span>' in page
+    assert f'<span class="glance {glance}" title="{status}">' in page
+    if fields.get("findings"):
+        assert FINDINGS_URI in page and f'href="{FINDINGS_URI}"' not in page  # text, no link
+    # The chart: the drift day three days ago, and this report's day.
+    chart = page[page.index("<svg") :]
+    expected = {"repaired": "repaired", "inconclusive": "inconclusive"}.get(status, glance)
+    assert chart.count('<circle class="drift"') == (2 if expected == "drift" else 1)
+    assert f'<circle class="{expected}"' in chart
+
+
+def test_the_page_colours_each_status_in_both_themes() -> None:
+    from plugins.lake_health import _STYLE
+
+    light, dark = (
+        _STYLE[_STYLE.index(theme) : _STYLE.index("}", _STYLE.index(theme))]
+        for theme in (":root {", ":root.dark {")
+    )
+    for variable in ("--ok:", "--amber:", "--drift:"):
+        assert variable in light and variable in dark
+    for status, colour in (
+        ("ok", "--ok"),
+        ("repaired", "--ok"),
+        ("inconclusive", "--amber"),
+        ("drift", "--drift"),
+        ("error", "--drift"),
+    ):
+        rule = next(
+            line for line in _STYLE.splitlines() if f".status.{status}" in line.split("{")[0]
+        )
+        assert f"var({colour})" in _STYLE[_STYLE.index(rule) :].split("}")[0], status
+    for glance, colour in (("ok", "--ok"), ("inconclusive", "--amber"), ("drift", "--drift")):
+        assert f".glance.{glance} {{ background: var({colour}); }}" in _STYLE
+
+
+def test_a_report_written_before_the_new_fields_still_shows(folder_table: FolderTable) -> None:
+    config = folder_table
+    old = report_json("ok", NOW - timedelta(days=1))
+    for name in ("ambiguous", "findings"):
+        del old[name]
+    write_report_json(config.lake_uri, old)
+    health = table_health(config, None, NOW)
+    assert health.problems == [] and health.report is not None
+    row = row_of(page_of(health), "orders")
+    assert "OK" in row and "ambiguous" not in row and "findings" not in row

@@ -149,7 +149,14 @@ def lake_health_row(page: Any, stack: RunningAirflow, name: str) -> Any:
 
 
 def test_a_request_without_the_airflow_login_is_refused(local_airflow: RunningAirflow) -> None:
-    for path in ("/lake-health/", "/lake-health/api/tables"):
+    for path in (
+        "/lake-health/",
+        "/lake-health/api/tables",
+        "/lake-health/docs",
+        "/lake-health/redoc",
+        "/lake-health/openapi.json",
+        "/lake-health/no/such/path",
+    ):
         status, _ = local_airflow.get(path)
         assert status in (401, 403), f"{path} answered {status} to an anonymous request"
         status, _ = local_airflow.get(path, token="not-a-token")
