@@ -1175,7 +1175,7 @@ cdef Py_ssize_t _number_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end
     start = i
     while i < end and _digit(p[i]):
         i += 1
-    if i == start:
+    if i == start or (p[start] == b'0' and i - start > 1):  # JSON allows no leading zero
         return -1
     if i < end and p[i] == b'.':
         i += 1

@@ -195,22 +195,28 @@ def _keys(text: str) -> list[str]:
 def _state(args: argparse.Namespace) -> int:
     from dynamo_lake.exports.planning import parse_time
     from dynamo_lake.lake.query import LakeDatabase, lake_dataset, latest_state_sql, live_count_sql
+    from dynamo_lake.reconciliation.compare import refuse_keyless
 
-    keys = [name.partition(":")[0] for name in _keys(args.keys)]
+    keys = []
+    for text in _keys(args.keys):
+        name, _, kind = text.partition(":")
+        if kind and kind not in ("S", "N", "B"):
+            raise ConfigError(f"--keys {text!r}: a key attribute's type is S, N or B")
+        keys.append(name)
     moment = parse_time(args.as_of, "--as-of")
     as_of = datetime_to_micros(moment) if moment else None
     database = LakeDatabase()
     try:
         rows = database.add("lake", lake_dataset(args.lake), keys)
-        if rows:
-            ((keyless,),) = database.connection.sql(
-                "SELECT count(*) FROM lake WHERE k IS NULL"
-            ).fetchall()
-            if keyless == rows:
-                raise ConfigError(
-                    f"--keys {args.keys!r}: no row of the lake has these key attributes; give "
-                    "the table's key attributes, partition key first"
-                )
+        ((keyless, example),) = database.connection.sql(
+            "SELECT count(*), max(uuid) FROM lake WHERE k IS NULL"
+        ).fetchall()
+        if rows and keyless == rows:
+            raise ConfigError(
+                f"--keys {args.keys!r}: no row of the lake has these key attributes; give "
+                "the table's key attributes, partition key first"
+            )
+        refuse_keyless("lake", keyless, example, keys)
         if args.jsonl:
             ordered = f"SELECT data FROM ({latest_state_sql('lake', as_of)}) live ORDER BY k"
             for batch in database.connection.sql(ordered).to_arrow_reader(10_000):

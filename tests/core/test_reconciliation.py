@@ -626,3 +626,89 @@ def test_every_finding_goes_to_the_findings_file_not_only_20_samples(tmp_path: P
     rows = pq.read_table(report.findings["uri"]).to_pylist()
     assert {row["key"] for row in rows} == {f'{{"pk":"k{n:03d}","sk":{n}}}' for n in range(50)}
     assert all(row["kind"] == "different" and row["lake_uuid"] for row in rows)
+
+
+# --- planning: T, the settle margin, and windows that overlap -------------------------------
+
+
+def _changes_config(epsilon_ms: int = 1000) -> Any:
+    from dynamo_lake.config import ReconcileConfig, TableConfig
+
+    return TableConfig(
+        "orders",
+        "orders",
+        "exports",
+        "lake-bucket",
+        "shop",
+        "orders",
+        reconcile=ReconcileConfig(method="changes", epsilon_ms=epsilon_ms),
+    )
+
+
+def test_consecutive_daily_changes_windows_overlap_by_the_lead_in() -> None:
+    """Each daily window starts 15 minutes before the previous T (two exports: the lead-in
+    and AWS's longest window, 24 h), so the phantom ranges [start + ε, T - ε) of
+    consecutive runs overlap and every moment is checked by some run."""
+    from datetime import UTC, datetime
+
+    from dynamo_lake.exports.planning import PitrWindow
+    from dynamo_lake.reconciliation.plan import plan_reconciliation
+
+    config = _changes_config()
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
+    window = PitrWindow(datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 6, 10, tzinfo=UTC))
+    plans = [
+        plan_reconciliation(
+            config,
+            arn,
+            (("pk", "S"), ("sk", "N")),
+            window,
+            run_id=f"scheduled__{day}",
+            data_interval_end=datetime(2024, 6, day, tzinfo=UTC),
+            now=datetime(2024, 6, 10, tzinfo=UTC),
+        )
+        for day in (2, 3)
+    ]
+    first, second = plans
+    epsilon = config.reconcile.epsilon_ms * 1000
+    assert second.window_start is not None and first.window_start is not None
+    assert second.window_start + epsilon < first.as_of - epsilon  # the ranges overlap
+    assert first.as_of - second.window_start == 15 * 60 * SECOND
+    lead_in, day = second.lead_in_request, second.export_request
+    assert lead_in is not None and day is not None
+    assert (lead_in.export_from, lead_in.export_to, day.export_to) == (
+        datetime(2024, 6, 1, 23, 15, tzinfo=UTC).isoformat(),
+        datetime(2024, 6, 1, 23, 30, tzinfo=UTC).isoformat(),
+        datetime(2024, 6, 2, 23, 30, tzinfo=UTC).isoformat(),
+    )
+    assert lead_in.client_token != day.client_token
+
+
+def test_an_as_of_inside_the_settle_margin_or_in_the_future_is_refused() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dynamo_lake.errors import ExportWindowError
+    from dynamo_lake.exports.planning import PitrWindow
+    from dynamo_lake.reconciliation.plan import plan_reconciliation
+
+    now = datetime(2024, 6, 10, 12, tzinfo=UTC)
+    window = PitrWindow(datetime(2024, 5, 1, tzinfo=UTC), now - timedelta(minutes=5))
+
+    def plan(as_of: datetime) -> Any:
+        return plan_reconciliation(
+            _changes_config(),
+            "arn:aws:dynamodb:us-east-1:123456789012:table/orders",
+            (("pk", "S"),),
+            window,
+            run_id="manual",
+            data_interval_end=now,
+            now=now,
+            method="export",
+            as_of=as_of,
+        )
+
+    with pytest.raises(ExportWindowError, match="within the table's settle margin of 30 minutes"):
+        plan(now - timedelta(minutes=10))
+    with pytest.raises(ExportWindowError, match="is in the future"):
+        plan(now + timedelta(minutes=1))
+    assert plan(now - timedelta(minutes=31)).as_of

@@ -9,6 +9,7 @@ inserted and deleted inside the window: nothing).
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from typing import Any
 
 from dynamo_lake.codec import item_to_data
 
-Key = tuple[str, int]
+#: A key: its attributes' values as text (an N value's digits), in the key schema's order.
+Key = tuple[str, ...]
 Image = dict[str, Any]
+#: Numbers stay text: a decoder that hands a number's digits through (never a double).
+_TEXT_JSON = json.JSONDecoder(parse_float=str, parse_int=str)
 
 MS = 1_000
 SECOND = 1_000_000
@@ -37,9 +41,12 @@ class Change:
     old: Image | None
     ttl: bool = False
 
+    keys: Image | None = None  # the key attributes, typed (None: the default schema's)
+
     def stream_record(self) -> dict[str, Any]:
         """The DynamoDB Streams record (wire form, as the relay reads it)."""
-        dynamodb: dict[str, Any] = {"Keys": key_image(self.key), "SizeBytes": 100}
+        keys = self.keys if self.keys is not None else key_image(self.key)
+        dynamodb: dict[str, Any] = {"Keys": keys, "SizeBytes": 100}
         if self.new is not None:
             dynamodb["NewImage"] = self.new
         if self.old is not None:
@@ -54,8 +61,71 @@ class Change:
         return record
 
 
-def key_image(key: Key) -> Image:
-    return {"pk": {"S": key[0]}, "sk": {"N": str(key[1])}}
+@dataclass(frozen=True)
+class KeySchema:
+    """A table's key attributes (partition key first), their types, and the keys to use."""
+
+    names: tuple[str, ...]
+    types: tuple[str, ...]
+    values: tuple[Key, ...]
+
+    def image(self, key: Key) -> Image:
+        return {
+            name: {kind: value}
+            for name, kind, value in zip(self.names, self.types, key, strict=True)
+        }
+
+    def key_of(self, data: str) -> Key:
+        """The key of a canonical ``data`` (or a canonical key JSON), read exactly."""
+        item = _TEXT_JSON.decode(data)
+        return tuple(str(item[name]) for name in self.names)
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple(zip(self.names, self.types, strict=True))
+
+
+def orders_schema(keys: int = 200) -> KeySchema:
+    """The default: ``pk`` S (37 customers), ``sk`` N."""
+    values = tuple((f"customer#{n % 37:03d}", str(n)) for n in range(keys))
+    return KeySchema(("pk", "sk"), ("S", "N"), values)
+
+
+def colliding_schema(rng: random.Random, keys: int = 200) -> KeySchema:
+    """S and S, values from separators, control characters, quotes and backslashes, built
+    so that many keys join to the same text with any one separator (``("a\x1fb", "c")``
+    and ``("a", "b\x1fc")``)."""
+    alphabet = ["a", "b", "\x1f", "\x00", "\n", '"', "\\", "é", "\u2028", ","]
+    found: set[Key] = {("a\x1fb", "c"), ("a", "b\x1fc"), ("a\x1f", "b"), ("a", "\x1fb")}
+    while len(found) < keys:
+        pk = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
+        sk = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
+        found.add((pk, sk))
+    return KeySchema(("pk", "sk"), ("S", "S"), tuple(sorted(found)))
+
+
+def decimal_schema(keys: int = 200) -> KeySchema:
+    """N and B: numbers of 38 significant digits that differ only in the last one (one
+    double apart from their neighbours), beside binary values."""
+    numbers = [f"0.1{'0' * 36}{digit}" for digit in range(1, 10)]
+    numbers += [f"1234567890123456789012345678901234567{digit}" for digit in range(10)]
+    numbers += [f"-9.999999999999999999999999999999999999{digit}E+125" for digit in range(1, 10)]
+    blobs = ["AA==", "AAE=", "AAI=", "/w==", "AAAA"]
+    values = tuple((number, blob) for number in numbers for blob in blobs)[:keys]
+    return KeySchema(("pk", "sk"), ("N", "B"), values)
+
+
+def quoted_names_schema(keys: int = 200) -> KeySchema:
+    """Key attribute names with a quote and a backslash (S and N)."""
+    values = tuple((f"c{n % 23}", str(n)) for n in range(keys))
+    return KeySchema(('p"k', "s\\k"), ("S", "N"), values)
+
+
+DEFAULT_SCHEMA = orders_schema()
+
+
+def key_image(key: Key, schema: KeySchema = DEFAULT_SCHEMA) -> Image:
+    return schema.image(key)
 
 
 def data_of(image: Image) -> str:
@@ -66,9 +136,15 @@ class History:
     """A seeded random history: puts (inserts and updates), updates, deletes, TTL deletes."""
 
     def __init__(
-        self, rng: random.Random, keys: int = 200, changes: int = 300, max_gap_ms: int = 30_000
+        self,
+        rng: random.Random,
+        keys: int = 200,
+        changes: int = 300,
+        max_gap_ms: int = 30_000,
+        schema: KeySchema | None = None,
     ) -> None:
-        self.keys: list[Key] = [(f"customer#{n % 37:03d}", n) for n in range(keys)]
+        self.schema = schema or orders_schema(keys)
+        self.keys: list[Key] = list(self.schema.values)
         self.changes: list[Change] = []
         state: dict[Key, Image] = {}
         moment = T0
@@ -77,16 +153,17 @@ class History:
             key = rng.choice(self.keys)
             old = state.get(key)
             roll = rng.random()
+            typed = self.schema.image(key)
             if old is None:
                 new = self._image(rng, key, sequence)
-                change = Change(sequence, moment, key, "INSERT", new, None)
+                change = Change(sequence, moment, key, "INSERT", new, None, keys=typed)
             elif roll < 0.6:
                 new = self._image(rng, key, sequence)
-                change = Change(sequence, moment, key, "MODIFY", new, old)
+                change = Change(sequence, moment, key, "MODIFY", new, old, keys=typed)
             elif roll < 0.85:
-                change = Change(sequence, moment, key, "REMOVE", None, old)
+                change = Change(sequence, moment, key, "REMOVE", None, old, keys=typed)
             else:
-                change = Change(sequence, moment, key, "REMOVE", None, old, ttl=True)
+                change = Change(sequence, moment, key, "REMOVE", None, old, ttl=True, keys=typed)
             if change.new is None:
                 state.pop(key, None)
             else:
@@ -94,9 +171,8 @@ class History:
             self.changes.append(change)
         self.end = moment
 
-    @staticmethod
-    def _image(rng: random.Random, key: Key, version: int) -> Image:
-        image = {**key_image(key), "version": {"N": str(version)}}
+    def _image(self, rng: random.Random, key: Key, version: int) -> Image:
+        image = {**self.schema.image(key), "version": {"N": str(version)}}
         if rng.random() < 0.5:
             image["note"] = {"S": rng.choice(["", "ünïcödé", "a map key named S", "x" * 40])}
         if rng.random() < 0.3:
@@ -137,7 +213,7 @@ class History:
                 continue  # inserted and deleted inside the window: AWS writes nothing
             line: dict[str, Any] = {
                 "Metadata": {"WriteTimestampMicros": {"N": str(change.time)}},
-                "Keys": key_image(key),
+                "Keys": self.schema.image(key),
             }
             if old is not None:
                 line["OldImage"] = old

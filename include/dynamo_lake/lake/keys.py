@@ -51,6 +51,8 @@ class KeyAttribute:
 
 def key_of(data: str, names: Sequence[str]) -> str | None:
     """The key of one row's canonical ``data`` (the pure reference), or None without one."""
+    if not isinstance(data, str):
+        return None  # a NULL data (a file of other columns, or a broken writer)
     try:
         item = _TEXT_DECODER.decode(data)
     except ValueError:

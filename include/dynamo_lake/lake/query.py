@@ -100,6 +100,11 @@ def keyed_batches(
         stream = bool(path) and not contract.written_by_writer(path.rsplit("/", 1)[-1])
         flag = None
         try:
+            if path:  # a file of other columns would read as NULLs: name it instead
+                present = set(fragment.physical_schema.names)
+                absent = [name for name in columns if name not in present]
+                if absent:
+                    raise pa.ArrowInvalid(f"it has no column {', '.join(absent)}")
             for batch in fragment.to_batches(
                 schema=dataset.schema,
                 columns=columns,

@@ -46,6 +46,7 @@ __all__ = [
     "compare_count",
     "compare_export",
     "key_json",
+    "refuse_keyless",
     "scan_count",
 ]
 
@@ -192,7 +193,7 @@ def _collect(
     findings: FindingsFile | None,
 ) -> Comparison:
     result = Comparison(method=method)
-    keyless: dict[str, int] = {}
+    keyless: dict[str, tuple[int, str | None]] = {}
     for finding in engine.findings(query):
         if finding.kind == "table_count":
             result.table_count = int(finding.n or 0)
@@ -203,7 +204,7 @@ def _collect(
         elif finding.kind == "ambiguous_count":
             result.ambiguous_at_t = int(finding.n or 0)
         elif finding.kind in ("keyless_lake", "keyless_table"):
-            keyless[finding.kind] = int(finding.n or 0)
+            keyless[finding.kind] = (int(finding.n or 0), finding.lake_uuid)
         else:
             key = key_json(finding.k, keys)
             result.counts[finding.kind] = result.counts.get(finding.kind, 0) + 1
@@ -220,17 +221,29 @@ def _collect(
     return result
 
 
-def _refuse_keyless(keyless: dict[str, int], keys: Sequence[KeyAttribute]) -> None:
+def _refuse_keyless(
+    keyless: dict[str, tuple[int, str | None]], keys: Sequence[KeyAttribute]
+) -> None:
     """Rows without the key attributes cannot be compared: say which side holds them."""
-    names = ", ".join(repr(key.name) for key in keys)
-    for kind, where in (("keyless_lake", "lake"), ("keyless_table", "table's export")):
-        count = keyless.get(kind, 0)
-        if count:
-            raise LakeReadError(
-                f"{count} rows of the {where} have no key: their data lacks a key attribute "
-                f"({names}) or holds one that is not a string or number; the key attributes "
-                "named are not the table's, or these rows belong to another table"
-            )
+    refuse_keyless("lake", *keyless.get("keyless_lake", (0, None)), [key.name for key in keys])
+    refuse_keyless(
+        "table's export", *keyless.get("keyless_table", (0, None)), [key.name for key in keys]
+    )
+
+
+def refuse_keyless(where: str, count: int, uuid: str | None, names: Sequence[str]) -> None:
+    """Raise :class:`LakeReadError` when ``count`` rows of ``where`` have no key."""
+    if not count:
+        return
+    rows = "1 row" if count == 1 else f"{count} rows"
+    example = f" (e.g. the row with uuid {uuid})" if uuid else ""
+    raise LakeReadError(
+        f"the {where} holds {rows} without a key{example}: such a row's data is not a JSON "
+        f"object, or lacks a key attribute ({', '.join(repr(name) for name in names)}), or "
+        "holds one that is not a string or number; either the key attributes named are not "
+        "the table's, or those rows were written by something else: find them by uuid and "
+        "move their files out of the lake table's folder"
+    )
 
 
 def compare_export(

@@ -482,11 +482,15 @@ def reconcile_export(
         raise ExportWindowError(f"{export}: the export names no time to compare at")
     asked = parse_time(as_of, "--as-of") if as_of else None
     if asked is not None and datetime_to_micros(asked) != moment:
-        what = "window's end (exportToTime)" if summary.is_incremental else "exportTime"
+        if summary.is_incremental:
+            what = "window's end (exportToTime)"
+            why = "an incremental export holds each changed key's state at its window's end"
+        else:
+            what, why = "exportTime", "a full export shows the table at that moment only"
         raise ExportWindowError(
             f"--as-of {_iso(datetime_to_micros(asked))} is not the export's {what} "
-            f"{_iso(moment)}: an export shows the table at that moment only; leave --as-of "
-            "out, or export the table at the moment you want to check"
+            f"{_iso(moment)}: {why}; leave --as-of out, or export the table at the moment "
+            "you want to check"
         )
     now = now or datetime.now(UTC)
     settled = datetime_to_micros(now) - settle_margin_minutes * 60_000_000

@@ -72,11 +72,13 @@ def _live(alias: str) -> str:
     return f"CASE WHEN {alias}.op = 'D' THEN NULL ELSE {alias}.data END"
 
 
-def _count_row(kind: str, relation: str, where: str = "TRUE", what: str = "count(*)") -> str:
+def _count_row(
+    kind: str, relation: str, where: str = "TRUE", what: str = "count(*)", sample: str = _NO_TEXT
+) -> str:
     return (
         f"SELECT '{kind}' AS kind, {_NO_TEXT} AS k, {what} AS n, {_NO_TEXT} AS table_data, "
         f"{_NO_TEXT} AS lake_data, {_NO_TIME} AS table_time, {_NO_TIME} AS lake_time, "
-        f"{_NO_TEXT} AS lake_uuid FROM {relation} WHERE {where}"
+        f"{sample} AS lake_uuid FROM {relation} WHERE {where}"
     )
 
 
@@ -183,9 +185,10 @@ def _judged(table_join: str) -> str:
 
 
 def _keyless() -> str:
+    """Rows without a key, counted, with one uuid to show."""
     return f"""
-            UNION ALL {_count_row("keyless_lake", "lake", "k IS NULL")}
-            UNION ALL {_count_row("keyless_table", "snapshot", "k IS NULL")}"""
+            UNION ALL {_count_row("keyless_lake", "lake", "k IS NULL", sample="max(uuid)")}
+            UNION ALL {_count_row("keyless_table", "snapshot", "k IS NULL", sample="max(uuid)")}"""
 
 
 def snapshot_diff_sql(t: int, epsilon: int, precision: int = 1) -> str:
@@ -339,7 +342,7 @@ def count_sql(t: int, events_from: int, events_to: int, precision: int = 1) -> s
         SELECT * FROM (
             {_count_row("events", "lake", f"stream AND {window}", "count(DISTINCT uuid)")}
             UNION ALL {_count_row("lake_count", "state", "data_t IS NOT NULL")}
-            UNION ALL {_count_row("keyless_lake", "lake", "k IS NULL")}
+            UNION ALL {_count_row("keyless_lake", "lake", "k IS NULL", sample="max(uuid)")}
             {ambiguous}
         ) findings
         {_ORDER}
