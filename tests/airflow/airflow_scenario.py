@@ -63,6 +63,11 @@ RECONCILE_ENTRIES: dict[str, dict[str, Any]] = {
     "rec_count": {"method": "count"},
     "rec_scan": {"method": "scan", "settle_margin_minutes": 0, "scan_segments": 3},
     "rec_alert": {"method": "export", "sns_topic_arn": ALERT_TOPIC},
+    "rec_pointer": {"method": "export", "sns_topic_arn": ALERT_TOPIC},
+    "rec_empty": {"method": "count"},  # never backfilled: no lake folder at all
+    "rec_foreign": {"method": "export"},
+    "rec_sweep": {"method": "export"},
+    "rec_leadin": {"method": "changes"},
 }
 
 

@@ -10,14 +10,16 @@ exports of the table read back independently of the comparison.
 from __future__ import annotations
 
 import json
+import os
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
-from airflow_scenario import ALERT_TOPIC, DDB_TABLE, EXPORT_BUCKET, Scenario
+from airflow_scenario import ALERT_TOPIC, DDB_TABLE, EXPORT_BUCKET, LAKE_BUCKET, Scenario
 
 from dynamo_lake.codec import item_to_data
 from dynamo_lake.config import load_tables
@@ -25,7 +27,9 @@ from dynamo_lake.exports.api import ExportRequest, describe_export, start_export
 from dynamo_lake.exports.manifest import read_manifest
 from dynamo_lake.reconciliation.compare import KeyAttribute, key_json
 from dynamo_lake.reconciliation.report import latest_report, list_reports
-from dynamo_lake.storage import S3Options
+from dynamo_lake.reconciliation.run import WORK_TTL, sweep_work
+from dynamo_lake.records import ReconciliationPlan
+from dynamo_lake.storage import S3Options, split_s3_uri
 
 pytestmark = pytest.mark.usefixtures("scenario")
 KEYS = [KeyAttribute("pk", "S"), KeyAttribute("sk", "S")]
@@ -50,6 +54,45 @@ def states(dag_run: Any) -> dict[str, list[str]]:
     for ti in dag_run.get_task_instances():
         found.setdefault(ti.task_id, []).append(str(ti.state))
     return found
+
+
+def tries(dag_run: Any, task_id: str) -> list[tuple[str, int]]:
+    """Each task instance of ``task_id``: its state and how many tries it took."""
+    return [
+        (str(ti.state), ti.try_number)
+        for ti in dag_run.get_task_instances()
+        if ti.task_id == task_id
+    ]
+
+
+@pytest.fixture
+def check_retries(reconciliation_dag: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give ``check`` retries that start at once, so an error the task retries shows as a
+    second try (the session's DAG has none, which would hide a burnt retry)."""
+    check = reconciliation_dag.get_task("check")
+    monkeypatch.setattr(check, "retries", 2)
+    monkeypatch.setattr(check, "retry_delay", timedelta(0))
+
+
+def _objects(scenario: Scenario, bucket: str, prefix: str) -> list[str]:
+    """Every object key under ``prefix`` (folder markers too: they are objects)."""
+    pages = scenario.client("s3").get_paginator("list_objects_v2")
+    return sorted(
+        item["Key"]
+        for page in pages.paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+    )
+
+
+def _inbox(scenario: Scenario, name: str) -> str:
+    """A new SQS queue subscribed to the alert topic; returns its URL."""
+    sns, sqs = scenario.client("sns"), scenario.client("sqs")
+    topic = sns.create_topic(Name=ALERT_TOPIC.rsplit(":", 1)[1])["TopicArn"]
+    assert topic == ALERT_TOPIC
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
+    return str(queue)
 
 
 def backfill(dag: Any, table: str, moment: datetime) -> None:
@@ -320,3 +363,267 @@ def test_drift_is_announced_on_the_tables_sns_topic(
     text = body["Message"]
     assert "DynamoDB table rec_alert" in text and _iso(after_changes)[:19] in text
     assert "missing" in text and "different" in text
+
+
+def test_an_unreadable_latest_pointer_is_rewritten_and_the_drift_still_judged(
+    backfill_dag: Any,
+    reconciliation_dag: Any,
+    scenario: Scenario,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """latest.json is derived data: a pointer that cannot be read must not cost the run its
+    verdict. The check writes its report and replaces the pointer with it; the judge fails
+    on the drift itself (not upstream_failed) and the table's topic hears of it."""
+    queue = _inbox(scenario, "it-lake-pointer-inbox")
+    before_changes = scenario.changes_from - timedelta(minutes=1)
+    after_changes = scenario.changes_to + timedelta(minutes=1)
+    backfill(backfill_dag, "rec_pointer", before_changes)
+    bucket, prefix = split_s3_uri(_lake("rec_pointer"))
+    pointer = f"{prefix}/_reconciliation/latest.json"
+    s3 = scenario.client("s3")
+    s3.put_object(Bucket=bucket, Key=pointer, Body=b"\x00\xff{garbage, not a report")
+
+    run = reconcile(reconciliation_dag, table="rec_pointer", as_of=_iso(after_changes))
+
+    assert run.state == DagRunState.FAILED
+    found = states(run)
+    assert found["check"] == [TaskInstanceState.SUCCESS], found
+    assert found["judge"] == [TaskInstanceState.FAILED], found
+    output = capfd.readouterr()
+    assert "DynamoDB table rec_pointer: the lake does not match as of" in output.out + output.err
+    (message,) = scenario.client("sqs").receive_message(QueueUrl=queue, WaitTimeSeconds=1)[
+        "Messages"
+    ]
+    assert orjson.loads(message["Body"])["Subject"].startswith("Lake drift: rec_pointer as of ")
+    (own,) = [
+        report
+        for report in list_reports(_lake("rec_pointer"), _options(scenario))
+        if report.run_id == run.run_id
+    ]
+    assert own.status == "drift" and own.missing and own.different
+    own_file = s3.get_object(Bucket=bucket, Key=f"{prefix}/_reconciliation/{own.file_name()}")
+    own_bytes = own_file["Body"].read()
+    latest = s3.get_object(Bucket=bucket, Key=pointer)["Body"].read()
+    assert orjson.loads(latest) == orjson.loads(own_bytes)
+    assert latest == own_bytes
+
+
+def test_a_table_never_backfilled_is_an_empty_lake_counted_on_the_first_try(
+    reconciliation_dag: Any, scenario: Scenario, check_retries: None
+) -> None:
+    bucket, prefix = split_s3_uri(_lake("rec_empty"))
+    assert _objects(scenario, bucket, f"{prefix}/") == []  # no lake folder at all
+    after_changes = scenario.changes_to + timedelta(minutes=1)
+
+    run = reconcile(reconciliation_dag, table="rec_empty", as_of=_iso(after_changes))
+
+    # The check ran once and worked (an empty lake is no error to retry); the judge says
+    # drift, because the table is not empty.
+    assert tries(run, "check") == [(TaskInstanceState.SUCCESS, 1)], states(run)
+    assert states(run)["judge"] == [TaskInstanceState.FAILED]
+    item_count = scenario.client("dynamodb").describe_table(TableName=DDB_TABLE)["Table"][
+        "ItemCount"
+    ]
+    assert item_count > 0
+    report = latest_report(_lake("rec_empty"), _options(scenario))
+    assert report is not None and report.run_id == run.run_id
+    assert (report.method, report.status) == ("count", "drift")
+    assert (report.lake_count, report.table_count) == (0, item_count)
+    assert report.tolerance["count_bound"] == 0
+
+
+def test_a_foreign_file_in_the_lake_fails_the_check_at_once_and_the_work_is_removed(
+    backfill_dag: Any,
+    reconciliation_dag: Any,
+    scenario: Scenario,
+    capfd: pytest.CaptureFixture[str],
+    check_retries: None,
+) -> None:
+    moment = scenario.changes_to + timedelta(minutes=5)
+    backfill(backfill_dag, "rec_foreign", moment)
+    bucket, prefix = split_s3_uri(_lake("rec_foreign"))
+    partitions = {key.rsplit("/", 1)[0] for key in _objects(scenario, bucket, f"{prefix}/year=")}
+    assert partitions, "the backfill wrote no partition"
+    foreign = f"{sorted(partitions)[0]}/README.txt"
+    assert "/year=" in foreign and "/month=" in foreign and "/day=" in foreign
+    s3 = scenario.client("s3")
+    s3.put_object(Bucket=bucket, Key=foreign, Body=b"This folder holds the orders lake.\n")
+
+    run = reconcile(reconciliation_dag, table="rec_foreign", as_of=_iso(moment))
+
+    assert run.state == DagRunState.FAILED
+    # A permanent error: one try, although the check had retries to burn.
+    assert tries(run, "check") == [(TaskInstanceState.FAILED, 1)], states(run)
+    found = states(run)
+    assert found["publish_work"] == [TaskInstanceState.SUCCESS]  # the work location was filled
+    assert found["clean_work"] == [TaskInstanceState.SUCCESS], found
+    output = capfd.readouterr()
+    text = output.out + output.err
+    assert f"{bucket}/{foreign}: not a Parquet file of the lake's columns" in text
+    assert "move it out of the lake table's folder" in text
+    report = latest_report(_lake("rec_foreign"), _options(scenario))
+    assert report is not None and report.run_id == run.run_id
+    assert report.status == "error" and foreign in report.message
+    # The teardown removed the converted export and left no empty folder marker.
+    assert _objects(scenario, bucket, f"{prefix}/_reconciliation/work") == []
+
+
+def test_a_fresh_work_folder_of_another_run_outlives_the_sweep_and_the_cleanup(
+    backfill_dag: Any, reconciliation_dag: Any, scenario: Scenario
+) -> None:
+    """Through the DAG, the fresh half of the sweep: moto stamps LastModified with its own
+    clock, so an S3 object more than a day old cannot be made here (the old half is
+    test_the_sweep_removes_work_folders_idle_for_a_day, on a local lake)."""
+    moment = scenario.changes_to + timedelta(minutes=5)
+    backfill(backfill_dag, "rec_sweep", moment)
+    bucket, prefix = split_s3_uri(_lake("rec_sweep"))
+    fresh = f"{prefix}/_reconciliation/work/other-run/x.parquet"
+    scenario.client("s3").put_object(Bucket=bucket, Key=fresh, Body=b"another run's export")
+
+    run = reconcile(reconciliation_dag, table="rec_sweep", as_of=_iso(moment))
+
+    assert run.state == DagRunState.SUCCESS, states(run)
+    assert states(run)["publish_work"] == [TaskInstanceState.SUCCESS]  # its work was filled
+    (planned,) = run.get_task_instance("plan").xcom_pull(task_ids="plan")
+    _, own_work = split_s3_uri(planned["work_uri"])
+    assert own_work.startswith(f"{prefix}/_reconciliation/work/")
+    work = f"{prefix}/_reconciliation/work"
+    left = _objects(scenario, bucket, work)
+    # The other run's folder stays; this run's is gone.
+    assert fresh in left
+    assert not [key for key in left if key.startswith(f"{own_work}/")], left
+    # Nothing else, but for the zero-byte `work/` marker pyarrow's delete_dir leaves for a
+    # parent that still holds another run's folder (removed with the last of them).
+    assert set(left) - {fresh} <= {f"{work}/"}, left
+
+
+def test_the_sweep_removes_work_folders_idle_for_a_day(tmp_path: Path) -> None:
+    """Work folders whose newest file is more than WORK_TTL (a day) old are what killed runs
+    left; the run's own folder and folders written to within the day stay. A local lake,
+    since only there can a file's modification time be set (os.utime)."""
+    lake = tmp_path / "lake"
+    work = lake / "_reconciliation" / "work"
+    now = datetime.now(UTC)
+
+    def put(relative: str, age: timedelta) -> None:
+        path = work / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"converted export")
+        stamp = (now - age).timestamp()
+        os.utime(path, (stamp, stamp))
+
+    put("old-run/x.parquet", timedelta(days=1, minutes=5))
+    put("old-run/year=2024/y.parquet", timedelta(days=3))
+    put("fresh-run/x.parquet", timedelta(minutes=5))
+    put("busy-run/old.parquet", timedelta(days=2))
+    put("busy-run/new.parquet", timedelta(hours=23))
+    put("this-run/x.parquet", timedelta(days=2))
+
+    removed = sweep_work(str(lake), None, now, keep="this-run")
+
+    assert removed == [str((work / "old-run").resolve())]
+    assert sorted(path.name for path in work.iterdir()) == ["busy-run", "fresh-run", "this-run"]
+    assert sweep_work(str(lake), None, now, keep="this-run") == []
+
+
+def test_the_sweep_reads_the_age_of_s3_work_folders_from_last_modified(
+    scenario: Scenario,
+) -> None:
+    """On S3 the age is the objects' LastModified (set by moto's clock, which cannot be set
+    back): ``now`` is the sweep's own argument, so it is moved forward instead."""
+    lake = f"s3://{LAKE_BUCKET}/sweep-{uuid.uuid4().hex}"
+    _, prefix = split_s3_uri(lake)
+    work = f"{prefix}/_reconciliation/work"
+    s3 = scenario.client("s3")
+    for key in ("old-run/x.parquet", "old-run/year=2024/y.parquet", "this-run/x.parquet"):
+        s3.put_object(Bucket=LAKE_BUCKET, Key=f"{work}/{key}", Body=b"converted export")
+    written = datetime.now(UTC)
+
+    assert sweep_work(lake, _options(scenario), written, keep="this-run") == []
+    later = written + WORK_TTL + timedelta(minutes=5)
+    assert sweep_work(lake, _options(scenario), later, keep="this-run") == [
+        f"{lake}/_reconciliation/work/old-run"
+    ]
+
+    left = _objects(scenario, LAKE_BUCKET, work)
+    assert f"{work}/this-run/x.parquet" in left
+    assert not [key for key in left if key.startswith(f"{work}/old-run")], left
+
+
+def test_the_sweep_of_the_last_s3_work_folder_leaves_no_empty_marker(
+    scenario: Scenario,
+) -> None:
+    lake = f"s3://{LAKE_BUCKET}/sweep-{uuid.uuid4().hex}"
+    _, prefix = split_s3_uri(lake)
+    work = f"{prefix}/_reconciliation/work"
+    s3 = scenario.client("s3")
+    s3.put_object(Bucket=LAKE_BUCKET, Key=f"{prefix}/_reconciliation/r.json", Body=b"{}")
+    s3.put_object(Bucket=LAKE_BUCKET, Key=f"{work}/old-run/x.parquet", Body=b"converted")
+    later = datetime.now(UTC) + WORK_TTL + timedelta(minutes=5)
+
+    assert sweep_work(lake, _options(scenario), later) == [f"{lake}/_reconciliation/work/old-run"]
+
+    assert _objects(scenario, LAKE_BUCKET, work) == []
+
+
+def test_an_as_of_inside_the_settle_margin_fails_in_plan(
+    reconciliation_dag: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert load_tables().table("rec_ok").reconcile.settle_margin_minutes == 30  # the default
+    as_of = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=0)
+
+    run = reconcile(reconciliation_dag, table="rec_ok", as_of=_iso(as_of))
+
+    assert run.state == DagRunState.FAILED
+    assert states(run)["plan"] == [TaskInstanceState.FAILED]
+    output = capfd.readouterr()
+    assert "within the table's settle margin of 30 minutes" in output.out + output.err
+
+
+def test_the_changes_method_adds_a_lead_in_export_before_its_day(
+    backfill_dag: Any, reconciliation_dag: Any, scenario: Scenario
+) -> None:
+    """T late enough that T - 24 h - 15 min lies inside the PITR window (which starts at
+    T0): the plan exports the day [T-24h, T) and the lead-in [T-24h-15min, T-24h). T is
+    chosen so that the day starts 12 minutes into the changes: the first three rounds of
+    changes fall in the lead-in, the last three in the day, and only both exports together
+    find every key the changes touched."""
+    before_changes = scenario.changes_from - timedelta(minutes=1)
+    as_of = scenario.changes_from + timedelta(hours=24, minutes=12)
+    day = as_of - timedelta(hours=24)
+    lead_in = day - timedelta(minutes=15)
+    assert lead_in >= scenario.t0  # inside the PITR window
+    backfill(backfill_dag, "rec_leadin", before_changes)
+    expected = expected_drift(table_at(scenario, before_changes), table_at(scenario, as_of))
+    assert all(expected.values()), expected
+
+    run = reconcile(reconciliation_dag, table="rec_leadin", as_of=_iso(as_of))
+
+    assert states(run)["check"] == [TaskInstanceState.SUCCESS], states(run)
+    (planned,) = run.get_task_instance("plan").xcom_pull(task_ids="plan")
+    requests = ReconciliationPlan.from_json(planned).export_requests
+    assert [
+        (
+            request.mode,
+            datetime.fromisoformat(str(request.export_from)),
+            datetime.fromisoformat(str(request.export_to)),
+        )
+        for request in sorted(requests, key=lambda request: request.sequence)
+    ] == [("incremental", day, as_of), ("incremental", lead_in, day)]
+    report = latest_report(_lake("rec_leadin"), _options(scenario))
+    assert report is not None and report.run_id == run.run_id
+    assert (report.method, report.status) == ("changes", "drift")
+    assert report.window == [
+        f"{lead_in:%Y-%m-%dT%H:%M:%S.%f}Z",
+        f"{as_of:%Y-%m-%dT%H:%M:%S.%f}Z",
+    ]
+    # The window starts after the load: deletes are listed too (as extra keys).
+    assert (report.missing, report.extra, report.different, report.phantoms) == (
+        len(expected["missing"]),
+        len(expected["extra"]),
+        len(expected["different"]),
+        0,
+    )
+    for kind in ("missing", "extra", "different"):
+        assert report.samples[kind] == expected[kind][:20]
+    assert states(run)["judge"] == [TaskInstanceState.FAILED]

@@ -363,11 +363,15 @@ def _repair(
 def cleanup_work(plan: ReconciliationPlan, s3: S3Options | None) -> None:
     """Remove the run's work location (the converted export: a copy of the table), and the
     ``work/`` folder itself once it is empty, leaving no empty marker behind."""
-    work = resolve(plan.work_uri, s3)
-    work.delete_tree()
-    parent = resolve(plan.work_uri.rsplit("/", 1)[0], s3)
-    if parent.exists() and not parent.list_files() and not parent.list_folders():
-        parent.delete_tree()
+    resolve(plan.work_uri, s3).delete_tree()
+    _drop_if_empty(resolve(plan.work_uri.rsplit("/", 1)[0], s3))
+
+
+def _drop_if_empty(work: Location) -> None:
+    """Remove the ``work/`` folder once nothing is in it. On S3, deleting a folder makes its
+    parent exist with an empty marker object, which would stay there forever."""
+    if work.exists() and not work.list_files() and not work.list_folders():
+        work.delete_tree()
 
 
 def sweep_work(
@@ -386,6 +390,8 @@ def sweep_work(
             folder.delete_tree()
             removed.append(folder.uri)
             log.info("removed %s, a work folder left by an earlier run", folder.uri)
+    if removed:
+        _drop_if_empty(work)
     return removed
 
 
