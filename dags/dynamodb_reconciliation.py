@@ -190,8 +190,8 @@ def dynamodb_reconciliation() -> None:
         outlet_events[LAKE_TABLES].add(Asset(name=name, uri=uri), extra=extra)
         return checked
 
-    @task
-    def clean_work(plans: list[dict[str, Any]]) -> None:
+    @task(retries=1, retry_delay=timedelta(seconds=10))
+    def clean_work(plans: list[dict[str, Any]] | None) -> None:
         from dynamo_lake.airflow import reconciliation_tasks
 
         reconciliation_tasks.clean_work(plans)

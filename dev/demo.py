@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "dev"))
 
-from dynamo_lake.config import load_tables  # noqa: E402
+from dynamo_lake.config import default_tables_file, load_tables  # noqa: E402
 from dynamo_lake.lake.query import latest_state, query_lake  # noqa: E402
 from dynamo_lake.reconciliation.report import ReconciliationReport, latest_report  # noqa: E402
 from dynamo_lake.storage import S3Options  # noqa: E402
@@ -52,11 +53,24 @@ def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+def demo_tables_file() -> Path:
+    """The shipped tables file with no settle margin: this demo drains the relay itself
+    before each reconciliation, so every change up to "now" is in the lake (a margin guards
+    against a stream that has not delivered yet)."""
+    shipped = yaml.safe_load(default_tables_file().read_text())
+    for entry in shipped["tables"].values():
+        entry.setdefault("reconcile", {})["settle_margin_minutes"] = 0
+    target = HOME / "tables.yaml"
+    target.write_text(yaml.safe_dump(shipped, sort_keys=False))
+    return target
+
+
 def airflow_environment(stack: LocalAwsProcess) -> dict[str, str]:
     environment = os.environ.copy()
     environment.update(stack.environment())
     environment.update(
         {
+            "DYNAMO_LAKE_TABLES_FILE": str(demo_tables_file()),
             "AIRFLOW_HOME": str(HOME / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

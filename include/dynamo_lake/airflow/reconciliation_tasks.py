@@ -287,10 +287,10 @@ def check(
     }
 
 
-def clean_work(plans_json: list[dict[str, Any]]) -> None:
+def clean_work(plans_json: list[dict[str, Any]] | None) -> None:
     """Remove each table's work location (the converted export: a copy of the table),
-    whatever became of the checks (the DAG's teardown)."""
-    for plan_json in plans_json:
+    whatever became of the checks (the DAG's teardown; nothing when planning failed)."""
+    for plan_json in plans_json or []:
         planned = ReconciliationPlan.from_json(plan_json)
         if planned.method in ("export", "changes"):
             cleanup_work(planned, s3_options(planned.aws_conn_id, planned.region))
