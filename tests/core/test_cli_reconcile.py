@@ -538,3 +538,23 @@ def test_key_names_with_a_quote_and_a_backslash_find_exactly_the_extra_key(
         '{"a\\"b":"zz \\"extra\\" \\\\ key","c\\\\d":12345678901234567890123456789012345678}'
     ]
     _nothing_written(lake, command_tmp, before)
+
+
+def test_a_window_no_longer_than_two_epsilons_is_refused(
+    make_export: Any, tmp_path: Path, command_tmp: Path
+) -> None:
+    """Phantoms are judged in [start + ε, end - ε): a (forged) window of 2 s with ε 1 s
+    would leave nothing to judge, silently. AWS's shortest window is 15 minutes."""
+    end = datetime(2024, 6, 1, 12, tzinfo=UTC)
+    summary = make_export(
+        kind="incremental",
+        items=5,
+        files=1,
+        prefix="short",
+        window=(end - timedelta(seconds=2), end),
+    )
+    lake = tmp_path / "lake"
+    line = _refused(_reconcile(lake, summary, "--epsilon-ms", "1000", tmpdir=command_tmp))
+    assert "is no longer than 2 x --epsilon-ms 1000" in line and "which would be empty" in line
+    report = _accepted(_reconcile(lake, summary, "--epsilon-ms", "999", tmpdir=command_tmp), 3)
+    assert report["method"] == "changes"

@@ -512,6 +512,15 @@ def reconcile_export(
             "changes may not have reached the lake yet, so keys would look missing; compare "
             "an export at least that old, or after that time (--settle-margin-minutes)"
         )
+    if summary.is_incremental and summary.export_from_time is not None:
+        span = moment - summary.export_from_time
+        if span <= 2 * epsilon_ms * 1000:
+            raise ExportWindowError(
+                f"the export's window [{_iso(summary.export_from_time)}, {_iso(moment)}) is "
+                f"no longer than 2 x --epsilon-ms {epsilon_ms}: phantoms are judged in "
+                "[start + ε, end - ε), which would be empty; choose a smaller --epsilon-ms, or "
+                "export a longer window (AWS's shortest is 15 minutes)"
+            )
     types = _key_attributes(manifest, keys)
     attempt = new_attempt()
     target = resolve(lake, s3)
