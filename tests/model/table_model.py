@@ -116,9 +116,9 @@ def decimal_schema(keys: int = 200) -> KeySchema:
 
 
 def quoted_names_schema(keys: int = 200) -> KeySchema:
-    """Key attribute names with a quote and a backslash (S and N)."""
+    """Key attribute names with quotes and backslashes, one ending in a backslash (S, N)."""
     values = tuple((f"c{n % 23}", str(n)) for n in range(keys))
-    return KeySchema(('p"k', "s\\k"), ("S", "N"), values)
+    return KeySchema(('p\\"k', "s\\"), ("S", "N"), values)
 
 
 DEFAULT_SCHEMA = orders_schema()

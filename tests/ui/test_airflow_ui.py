@@ -210,8 +210,16 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         convert_names = [name for task, name in names if task == "convert"]
         assert convert_names and all(".json.gz" in str(name) for name in convert_names)
 
-        # 4. A reconciliation by export at a typed T, after the backfill.
-        as_of = typed(stack.airflow.stack.now() - timedelta(seconds=3))
+        # 4. A reconciliation by export at a typed T, after the backfill. T must also lie the
+        # table's settle margin before now (the stream's last changes may still be on their
+        # way): the form's run waits until then, as a person would be told to.
+        moment = datetime.fromisoformat(export_time.replace("Z", "+00:00")) + timedelta(seconds=2)
+        settle = timedelta(minutes=load_tables().table("orders").reconcile.settle_margin_minutes)
+        while min(stack.airflow.stack.now(), datetime.now(UTC)) < moment + settle + timedelta(
+            seconds=5
+        ):
+            time.sleep(2)
+        as_of = typed(moment)
 
         def reconciliation_form(page: Any, dialog: Any) -> None:
             choose(page, dialog, "table", "orders")
