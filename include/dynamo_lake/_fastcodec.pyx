@@ -21,7 +21,7 @@ Declining is always safe; accepting is only done for what the differential tests
 
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memset
 from libc.stdlib cimport qsort
 
 import binascii
@@ -225,7 +225,7 @@ cdef int _write_string(Buffer* out, object text) except -1:
     return OK
 
 
-cdef inline bint _digit(Py_UCS1 byte) noexcept:
+cdef inline bint _digit(Py_UCS1 byte) noexcept nogil:
     return b'0' <= byte <= b'9'
 
 
@@ -1114,7 +1114,7 @@ cdef enum:
 
 
 cdef Py_ssize_t _string_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end,
-                            bint* escaped) noexcept:
+                            bint* escaped) noexcept nogil:
     """``p[i]`` opens a JSON string: the index of its closing quote, or -1. ``escaped`` is
     set if the string holds a backslash escape or a raw control character."""
     cdef unsigned char c
@@ -1133,7 +1133,38 @@ cdef Py_ssize_t _string_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end
     return -1
 
 
-cdef Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept:
+cdef Py_ssize_t _skip_string(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
+    """``p[i]`` opens a JSON string that is not read: the index of its closing quote, or -1.
+    Jumps from quote to quote with memchr; a quote after an odd run of backslashes is
+    escaped and does not close it."""
+    cdef const unsigned char* found
+    cdef Py_ssize_t quote, back, start = i + 1
+    i += 1
+    while i < end:
+        found = <const unsigned char*>memchr(p + i, b'"', end - i)
+        if found == NULL:
+            return -1
+        quote = found - p
+        back = quote - 1
+        while back >= i and p[back] == b'\\':
+            back -= 1
+        if (quote - 1 - back) % 2 == 0:
+            return quote if not _has_control(p, start, quote) else -1
+        i = quote + 1
+    return -1
+
+
+cdef inline bint _has_control(const unsigned char* p, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """Whether ``p[start:end]`` holds a raw control character (invalid inside a JSON string:
+    such a row is left to the pure path, which refuses it)."""
+    cdef Py_ssize_t k
+    cdef unsigned char low = 0
+    for k in range(start, end):
+        low |= p[k] < 0x20
+    return low != 0
+
+
+cdef Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
     """The index just after the JSON value starting at ``p[i]``, or -1."""
     cdef Py_ssize_t depth = 0, j
     cdef unsigned char c
@@ -1142,13 +1173,13 @@ cdef Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end)
         return -1
     c = p[i]
     if c == b'"':
-        j = _string_end(p, i, end, &escaped)
+        j = _skip_string(p, i, end)
         return j + 1 if j >= 0 else -1
     if c == b'{' or c == b'[':
         while i < end:
             c = p[i]
             if c == b'"':
-                j = _string_end(p, i, end, &escaped)
+                j = _skip_string(p, i, end)
                 if j < 0:
                     return -1
                 i = j + 1
@@ -1166,7 +1197,7 @@ cdef Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end)
     return i
 
 
-cdef Py_ssize_t _number_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept:
+cdef Py_ssize_t _number_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
     """The index just after a JSON number at ``p[i]`` (``-?digits(.digits)?(e[+-]?digits)?``),
     or -1 if there is none there."""
     cdef Py_ssize_t start
@@ -1198,7 +1229,7 @@ cdef Py_ssize_t _number_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t end
 
 cdef int _row_key(const unsigned char* p, Py_ssize_t i, Py_ssize_t end, int names,
                   const unsigned char** name_data, Py_ssize_t* name_size,
-                  Py_ssize_t* value_start, Py_ssize_t* value_end, int* state) noexcept:
+                  Py_ssize_t* value_start, Py_ssize_t* value_end, int* state) noexcept nogil:
     """Find the key attributes in the top-level object ``p[i:end]``. Returns OK (each
     ``state`` is 0, KEY_FOUND with its value's span, or KEY_INVALID) or DECLINE."""
     cdef Py_ssize_t j, key_start, key_size
@@ -1271,13 +1302,97 @@ cdef int _row_key(const unsigned char* p, Py_ssize_t i, Py_ssize_t end, int name
         return DECLINE
 
 
+cdef struct KeyOutput:
+    char* data
+    Py_ssize_t length
+    Py_ssize_t capacity
+
+
+cdef int _grow(KeyOutput* out, Py_ssize_t extra) noexcept nogil:
+    """Room for ``extra`` more bytes; -1 when memory runs out."""
+    cdef Py_ssize_t wanted = out.length + extra
+    cdef Py_ssize_t capacity = out.capacity * 2
+    cdef char* grown
+    if wanted <= out.capacity:
+        return 0
+    if capacity < wanted:
+        capacity = wanted
+    if capacity < 4096:
+        capacity = 4096
+    grown = <char*>realloc(out.data, capacity)
+    if grown == NULL:
+        return -1
+    out.data = grown
+    out.capacity = capacity
+    return 0
+
+
+cdef int _key_rows(const unsigned char* text, Py_ssize_t text_size, const int* offsets,
+                   Py_ssize_t offset, Py_ssize_t count, int name_count,
+                   const unsigned char** name_data, Py_ssize_t* name_size,
+                   KeyOutput* out, int* out_offsets, unsigned char* validity,
+                   char* declined, Py_ssize_t* nulls) noexcept nogil:
+    """The scan of every row, without the GIL. Returns 0, -1 (memory), -2 (an offset
+    outside the data) or -3 (more than 2 GiB of keys)."""
+    cdef Py_ssize_t row, start, stop, size
+    cdef Py_ssize_t value_start[MAX_KEY_NAMES]
+    cdef Py_ssize_t value_end[MAX_KEY_NAMES]
+    cdef int state[MAX_KEY_NAMES]
+    cdef int n, result
+    cdef bint has_key
+    out_offsets[0] = 0
+    for row in range(count):
+        start = offsets[offset + row]
+        stop = offsets[offset + row + 1]
+        if start < 0 or stop > text_size or stop < start:
+            return -2
+        result = _row_key(text, start, stop, name_count, name_data, name_size,
+                          value_start, value_end, state)
+        has_key = result == OK
+        if result == DECLINE:
+            declined[row] = 1
+        else:
+            for n in range(name_count):
+                if state[n] != KEY_FOUND:
+                    has_key = False
+        if has_key:
+            size = 2 + name_count * 3
+            for n in range(name_count):
+                size += value_end[n] - value_start[n]
+            if _grow(out, size) != 0:
+                return -1
+            out.data[out.length] = b'['
+            out.length += 1
+            for n in range(name_count):
+                if n:
+                    out.data[out.length] = b','
+                    out.length += 1
+                out.data[out.length] = b'"'
+                out.length += 1
+                memcpy(out.data + out.length, text + value_start[n],
+                       value_end[n] - value_start[n])
+                out.length += value_end[n] - value_start[n]
+                out.data[out.length] = b'"'
+                out.length += 1
+            out.data[out.length] = b']'
+            out.length += 1
+            validity[row >> 3] |= <unsigned char>(1 << (row & 7))
+        else:
+            nulls[0] += 1
+        if out.length > MAX_COLUMN_BYTES:
+            return -3
+        out_offsets[row + 1] = <int>out.length
+    return 0
+
+
 def key_column(offsets_buffer, data_buffer, Py_ssize_t offset, Py_ssize_t count, list names):
     """The exact keys of ``count`` rows of a ``data`` string column (Arrow layout: int32
     ``offsets_buffer`` and UTF-8 ``data_buffer``, starting at row ``offset``).
 
     ``names`` are the key attributes' names as UTF-8 bytes (one or two). Returns
     ``(validity, offsets, values, declined)``: the key column's Arrow buffers (validity is
-    None when every row has a key) and the rows left to the pure function.
+    None when every row has a key) and the rows left to the pure function. The scan runs
+    without the GIL, so batches can be keyed on several threads.
     """
     # pyarrow's buffers export signed bytes ("b"); the scan reads them as unsigned.
     cdef const char[::1] offsets_view = offsets_buffer
@@ -1286,17 +1401,17 @@ def key_column(offsets_buffer, data_buffer, Py_ssize_t offset, Py_ssize_t count,
     cdef const unsigned char* text
     cdef const unsigned char* name_data[MAX_KEY_NAMES]
     cdef Py_ssize_t name_size[MAX_KEY_NAMES]
-    cdef Py_ssize_t value_start[MAX_KEY_NAMES]
-    cdef Py_ssize_t value_end[MAX_KEY_NAMES]
-    cdef int state[MAX_KEY_NAMES]
-    cdef int name_count = len(names), n, result, end_offset
-    cdef Py_ssize_t row, nulls = 0
-    cdef bint has_key
-    cdef Buffer out, out_offsets
+    cdef int name_count = len(names), n, status
+    cdef Py_ssize_t row, nulls = 0, text_size
+    cdef KeyOutput out
     cdef unsigned char empty = 0
     cdef unsigned char* validity
+    cdef int* out_offsets
+    cdef char* declined_rows
     if name_count < 1 or name_count > MAX_KEY_NAMES:
         raise ValueError("a key has one or two attributes")
+    if count < 0 or offset < 0:
+        raise ValueError("negative row count or offset")
     if offsets_view.shape[0] < (offset + count + 1) * <Py_ssize_t>sizeof(int):
         raise ValueError("the offsets buffer is shorter than the rows")
     for n in range(name_count):
@@ -1305,51 +1420,37 @@ def key_column(offsets_buffer, data_buffer, Py_ssize_t offset, Py_ssize_t count,
         name_data[n] = <const unsigned char*>PyBytes_AS_STRING(names[n])
         name_size[n] = PyBytes_GET_SIZE(names[n])
     offsets = <const int*>&offsets_view[0]
-    text = <const unsigned char*>&data_view[0] if data_view.shape[0] else &empty
+    text_size = data_view.shape[0]
+    text = <const unsigned char*>&data_view[0] if text_size else &empty
     validity_bytes = PyBytes_FromStringAndSize(NULL, (count + 7) // 8)
     validity = <unsigned char*>PyBytes_AS_STRING(validity_bytes)
     memset(validity, 0, (count + 7) // 8)
-    declined = []
-    _empty(&out)
-    _empty(&out_offsets)
+    offsets_bytes = PyBytes_FromStringAndSize(NULL, (count + 1) * sizeof(int))
+    out_offsets = <int*>PyBytes_AS_STRING(offsets_bytes)
+    declined_bytes = PyBytes_FromStringAndSize(NULL, count if count else 1)
+    declined_rows = PyBytes_AS_STRING(declined_bytes)
+    memset(declined_rows, 0, count if count else 1)
+    out.data = NULL
+    out.length = 0
+    out.capacity = 0
     try:
-        end_offset = 0
-        _put_bytes(&out_offsets, <const char*>&end_offset, sizeof(int))
-        for row in range(count):
-            if offsets[offset + row + 1] > data_view.shape[0] or offsets[offset + row] < 0:
-                raise ValueError("an offset points outside the data buffer")
-            result = _row_key(text, offsets[offset + row], offsets[offset + row + 1],
-                              name_count, name_data, name_size, value_start, value_end, state)
-            has_key = result == OK
-            if result == DECLINE:
-                declined.append(row)
-            else:
-                for n in range(name_count):
-                    if state[n] != KEY_FOUND:
-                        has_key = False
-            if has_key:
-                _put(&out, b'[')
-                for n in range(name_count):
-                    if n:
-                        _put(&out, b',')
-                    _put(&out, b'"')
-                    _put_bytes(&out, <const char*>text + value_start[n],
-                               value_end[n] - value_start[n])
-                    _put(&out, b'"')
-                _put(&out, b']')
-                validity[row >> 3] |= <unsigned char>(1 << (row & 7))
-            else:
-                nulls += 1
-            if out.length > MAX_COLUMN_BYTES:
-                raise OverflowError("a batch of keys holds at most 2 GiB")
-            end_offset = <int>out.length
-            _put_bytes(&out_offsets, <const char*>&end_offset, sizeof(int))
+        with nogil:
+            status = _key_rows(text, text_size, offsets, offset, count, name_count, name_data,
+                               name_size, &out, out_offsets, validity, declined_rows, &nulls)
+        if status == -1:
+            raise MemoryError()
+        if status == -2:
+            raise ValueError("an offset points outside the data buffer")
+        if status == -3:
+            raise OverflowError("a batch of keys holds at most 2 GiB")
+        declined = []
+        if count and memchr(declined_rows, 1, count) != NULL:
+            declined = [row for row in range(count) if declined_rows[row]]
         return (
             validity_bytes if nulls else None,
-            PyBytes_FromStringAndSize(out_offsets.data, out_offsets.length),
+            offsets_bytes,
             PyBytes_FromStringAndSize(out.data if out.data != NULL else <char*>&empty, out.length),
             declined,
         )
     finally:
         free(out.data)
-        free(out_offsets.data)

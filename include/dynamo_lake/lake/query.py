@@ -18,7 +18,9 @@ greater ``uuid``, so every engine picks the same row. The item exists iff that r
 from __future__ import annotations
 
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -91,14 +93,38 @@ def keyed_batches(
     """The dataset's rows in :data:`KEYED_SCHEMA`, file by file, with little read-ahead
     (pyarrow's defaults hold over 2 GB of rows from S3 while a consumer works on the first).
 
-    A file that is not the contract's Parquet (a README, an empty or truncated file, other
-    columns) raises :class:`LakeReadError` naming it.
+    Keys are computed on two threads while the next batches are read (the compiled key scan
+    and Parquet decoding run without the GIL), at most three batches ahead. A file that is
+    not the contract's Parquet (a README, an empty or truncated file, other columns) raises
+    :class:`LakeReadError` naming it.
     """
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lake-keys") as pool:
+        pending: deque[Future[pa.RecordBatch]] = deque()
+        for batch, stream in _lake_batches(dataset, batch_rows):
+            pending.append(pool.submit(_keyed, batch, stream, key_names))
+            if len(pending) > 2:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _keyed(batch: pa.RecordBatch, stream: bool, key_names: Sequence[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [
+            *batch.columns,
+            key_array(batch.column("data"), key_names),
+            pa.array([stream] * batch.num_rows, pa.bool_()),
+        ],
+        schema=KEYED_SCHEMA,
+    )
+
+
+def _lake_batches(dataset: ds.Dataset, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, bool]]:
+    """Each file's rows, with whether the stream wrote it."""
     columns = list(contract.COLUMN_NAMES)
     for fragment in dataset.get_fragments():
         path = getattr(fragment, "path", "")
         stream = bool(path) and not contract.written_by_writer(path.rsplit("/", 1)[-1])
-        flag = None
         try:
             if path:  # a file of other columns would read as NULLs: name it instead
                 present = set(fragment.physical_schema.names)
@@ -112,12 +138,7 @@ def keyed_batches(
                 batch_readahead=2,
                 fragment_readahead=1,
             ):
-                if flag is None or len(flag) != batch.num_rows:
-                    flag = pa.array([stream] * batch.num_rows, pa.bool_())
-                yield pa.RecordBatch.from_arrays(
-                    [*batch.columns, key_array(batch.column("data"), key_names), flag],
-                    schema=KEYED_SCHEMA,
-                )
+                yield batch, stream
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             reason = " ".join(str(exc).split())[:300]
             raise LakeReadError(
@@ -148,22 +169,39 @@ class LakeDatabase:
         self.connection.execute("SET enable_progress_bar = false")  # bars in a task log: noise
 
     def add(self, name: str, dataset: ds.Dataset, key_names: Sequence[str]) -> int:
-        """Copy ``dataset`` into the table ``name``; returns its rows."""
+        """Copy ``dataset`` into the table ``name``; returns its rows.
+
+        DuckDB pulls the keyed batches through one Arrow stream (an INSERT per batch cost
+        four times the whole copy); an error raised while reading a file is re-raised as
+        itself once DuckDB has stopped.
+        """
+        failure: list[BaseException] = []
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from keyed_batches(dataset, key_names)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
         columns = [
             *(f"{c.name} {_DUCKDB_TYPES[c.kind]}" for c in contract.COLUMNS),
             "k VARCHAR",
             "stream BOOLEAN",
         ]
         self.connection.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({', '.join(columns)})")
-        rows = 0
-        for batch in keyed_batches(dataset, key_names):
-            self.connection.register("incoming_rows", pa.Table.from_batches([batch]))
-            try:
-                self.connection.execute(f"INSERT INTO {name} SELECT * FROM incoming_rows")
-            finally:
-                self.connection.unregister("incoming_rows")
-            rows += batch.num_rows
-        return rows
+        reader = pa.RecordBatchReader.from_batches(KEYED_SCHEMA, batches())
+        self.connection.register("incoming_rows", reader)
+        try:
+            self.connection.execute(f"INSERT INTO {name} SELECT * FROM incoming_rows")
+        except duckdb.Error:
+            if failure:
+                raise failure[0] from None
+            raise
+        finally:
+            self.connection.unregister("incoming_rows")
+        ((rows,),) = self.connection.execute(f"SELECT count(*) FROM {name}").fetchall()
+        return int(rows)
 
     def close(self) -> None:
         self.connection.close()
@@ -187,14 +225,24 @@ def keyed_rows_sql(source: str, cut: str | None = None) -> str:
     )
 
 
-def latest_of_sql(keyed: str, cut: str = "TRUE") -> str:
+def latest_of_sql(keyed: str, cut: str = "TRUE", *, with_uuid: bool = False) -> str:
     """SQL: per key of the keyed rows ``keyed`` (see :func:`keyed_rows_sql`) with
-    ``time_stamp`` meeting ``cut``, its latest row as ``k, op, data, time_stamp, uuid``.
+    ``time_stamp`` meeting ``cut``, its latest row as ``k, op, data, time_stamp, uuid``
+    (``uuid`` NULL unless ``with_uuid``: carrying it costs a third more over a whole lake).
 
     The latest row is the greatest ``(time_stamp, op rank, uuid)``: the contract's tie rule.
-    One aggregation (``arg_max`` of ``op || uuid || data`` by that tuple), no window over
-    the lake. The uuid is padded to its 36 characters so that ``data`` starts at a fixed
-    place.
+    One aggregation (``arg_max`` of ``op || data`` by that tuple), no window over the lake;
+    with the uuid, padded to its 36 characters so that ``data`` starts at a fixed place.
+    """
+    if not with_uuid:
+        return f"""
+        SELECT k, substr(latest, 1, 1) AS op, substr(latest, 2) AS data, time_stamp,
+            CAST(NULL AS VARCHAR) AS uuid
+        FROM (
+            SELECT k, arg_max(op || data, (time_stamp, rnk, uuid)) AS latest,
+                max(time_stamp) AS time_stamp
+            FROM {keyed} WHERE {cut} GROUP BY k
+        ) latest_rows
     """
     return f"""
         SELECT k, substr(latest, 1, 1) AS op, substr(latest, 38) AS data, time_stamp,

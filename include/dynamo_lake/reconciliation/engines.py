@@ -202,7 +202,9 @@ class AthenaEngine:
         import sqlglot
         from sqlglot import exp
 
-        tree = sqlglot.parse_one(sqlglot.transpile(sql, read="duckdb", write="trino")[0], "trino")
+        from dynamo_lake.reconciliation.sql import to_trino
+
+        tree = sqlglot.parse_one(to_trino(sql), read="trino")
         relations = {
             "lake": self.lake_table,
             "snapshot": self.snapshot_table if self.snapshot_location else None,

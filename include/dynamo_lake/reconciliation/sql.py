@@ -94,7 +94,7 @@ def state_sql(lo: int, t: int, hi: int, precision: int = 1) -> str:
         at_hi AS ({latest_of_sql("lake_rows")}),
         moved AS (SELECT DISTINCT k FROM lake_rows WHERE time_stamp > {time_literal(lo)}),
         near AS (SELECT r.* FROM lake_rows r JOIN moved m ON r.k = m.k),
-        at_t AS ({latest_of_sql("near", f"time_stamp <= {time_literal(t)}")}),
+        at_t AS ({latest_of_sql("near", f"time_stamp <= {time_literal(t)}", with_uuid=True)}),
         at_lo AS ({latest_of_sql("near", f"time_stamp <= {time_literal(lo)}")}),
         state AS (
             SELECT h.k,
@@ -102,7 +102,7 @@ def state_sql(lo: int, t: int, hi: int, precision: int = 1) -> str:
                 CASE WHEN m.k IS NULL THEN {_live("h")} ELSE {_live("c")} END AS data_t,
                 {_live("h")} AS data_hi,
                 CASE WHEN m.k IS NULL THEN h.time_stamp ELSE c.time_stamp END AS time_t,
-                CASE WHEN m.k IS NULL THEN h.uuid ELSE c.uuid END AS uuid_t,
+                c.uuid AS uuid_t,  -- unmoved keys: looked up for the findings only
                 FALSE AS amb_lo, FALSE AS amb_t, FALSE AS amb_hi
             FROM at_hi h
             LEFT JOIN moved m ON h.k = m.k
@@ -173,7 +173,7 @@ def _judged(table_join: str) -> str:
                 s.listed
             FROM {table_join}
         ),
-        drift AS (
+        found AS MATERIALIZED (
             SELECT
                 CASE WHEN unsure THEN 'ambiguous'
                      WHEN table_data IS NULL THEN 'extra'
@@ -181,6 +181,19 @@ def _judged(table_join: str) -> str:
                      ELSE 'different' END AS kind,
                 k, {_NO_COUNT} AS n, table_data, lake_data, table_time, lake_time, lake_uuid
             FROM judged WHERE NOT matches
+        ),
+        deciding AS (
+            -- The uuid of each finding's deciding lake event (its latest row at T), looked
+            -- up for the few keys found rather than carried for every key of the lake.
+            SELECT r.k, arg_max(r.uuid, (r.time_stamp, r.rnk, r.uuid)) AS uuid
+            FROM lake_rows r JOIN found f ON r.k = f.k
+            WHERE f.lake_uuid IS NULL AND r.time_stamp <= f.lake_time
+            GROUP BY r.k
+        ),
+        drift AS (
+            SELECT f.kind, f.k, f.n, f.table_data, f.lake_data, f.table_time, f.lake_time,
+                coalesce(f.lake_uuid, d.uuid) AS lake_uuid
+            FROM found f LEFT JOIN deciding d ON f.k = d.k
         )"""
 
 
@@ -350,7 +363,12 @@ def count_sql(t: int, events_from: int, events_to: int, precision: int = 1) -> s
 
 
 def to_trino(sql: str) -> str:
-    """The same query in Athena's dialect (Trino), made by sqlglot from DuckDB's."""
+    """The same query in Athena's dialect (Trino), made by sqlglot from DuckDB's. Trino has
+    no ``MATERIALIZED`` hint for a common table expression: it is dropped."""
     import sqlglot
+    from sqlglot import exp
 
-    return str(sqlglot.transpile(sql, read="duckdb", write="trino", pretty=True)[0])
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    for cte in tree.find_all(exp.CTE):
+        cte.set("materialized", None)
+    return tree.sql(dialect="trino", pretty=True)
