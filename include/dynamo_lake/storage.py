@@ -333,12 +333,7 @@ class Location:
         locally under an exclusive ``flock`` of a sibling ``.lock`` file. Returns whether it
         wrote."""
         if not self.is_s3:
-            lock = Path(self.path).with_name(f".{self.name}.lock")
-            try:
-                lock.parent.mkdir(parents=True, exist_ok=True)
-                handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise StorageError(f"cannot lock {self.uri}: {_one_line(exc)}") from None
+            handle = _lock_file(Path(self.path).with_name(f".{self.name}.lock"), self.uri)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 current = Path(self.path).read_bytes() if Path(self.path).is_file() else None
@@ -647,13 +642,18 @@ def _parse_expiry(text: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _acquire_local(location: Location, owner: str, ttl: float) -> Lease:
-    path = Path(location.path)
+def _lock_file(path: Path, uri: str) -> int:
+    """A local file to ``flock`` (created with its folder), as an open descriptor."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StorageError(f"cannot create {location.uri}: {_one_line(exc)}") from None
+        raise StorageError(f"cannot create {uri}: {_one_line(exc)}") from None
+
+
+def _acquire_local(location: Location, owner: str, ttl: float) -> Lease:
+    path = Path(location.path)
+    handle = _lock_file(path, location.uri)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

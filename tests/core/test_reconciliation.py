@@ -206,24 +206,7 @@ def test_repair_makes_the_next_check_clean_and_a_second_repair_writes_nothing(
     lake, snapshot = world
     table = [item("a", 1), item("b", 2, "v2"), item("d", 4), item("e", 5)]
     write(snapshot, [row("I", T, data) for data in table])
-    plan = ReconciliationPlan(
-        table="orders",
-        dynamodb_table="orders",
-        table_arn="arn:aws:dynamodb:us-east-1:123456789012:table/orders",
-        lake_uri=str(lake),
-        work_uri=str(snapshot),
-        method="export",
-        as_of=T,
-        epsilon_ms=1000,
-        repair=True,
-        engine="duckdb",
-        keys=(("pk", "S"), ("sk", "N")),
-        run_id="manual__2024-06-01",
-        aws_conn_id="aws_default",
-        region="us-east-1",
-        glue_database="shop",
-        glue_table="orders",
-    )
+    plan = plan_for(lake, snapshot, "manual__2024-06-01", repair=True)
     first = reconcile_table(plan, s3=None)
     # Drift was found (the counts from before the repair), repaired, and re-checked clean.
     assert first.status == "repaired" and first.healthy
