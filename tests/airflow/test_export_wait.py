@@ -12,12 +12,15 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.configuration import conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
@@ -84,9 +87,16 @@ def _first_event(trigger: ExportCompletionTrigger, timeout: float = 60) -> dict[
 
 
 def _trigger(arn: str, **options: Any) -> ExportCompletionTrigger:
+    """A trigger that polls fast and holds no event back (unless ``options`` say otherwise)."""
+    settings: dict[str, Any] = {"poll_interval": 0.05, "min_wait": 0.0, **options}
     return ExportCompletionTrigger(
-        export_arn=arn, aws_conn_id=CONN_ID, region_name="us-east-1", poll_interval=0.05, **options
+        export_arn=arn, aws_conn_id=CONN_ID, region_name="us-east-1", **settings
     )
+
+
+def _asked(proxy: FaultProxy) -> int:
+    """How many requests the trigger sent (the tests start exports around the proxy)."""
+    return proxy.counts["forwarded"] + proxy.counts["failed"]
 
 
 def _logged(capfd: pytest.CaptureFixture[str]) -> str:
@@ -116,6 +126,85 @@ def test_the_trigger_serializes_to_what_rebuilds_it() -> None:
     rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["max_transient_failures"] == 4 and kwargs["poll_interval"] == 0.05
+    assert kwargs["min_wait"] == 0.0
+
+
+def test_the_trigger_asks_only_after_its_first_interval(
+    emulator: LocalAwsControl, proxy: FaultProxy
+) -> None:
+    """The operator asked just before it deferred; a trigger that asks again at once finds an
+    export that ended meanwhile and resumes the task within seconds of its deferral."""
+    arn = _started(emulator, _request(emulator))  # COMPLETED already: any question ends the wait
+    trigger = ExportCompletionTrigger(
+        export_arn=arn, aws_conn_id=CONN_ID, region_name="us-east-1", poll_interval=1.0
+    )
+
+    async def first_event() -> None:
+        async for _ in trigger.run():
+            return
+
+    async def watch() -> tuple[int, float]:
+        begun = time.monotonic()
+        waiting = asyncio.create_task(first_event())
+        try:
+            await asyncio.sleep(0.8)
+            asked_early = _asked(proxy)
+            while not _asked(proxy):
+                assert time.monotonic() - begun < 30, "the trigger never asked"
+                await asyncio.sleep(0.01)
+            return asked_early, time.monotonic() - begun
+        finally:
+            waiting.cancel()
+
+    asked_early, first_asked_after = asyncio.run(watch())
+    assert asked_early == 0, "DescribeExport before the first interval had passed"
+    assert first_asked_after >= 1.0
+
+
+@pytest.mark.parametrize("fault", [None, "ExpiredTokenException"], ids=["completed", "error"])
+def test_no_event_comes_sooner_than_min_wait_after_the_trigger_started(
+    emulator: LocalAwsControl,
+    proxy: FaultProxy,
+    capfd: pytest.CaptureFixture[str],
+    fault: str | None,
+) -> None:
+    arn = _started(emulator, _request(emulator))  # COMPLETED already
+    if fault:
+        proxy.rule = FaultRule(rate=1.0, error=fault, target_contains="DescribeExport")
+    begun = time.monotonic()
+    event = _first_event(_trigger(arn, min_wait=1.5))  # known after 0.05 s, held to 1.5 s
+    waited = time.monotonic() - begun
+    assert event["status"] == ("error" if fault else "COMPLETED")
+    assert waited >= 1.5
+    assert _asked(proxy) == 1  # held, not asked again
+    assert "resuming the task in" in _logged(capfd)
+
+
+def test_the_operator_defers_to_a_trigger_that_waits_out_airflows_exit_report(
+    emulator: LocalAwsControl, proxy: FaultProxy
+) -> None:
+    """apache/airflow#71580: the scheduler may read the deferring process's exit up to one
+    supervisor select ([workers] min_heartbeat_interval) and one scheduler loop late; the
+    task must not be resumed before then."""
+    emulator.update_settings(export_delay_seconds=60.0)
+    request = _request(emulator)
+    operator = DynamoDBExportOperator(
+        task_id="export", export_request=request.to_json(), poll_interval=3.0
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ExportCompletionTrigger)
+    assert (deferred.value.method_name, deferred.value.timeout) == (
+        "execute_complete",
+        timedelta(hours=24),
+    )
+    assert trigger.export_arn.startswith(f"{request.table_arn}/export/")
+    assert trigger.poll_interval == 3.0
+    exit_reported_within = conf.getfloat("workers", "min_heartbeat_interval") + conf.getfloat(
+        "scheduler", "scheduler_idle_sleep_time"
+    )
+    assert trigger.min_wait > exit_reported_within
 
 
 def test_a_running_export_is_polled_until_it_completes(

@@ -5,6 +5,11 @@ the triggerer's event loop never blocks) and fires once the export leaves IN_PRO
 has no side effects, so the triggerer may run it twice. Each poll is logged with the
 export's state and how long it has waited, which shows in the task's log while it waits.
 
+It asks first one poll interval after it starts (the operator asked just before deferring),
+and yields no event sooner than ``min_wait`` after it starts: an event that resumes the task
+within seconds of its deferral can make Airflow 3.3's scheduler retry the task for nothing
+(apache/airflow#71580; see :data:`MIN_WAIT_SECONDS`).
+
 Errors while polling are sorted by what helps (:func:`classify_poll_error`): throttling and
 transport hiccups are waited out with backoff, counted, and give up after
 ``max_transient_failures`` in a row; credential and access errors, and anything unknown,
@@ -27,9 +32,19 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from dynamo_lake.errors import aws_error_code
 from dynamo_lake.exports.api import describe_export
 
-__all__ = ["ExportCompletionTrigger", "PollVerdict", "classify_poll_error"]
+__all__ = ["MIN_WAIT_SECONDS", "ExportCompletionTrigger", "PollVerdict", "classify_poll_error"]
 
 PollVerdict = Literal["transient", "retry_task", "permanent"]
+
+#: The least time from the trigger's start (which is after the deferral) to its event.
+#: apache/airflow#71580, in Airflow 3.3.2: the deferring task process exits, but its
+#: supervisor may notice only after one ``select`` of up to ``[workers] min_heartbeat_interval``
+#: (5 s), and the scheduler reads the executor's "success" for that exit on its next loop. If
+#: the event has meanwhile resumed the task and the scheduler queued it again (same try
+#: number), the scheduler takes that stale exit for the resumed try's and retries the task.
+#: 10 s covers the 5 s and the scheduler's loop; a real export takes minutes, so this only
+#: delays exports that end within seconds of the deferral (the local stack's).
+MIN_WAIT_SECONDS = 10.0
 
 #: Codes that clear up by themselves: wait and ask again.
 _TRANSIENT_CODES = {
@@ -73,7 +88,8 @@ def classify_poll_error(exc: BaseException) -> PollVerdict:
 
 class ExportCompletionTrigger(BaseTrigger):
     """Fires ``{"status": "COMPLETED"|"FAILED", "state": ...}`` once the export is done, or
-    ``{"status": "error", "retryable": bool, "message": ...}`` when waiting failed."""
+    ``{"status": "error", "retryable": bool, "message": ...}`` when waiting failed; never
+    sooner than ``min_wait`` seconds after it started."""
 
     def __init__(
         self,
@@ -82,6 +98,7 @@ class ExportCompletionTrigger(BaseTrigger):
         region_name: str | None = None,
         poll_interval: float = 30.0,
         max_transient_failures: int = 10,
+        min_wait: float = MIN_WAIT_SECONDS,
     ) -> None:
         super().__init__()
         self.export_arn = export_arn
@@ -89,6 +106,7 @@ class ExportCompletionTrigger(BaseTrigger):
         self.region_name = region_name
         self.poll_interval = poll_interval
         self.max_transient_failures = max_transient_failures
+        self.min_wait = min_wait
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -99,6 +117,7 @@ class ExportCompletionTrigger(BaseTrigger):
                 "region_name": self.region_name,
                 "poll_interval": self.poll_interval,
                 "max_transient_failures": self.max_transient_failures,
+                "min_wait": self.min_wait,
             },
         )
 
@@ -120,8 +139,24 @@ class ExportCompletionTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         started = time.monotonic()
+        event = await self._wait(started)
+        early = started + self.min_wait - time.monotonic()
+        if early > 0:  # see MIN_WAIT_SECONDS: resuming this soon can get the task retried
+            self.log.info(
+                "export %s: %s; resuming the task in %.1f s, not sooner after its deferral",
+                self.export_arn,
+                event.payload["status"],
+                early,
+            )
+            await asyncio.sleep(early)
+        yield event
+
+    async def _wait(self, started: float) -> TriggerEvent:
+        """Poll until the export is done or polling fails; the event that says which."""
         failures = 0
         client: Any = None
+        # The operator asked just before it deferred: the first question waits an interval too.
+        await asyncio.sleep(self.poll_interval)
         while True:
             try:
                 if client is None:
@@ -131,11 +166,9 @@ class ExportCompletionTrigger(BaseTrigger):
                 verdict = classify_poll_error(exc)
                 failures += 1
                 if verdict == "permanent":
-                    yield self._error(exc, retryable=False, failures=failures)
-                    return
+                    return self._error(exc, retryable=False, failures=failures)
                 if verdict == "retry_task" or failures >= self.max_transient_failures:
-                    yield self._error(exc, retryable=True, failures=failures)
-                    return
+                    return self._error(exc, retryable=True, failures=failures)
                 delay = min(self.poll_interval * 2 ** (failures - 1), 300.0)
                 self.log.warning(
                     "DescribeExport for %s failed (%s, %d of %d in a row); asking again in %.0f s",
@@ -149,8 +182,7 @@ class ExportCompletionTrigger(BaseTrigger):
                 continue
             failures = 0
             if state.done:
-                yield TriggerEvent({"status": state.status, "state": state.to_json()})
-                return
+                return TriggerEvent({"status": state.status, "state": state.to_json()})
             self.log.info(
                 "export %s is %s (started %s, waiting %.0f s)",
                 self.export_arn,
