@@ -16,7 +16,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
+
+from dynamo_lake.airflow.task_errors import ProblemToFix
 
 if TYPE_CHECKING:  # the core's AWS side is imported when a task runs, not at DAG parsing
     from dynamo_lake.exports.api import ExportRequest, ExportState
@@ -24,8 +26,9 @@ if TYPE_CHECKING:  # the core's AWS side is imported when a task runs, not at DA
 __all__ = ["DynamoDBExportOperator", "ExportFailed", "ExportWaitError", "LakeSettleOperator"]
 
 
-class ExportFailed(AirflowFailException):
-    """The export ended FAILED, or cannot be started: a retry would not help."""
+class ExportFailed(ProblemToFix):
+    """The export ended FAILED, or cannot be started: a retry would not help (its log line
+    is the message alone)."""
 
 
 class ExportWaitError(AirflowException):

@@ -352,11 +352,11 @@ def judge(checked: dict[str, Any]) -> dict[str, Any]:
 
     ``repaired`` passes (the lake matches now) and ``inconclusive`` passes with a warning
     (no drift found; some keys not ruled on): both still send the table's SNS message."""
-    from airflow.sdk.exceptions import AirflowException
+    from dynamo_lake.airflow.task_errors import ProblemToFix
 
     report = ReconciliationReport.from_json(checked["report"])
     if report.status in ("drift", "error"):
-        raise AirflowException(drift_message(report))
+        raise ProblemToFix(drift_message(report))  # the verdict, one line: no traceback
     if report.status in ("repaired", "inconclusive"):
         from airflow.sdk import get_current_context
 

@@ -6,9 +6,10 @@ redirect a run's writes. Values in and out are the JSON of :mod:`dynamo_lake.rec
 (XCom carries pointers and counts, never rows).
 
 :func:`fails_fast` is the one translation of the core's errors into Airflow's: errors no
-retry can fix (``retryable`` false) fail the task at once with their plain words; the rest
-propagate and the task's retries apply. It also ends every task's log with the task process's
-peak memory, the figure to size workers by.
+retry can fix (``retryable`` false) fail the task at once, and the task's log ends with their
+message as one line, without a traceback (:mod:`dynamo_lake.airflow.task_errors`); the rest
+propagate with their tracebacks and the task's retries apply. Before that last line it logs
+the task process's peak memory, the figure to size workers by.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from dynamo_lake.airflow.connections import s3_options
+from dynamo_lake.airflow.task_errors import ProblemToFix, quiet_problem_tracebacks
 from dynamo_lake.errors import DynamoLakeError
 from dynamo_lake.exports.manifest import read_manifest
 from dynamo_lake.lake.conversion import (
@@ -49,7 +49,8 @@ T = TypeVar("T")
 
 
 def fails_fast(function: Callable[P, R]) -> Callable[P, R]:
-    """Run a task body; an error no retry can fix fails the task without retries."""
+    """Run a task body; an error no retry can fix fails the task without retries, and its
+    message is the task log's last line (its traceback only at DEBUG)."""
 
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -58,7 +59,9 @@ def fails_fast(function: Callable[P, R]) -> Callable[P, R]:
         except DynamoLakeError as exc:
             if exc.retryable:
                 raise
-            raise AirflowFailException(str(exc)) from exc
+            log.debug("where the %s was raised", type(exc).__name__, exc_info=exc)
+            quiet_problem_tracebacks()
+            raise ProblemToFix(str(exc)) from exc
         finally:
             log.info("peak memory of this task process: %.0f MB", peak_memory_mb())
 
