@@ -66,6 +66,11 @@ except ConfigError as error:  # the import error shows this message, not our int
     raise ConfigError(str(error)) from None
 
 LAKE_TABLES = AssetAlias(name="dynamo_lake_tables")
+# What "table default" and an empty T mean, table by table, for the form's help.
+_DEFAULTS = ", ".join(f"{name}: {table.reconcile.method}" for name, table in TABLES.tables.items())
+_MARGINS = ", ".join(
+    f"{name}: {table.reconcile.settle_margin_minutes} min" for name, table in TABLES.tables.items()
+)
 EXPORT_POLL_SECONDS = float(os.environ.get("DYNAMO_LAKE_EXPORT_POLL_SECONDS", "30"))
 
 
@@ -95,14 +100,16 @@ def _alert(context: Any) -> None:
             type="string",
             enum=["table default", *RECONCILE_METHODS],
             title="Method",
-            description="table default: each table's reconcile.method. count: free, "
-            "approximate; scan: exact count, costs read capacity; export: every key, a full "
-            "export; changes: every key changed in the 24 hours before T.",
+            description=f"table default: each table's reconcile.method ({_DEFAULTS}). count: "
+            "free, approximate; scan: exact count, costs read capacity, and the run then "
+            "waits the table's settle margin for the lake to catch up with the scan; export: "
+            "every key, a full export; changes: every key changed in the 24 hours before T.",
         ),
         "as_of": time_param(
             "Cut time T",
             f"The moment to check ({TIME_FORMAT_HINT}). Empty: the run's data interval end "
-            "minus the table's settle margin.",
+            "minus the table's settle margin (a run triggered here: its trigger time minus "
+            f"the margin; {_MARGINS}). A T you type must lie at least the margin before now.",
         ),
         "repair": Param(
             "table default",

@@ -7,8 +7,13 @@ arriving), and runs Airflow as separate processes: ``api-server``, ``scheduler``
 LocalExecutor and low parallelism for 2 cores. The login is SimpleAuthManager with a fixed
 local user (never "all admins"). Ctrl-C stops everything it started, by process group.
 
-State (Airflow's SQLite database, logs, the JWT secret) lives in ``var/airflow/`` and a second
-run reuses it; the AWS stack is in memory and is seeded again on every start.
+The table has a past: it is created two days and a bit back on the emulator's clock, with
+PITR on, and changed every half hour since (its stream's records delivered into the lake at
+their own times, as if the pipeline had run all along), so every form default works at once:
+a `changes` reconciliation needs the day before T inside the PITR window, and the daily
+schedule's last interval too. The AWS stack lives in memory and is built again on every
+start, so Airflow's database and task logs (in ``var/airflow/``) are reset with it: runs
+the lake no longer holds would contradict it. The JWT secret and the login stay.
 
 :class:`LocalAirflow` is also what the browser test starts.
 """
@@ -20,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +34,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +45,13 @@ from dynamo_lake.config import load_tables  # noqa: E402
 from dynamo_lake.storage import S3Options  # noqa: E402
 from local_aws import EmulatorSettings, LocalAwsProcess, client_environment  # noqa: E402
 from local_aws.fault_proxy import FaultProxy  # noqa: E402
-from local_aws.seed import apply_churn, seed_sample_table  # noqa: E402
-from stream_relay import StreamRelay  # noqa: E402
+from local_aws.seed import apply_churn, seed_history  # noqa: E402
+from stream_relay import KinesisRecord, StreamRelay, kinesis_record  # noqa: E402
 
 USER, PASSWORD = "engineer", "lake-health-local"
+#: How far back the local table's history starts, and how often it changed since.
+HISTORY = timedelta(hours=50)
+HISTORY_STEP = timedelta(minutes=30)
 TABLES_FILE = REPO / "include" / "config" / "tables.yaml"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -154,6 +164,7 @@ class LocalAirflow:
         self._relay_thread: threading.Thread | None = None
         self._environment: dict[str, str] = {}
         self.relay: StreamRelay | None = None
+        self.started_at = 0.0
 
     # -- environment --------------------------------------------------------------------------
 
@@ -210,6 +221,8 @@ class LocalAirflow:
 
     def start(self) -> LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
+        self._stop.clear()  # a stopped stack can be started again (a restart)
+        self._reset_database()
         self.stack = LocalAwsProcess(settings=self.emulator, log_path=self.home / "local_aws.log")
         self.stack.start()
         if self.fault_proxy:
@@ -231,7 +244,16 @@ class LocalAirflow:
         for component in COMPONENTS:
             self._launch(component)
         self._wait_healthy()
+        self.started_at = time.monotonic()  # when a person could start clicking
         return self
+
+    def _reset_database(self) -> None:
+        """Drop Airflow's runs and task logs: the AWS stack they happened against is gone
+        (it lives in memory), and a UI listing them over an empty lake would contradict it."""
+        for name in ("airflow.db", "airflow.db-journal", "airflow.db-wal", "airflow.db-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.home / name).unlink()
+        shutil.rmtree(self.home / "logs", ignore_errors=True)
 
     def _launch(self, component: str) -> None:
         command = [AIRFLOW, component]
@@ -264,11 +286,39 @@ class LocalAirflow:
         for bucket in (config.export_bucket, config.lake_bucket):
             s3.create_bucket(Bucket=bucket)
         dynamodb = self.stack.client("dynamodb", max_attempts=3)
-        seed_sample_table(dynamodb, config.dynamodb_table, self.items, churn=0)
-        options = S3Options(self.stack.endpoint_url, "us-east-1", "testing", "testing")
-        self.relay = StreamRelay(
-            self.stack.endpoint_url, config.dynamodb_table, config.lake_uri, s3=options
+        now = datetime.now(UTC)
+        history = seed_history(
+            dynamodb,
+            config.dynamodb_table,
+            self.items,
+            start=now - HISTORY,
+            end=now - timedelta(minutes=5),
+            steps=int(HISTORY / HISTORY_STEP),
+            changes_per_step=5,
+            set_clock=self.stack.set_clock,
         )
+        self.stack.release_clock()
+        options = S3Options(self.stack.endpoint_url, "us-east-1", "testing", "testing")
+        # The emulator's stream stamps the seeded writes with the wall clock: read from what
+        # comes next, and deliver the history at its own times through the same Lambda.
+        self.relay = StreamRelay(
+            self.stack.endpoint_url,
+            config.dynamodb_table,
+            config.lake_uri,
+            s3=options,
+            start="LATEST",
+        )
+        records = [
+            KinesisRecord(
+                "shardId-seed",
+                f"{number:021d}",
+                kinesis_record(change.record, config.dynamodb_table, change.micros),
+                str(number % 16),
+            )
+            for number, change in enumerate(history, start=1)
+        ]
+        for first in range(0, len(records), 500):
+            self.relay.delivery.deliver(records[first : first + 500])
         self._relay_thread = threading.Thread(
             target=self._stream, args=(dynamodb, config.dynamodb_table), daemon=True
         )
@@ -371,8 +421,10 @@ def main() -> int:
         f"\nAirflow is up: {airflow.url}\n"
         f"  login: {USER} / {PASSWORD}   (SimpleAuthManager, state in {home.relative_to(REPO)}/)\n"
         f"  Lake health: {airflow.url}/plugin/lake-health\n"
-        f"  the table 'orders' is seeded, its stream relayed into the lake every few seconds;\n"
-        "  trigger dynamodb_backfill, then dynamodb_reconciliation, from the DAGs page.\n"
+        "  the table 'orders' has two days of history (PITR and the lake's stream rows), and\n"
+        "  its stream is relayed into the lake every few seconds; trigger dynamodb_backfill,\n"
+        "  then dynamodb_reconciliation, from the DAGs page (the untouched forms work).\n"
+        "  The AWS stack lives in memory: Airflow's runs and logs were reset with it.\n"
         "Ctrl-C stops everything.",
         flush=True,
     )

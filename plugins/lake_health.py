@@ -22,14 +22,14 @@ Airflow's light and dark themes.
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from airflow.api_fastapi.core_api.security import requires_authenticated
 from airflow.exceptions import AirflowNotFoundException
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 # No /docs, /redoc, /openapi.json: FastAPI adds them outside the app's dependencies.
@@ -45,7 +45,7 @@ BACKFILL_DAG = "dynamodb_backfill"
 RECONCILIATION_DAG = "dynamodb_reconciliation"
 
 
-def _healths() -> tuple[list[Any], str]:
+def _healths(request: Request) -> tuple[list[Any], str]:
     """Every configured table's health, and what stopped the tables file being read ("" if
     nothing did)."""
     # Heavy imports (pyarrow, the core) only when the page is asked for, never when Airflow's
@@ -60,6 +60,7 @@ def _healths() -> tuple[list[Any], str]:
     except DynamoLakeError as exc:
         return [], str(exc)
     now = datetime.now(UTC)
+    runs, runs_problem = _reconciliation_runs(request)
     found = []
     for config in configured.tables.values():
         try:
@@ -69,22 +70,74 @@ def _healths() -> tuple[list[Any], str]:
             unreadable.problems.append(f"connection {config.aws_conn_id!r}: {exc}")
             found.append(unreadable)
             continue
-        found.append(table_health(config, options, now))
+        health = table_health(config, options, now)
+        health.judge_freshness(
+            runs,
+            configured.reconciliation_schedule,
+            timedelta(minutes=config.reconcile.settle_margin_minutes),
+            now,
+        )
+        if runs_problem:
+            health.problems.append(runs_problem)
+        found.append(health)
     return found, ""
 
 
+def _reconciliation_runs(request: Request) -> tuple[list[Any], str]:
+    """The reconciliation DAG's recent runs, read from Airflow's REST API as the person who
+    asked for the page (their token: the UI's cookie or the Bearer header), and what stopped
+    them being read ("" if nothing did)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.configuration import conf
+
+    from dynamo_lake.health import RunSummary
+
+    token = request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:]
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    base = base or f"{request.url.scheme}://{request.url.netloc}"
+    url = f"{base}/api/v2/dags/{RECONCILIATION_DAG}/dagRuns?order_by=-run_after&limit=100"
+    asked = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(asked, timeout=15) as answer:
+            raw = json.loads(answer.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return [], f"reconciliation runs could not be read from Airflow's API ({exc})"
+    runs = []
+    for run in raw.get("dag_runs", []):
+        chosen = (run.get("conf") or {}).get("table")
+        moment = run.get("run_after") or run.get("logical_date") or run.get("queued_at")
+        if not moment:
+            continue
+        runs.append(
+            RunSummary(
+                run_id=str(run["dag_run_id"]),
+                state=str(run.get("state")),
+                run_after=datetime.fromisoformat(str(moment).replace("Z", "+00:00")),
+                table=str(chosen) if chosen else None,
+            )
+        )
+    return runs, ""
+
+
 @app.get("/api/tables")
-def tables() -> JSONResponse:
+def tables(request: Request) -> JSONResponse:
     """Every configured table's health as JSON (what the page shows)."""
-    healths, problem = _healths()
+    healths, problem = _healths(request)
     if problem:
         return JSONResponse({"error": problem}, status_code=500)
     return JSONResponse([health.to_json() for health in healths])
 
 
 @app.get("/", response_class=HTMLResponse)
-def page() -> HTMLResponse:
-    return HTMLResponse(render(*_healths()))
+def page(request: Request) -> HTMLResponse:
+    return HTMLResponse(render(*_healths(request)))
 
 
 # Declared last, so it matches only what no route above does. Through the app's
@@ -140,14 +193,17 @@ def _backfill_cell(backfill: dict[str, Any] | None) -> str:
     moments = []
     for export in backfill["exports"]:
         if export.get("export_time"):
-            moments.append(f"at {export['export_time']}")
+            moments.append(f"at {_moment(str(export['export_time']))}")
         else:
-            moments.append(f"[{export.get('export_from')}, {export.get('export_to')})")
+            moments.append(
+                f"[{_moment(str(export.get('export_from')))}, "
+                f"{_moment(str(export.get('export_to')))})"
+            )
     when = _moment(backfill["committed_at"]) if backfill.get("committed_at") else backfill["run_id"]
     return (
         f"{_run_link(BACKFILL_DAG, backfill['run_id'], when)}"
         f"<br>{_e(backfill['mode'])} export {_e(', '.join(moments))}"
-        f"<br>{backfill['rows']:,} rows in {backfill['files']} files"
+        f"<br>{backfill['rows']:,} rows in {backfill['files']} Parquet files"
     )
 
 
@@ -156,6 +212,20 @@ def _count(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return "?" if value is None else _e(value)
+
+
+def _verdict_lines(health: Any) -> str:
+    """How old the verdict is, and why it cannot be taken as current (amber), linking the
+    run that failed after it."""
+    lines = []
+    if health.verdict_age_seconds is not None:
+        lines.append(f'<span class="note">verdict {_age(health.verdict_age_seconds)} old</span>')
+    for reason in health.stale:
+        lines.append(f'<span class="stale">{_e(reason)}</span>')
+    if health.failed_run:
+        run_id = health.failed_run["run_id"]
+        lines.append(_run_link(RECONCILIATION_DAG, run_id, f"the failed run: {run_id}"))
+    return "<br>".join(lines)
 
 
 def _report_cell(report: dict[str, Any] | None, unreadable: bool = False) -> str:
@@ -175,14 +245,23 @@ def _report_cell(report: dict[str, Any] | None, unreadable: bool = False) -> str
     )
     if counts and status == "repaired":
         counts = f"found before the repair: {counts}"
+    as_of = str(report.get("as_of", "?"))
     lines = [
         f'<span class="status {_e(status)}">{_e(status.upper())}</span> '
-        f"{_run_link(RECONCILIATION_DAG, report.get('run_id'), report.get('as_of', '?'))}",
-        f"{_e(report.get('method'))}: table {_e(report.get('table_count'))}, "
-        f"lake {_e(report.get('lake_count'))}",
+        f'<span title="T = {_e(as_of)}">'
+        f"{_run_link(RECONCILIATION_DAG, report.get('run_id'), 'as of ' + _moment(as_of))}"
+        "</span>",
+        f"{_e(report.get('method'))}: table {_count(report.get('table_count'))}, "
+        f"lake {_count(report.get('lake_count'))}",
     ]
     if counts:
         lines.append(_e(counts))
+    tolerance = report.get("tolerance") or {}
+    if report.get("method") in ("count", "scan") and tolerance.get("count_bound") is not None:
+        lines.append(
+            f"within a bound of {_count(tolerance.get('count_bound'))}: "
+            f'<span class="note">{_e(tolerance.get("reasoning"))}</span>'
+        )
     if repair.get("rows") or status == "repaired":
         recheck = (repair.get("recheck") or {}).get("status")
         lines.append(
@@ -285,7 +364,8 @@ _STYLE = """
 :root.dark { color-scheme: dark; --bg: #09090b; --fg: #e4e4e7; --muted: #a1a1aa;
   --line: #27272a; --card: #18181b; --ok: #48bb78; --amber: #ecc94b; --drift: #fc8181;
   --table: #63b3ed; --lake: #b794f4; }
-body { margin: 0; padding: 16px 20px; background: var(--bg); color: var(--fg);
+html, body { background: transparent; }  /* the UI's own background shows: no frame */
+body { margin: 0; padding: 16px 20px; color: var(--fg);
   font: 14px/1.45 Inter, system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 h1 { font-size: 20px; margin: 0 0 4px; } .sub { color: var(--muted); margin: 0 0 16px; }
 table { border-collapse: collapse; width: 100%; } th, td { text-align: left;
@@ -302,6 +382,8 @@ a { color: var(--table); text-decoration: none; } a:hover { text-decoration: und
 .glance { width: 12px; height: 12px; border-radius: 50%; display: inline-block;
   background: var(--muted); } .glance.ok { background: var(--ok); }
 .glance.drift { background: var(--drift); } .glance.inconclusive { background: var(--amber); }
+.glance.stale { background: var(--amber); } .stale { color: var(--amber); }
+td:first-child { white-space: nowrap; }
 .ambiguous { color: var(--amber); } .uri { font-family: ui-monospace, monospace;
   font-size: 12px; word-break: break-all; }
 .empty, .note { color: var(--muted); font-style: italic; }
@@ -351,13 +433,16 @@ def render(healths: list[Any], problem: str = "") -> str:
         report = health.report
         glance = health.glance
         title = report.get("status", "?") if report else "never reconciled"
+        if health.stale:
+            title = f"{title}; " + "; ".join(health.stale)
         problems = "".join(f'<br><span class="note">{_e(p)}</span>' for p in health.problems)
         unreadable = any(p.startswith("reconciliation reports:") for p in health.problems)
         rows.append(
             f'<tr data-table="{_e(health.table)}"><td><span class="glance {glance}" '
             f'title="{_e(title)}"></span> <b>{_e(health.table)}</b><br>'
             f'<span class="note">{_e(health.dynamodb_table)}</span>{problems}</td>'
-            f"<td>{_backfill_cell(health.backfill)}</td><td>{_report_cell(report, unreadable)}</td>"
+            f"<td>{_backfill_cell(health.backfill)}</td><td>{_report_cell(report, unreadable)}"
+            f"{'<br>' if _verdict_lines(health) else ''}{_verdict_lines(health)}</td>"
             f"<td>{_freshness_cell(health.freshness)}</td></tr>"
         )
         charts.append(
@@ -367,7 +452,8 @@ def render(healths: list[Any], problem: str = "") -> str:
     legend = (
         '<p class="legend"><span class="t">&#9644; table count</span>'
         '<span class="l">&#9644; lake count</span><span class="o">&#9679; ok</span>'
-        '<span class="r">&#9675; repaired</span><span class="i">&#9679; inconclusive</span>'
+        '<span class="r">&#9675; repaired</span>'
+        '<span class="i">&#9679; inconclusive, or overtaken (old, or a later run failed)</span>'
         '<span class="d">&#9679; drift or error</span></p>'
     )
     return (
@@ -392,11 +478,13 @@ class LakeHealthPlugin(AirflowPlugin):
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": app, "url_prefix": "/lake-health", "name": "Lake health"}
     ]
+    # "Lakes": a nav label the sidebar shows whole. The UI mirrors the page's own path after
+    # the view's route, so the address reads /plugin/lakes/lake-health/.
     external_views: ClassVar[list[dict[str, Any]]] = [
         {
-            "name": "Lake health",
+            "name": "Lakes",
             "href": "/lake-health/",
-            "url_route": "lake-health",
+            "url_route": "lakes",
             "nav_top_level": True,
         }
     ]

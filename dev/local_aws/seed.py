@@ -10,10 +10,13 @@ strings, maps with a key named "S", nested lists and every set type.
 from __future__ import annotations
 
 import argparse
+import base64
 import random
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from local_aws.server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
@@ -237,3 +240,105 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@dataclass(frozen=True)
+class StreamChange:
+    """One write of a seeded history as the table's stream tells it: the DynamoDB Streams
+    record (wire form: binary as base64) and when it happened on the emulator's clock."""
+
+    micros: int
+    record: dict[str, Any]
+
+
+def _wire(value: Any) -> Any:
+    """An attribute value as stream records carry it: binary as base64 text."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {name: _wire(member) for name, member in value.items()}
+    if isinstance(value, list):
+        return [_wire(member) for member in value]
+    return value
+
+
+def seed_history(
+    client: Any,
+    table_name: str,
+    items: int,
+    *,
+    start: datetime,
+    end: datetime,
+    steps: int,
+    changes_per_step: int,
+    set_clock: Callable[[datetime], Any],
+    seed: int = 0,
+) -> list[StreamChange]:
+    """A table with a past: created with PITR on at ``start``, ``items`` items loaded then,
+    and ``steps`` rounds of updates, deletes and inserts spread evenly up to ``end``, each
+    written with the emulator's clock set to its moment (so exports and the PITR window see
+    the history as it happened). Returns every write as its stream record: the emulator's
+    own stream stamps records with the wall clock, so a relay must start at LATEST after
+    this and the caller delivers these instead."""
+    rng = random.Random(seed)
+    changes: list[StreamChange] = []
+    state: dict[tuple[str, str], dict[str, Any]] = {}
+    sequence = 0
+
+    def record(event: str, key: dict[str, Any], new: Any, old: Any, moment: datetime) -> None:
+        nonlocal sequence
+        sequence += 1
+        dynamodb: dict[str, Any] = {"Keys": _wire(key), "SizeBytes": 100}
+        if new is not None:
+            dynamodb["NewImage"] = _wire(new)
+        if old is not None:
+            dynamodb["OldImage"] = _wire(old)
+        micros = round(moment.timestamp() * 1_000_000)
+        stream_record = {"eventID": f"seed-{sequence}", "eventName": event, "dynamodb": dynamodb}
+        changes.append(StreamChange(micros, stream_record))
+
+    set_clock(start)
+    create_sample_table(client, table_name)
+    for index in range(items):
+        item = sample_item(rng, index)
+        state[(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])] = item
+    _batch_write(client, table_name, [{"PutRequest": {"Item": item}} for item in state.values()])
+    for item in state.values():
+        key = {PARTITION_KEY: item[PARTITION_KEY], SORT_KEY: item[SORT_KEY]}
+        record("INSERT", key, item, None, start)
+    next_index = 10**7
+    for step in range(steps):
+        moment = start + (end - start) * (step + 1) / steps
+        set_clock(moment)
+        touched: set[tuple[str, str]] = set()  # one write per key per moment: no ties
+        for _ in range(changes_per_step):
+            roll = rng.random()
+            live = sorted(set(state) - touched)
+            if live and roll < 0.60:
+                name = rng.choice(live)
+                old = state[name]
+                new = {
+                    **old,
+                    "status": {"S": rng.choice(["PAID", "SHIPPED", "RETURNED", "CANCELLED"])},
+                    "quantity": {"N": str(int(old["quantity"]["N"]) + 1)},
+                }
+                client.put_item(TableName=table_name, Item=new)
+                state[name] = new
+                event, image, before = "MODIFY", new, old
+            elif live and roll < 0.85:
+                name = rng.choice(live)
+                before = state.pop(name)
+                key = {PARTITION_KEY: before[PARTITION_KEY], SORT_KEY: before[SORT_KEY]}
+                client.delete_item(TableName=table_name, Key=key)
+                event, image = "REMOVE", None
+            else:
+                image = sample_item(rng, next_index)
+                next_index += 1
+                name = (image[PARTITION_KEY]["S"], image[SORT_KEY]["S"])
+                client.put_item(TableName=table_name, Item=image)
+                state[name] = image
+                event, before = "INSERT", None
+            touched.add(name)
+            key = {PARTITION_KEY: {"S": name[0]}, SORT_KEY: {"S": name[1]}}
+            record(event, key, image, before, moment)
+    return changes

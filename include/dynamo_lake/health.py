@@ -13,6 +13,13 @@ was found and repaired, and the re-check was clean) say the lake matches the tab
 ``drift`` and ``error`` are drift. The newest report is the one ``latest.json`` copies; when
 that pointer is unreadable (or gone), the newest report by name is shown, and the pointer is
 named in the table's problems.
+
+A healthy verdict can still be out of date: green is never shown over red. The verdict is
+*stale* (amber) when its T is older than the reconciliation schedule allows, or when a run of
+the reconciliation DAG for the table failed after the run that wrote it (a run that failed
+before it could write a report leaves the old report in place). The runs come from the
+caller (the page reads them from Airflow's API as the person looking), as
+:class:`RunSummary`.
 """
 
 from __future__ import annotations
@@ -44,8 +51,10 @@ __all__ = [
     "DRIFTED",
     "SETTLED",
     "HistoryPoint",
+    "RunSummary",
     "TableHealth",
     "at_a_glance",
+    "schedule_interval",
     "table_health",
 ]
 
@@ -89,6 +98,46 @@ class HistoryPoint:
         return self.status in DRIFTED
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """One run of the reconciliation DAG: its id, state, when it was meant to run, and the
+    table its form chose (None: every table)."""
+
+    run_id: str
+    state: str
+    run_after: datetime
+    table: str | None = None
+
+    def covers(self, table: str) -> bool:
+        return self.table in (None, "", "all tables", table)
+
+
+#: The presets a reconciliation schedule may use, as the time between two runs.
+_PRESETS = {
+    "@hourly": timedelta(hours=1),
+    "@daily": timedelta(days=1),
+    "@weekly": timedelta(weeks=1),
+    "@monthly": timedelta(days=31),
+    "@yearly": timedelta(days=366),
+    "@annually": timedelta(days=366),
+}
+#: How long a scheduled run may take to write its verdict, beyond its interval.
+_RUN_GRACE = timedelta(hours=1)
+
+
+def schedule_interval(schedule: str | None, now: datetime) -> timedelta | None:
+    """The time between two scheduled runs now (None: runs only by hand)."""
+    if not schedule:
+        return None
+    if schedule in _PRESETS:
+        return _PRESETS[schedule]
+    from croniter import croniter  # type: ignore[import-untyped]  # only for a cron schedule
+
+    ticks = croniter(schedule, now)
+    last = ticks.get_prev(datetime)
+    return last - ticks.get_prev(datetime)  # type: ignore[no-any-return]
+
+
 @dataclass
 class TableHealth:
     """What the Lake health page shows for one configured table."""
@@ -101,11 +150,60 @@ class TableHealth:
     freshness: dict[str, Any] | None = None
     history: list[HistoryPoint] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: How old the verdict's T is, in seconds (None: never reconciled).
+    verdict_age_seconds: float | None = None
+    #: Why the verdict cannot be taken as current (an old T, a later run that failed).
+    stale: list[str] = field(default_factory=list)
+    #: The newest run that failed after the verdict's run (``run_id``, ``run_after``).
+    failed_run: dict[str, str] | None = None
 
     @property
     def glance(self) -> str:
-        """The newest report's status at a glance (see :func:`at_a_glance`)."""
-        return at_a_glance(self.report.get("status") if self.report else None)
+        """The newest report's status at a glance (see :func:`at_a_glance`); ``stale``
+        (amber) when a healthy verdict, or none, is overtaken by a failed run or its age."""
+        glance = at_a_glance(self.report.get("status") if self.report else None)
+        if self.stale and glance in ("ok", "none", "unknown"):
+            return "stale"
+        return glance
+
+    def judge_freshness(
+        self,
+        runs: list[RunSummary],
+        schedule: str | None,
+        settle_margin: timedelta,
+        now: datetime,
+    ) -> None:
+        """Fill :attr:`verdict_age_seconds`, :attr:`stale` and :attr:`failed_run` from the
+        reconciliation DAG's runs (any order) and its schedule."""
+        mine = sorted(
+            (run for run in runs if run.covers(self.table)), key=lambda run: run.run_after
+        )
+        since: datetime | None = None
+        if self.report:
+            as_of = datetime.fromisoformat(str(self.report.get("as_of")).replace("Z", "+00:00"))
+            self.verdict_age_seconds = max(0.0, (now - as_of).total_seconds())
+            interval = schedule_interval(schedule, now)
+            if interval is not None:
+                allowed = interval + settle_margin + _RUN_GRACE
+                if now - as_of > allowed:
+                    self.stale.append(
+                        f"the verdict is {_span(now - as_of)} old; the schedule "
+                        f"({schedule}) should have given a newer one within {_span(allowed)}"
+                    )
+            own = [run for run in mine if run.run_id == self.report.get("run_id")]
+            since = own[0].run_after if own else as_of
+        failed = [
+            run
+            for run in mine
+            if run.state == "failed" and (since is None or run.run_after > since)
+        ]
+        if failed:
+            newest = failed[-1]
+            self.failed_run = {"run_id": newest.run_id, "run_after": newest.run_after.isoformat()}
+            self.stale.append(
+                f"{'a later run' if self.report else 'a run'} of the reconciliation failed "
+                f"({newest.run_id}) without a verdict: see its log"
+            )
 
     @property
     def drift(self) -> bool:
@@ -116,6 +214,15 @@ class TableHealth:
         raw["drift"] = self.drift
         raw["glance"] = self.glance
         return raw
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _newest_report(

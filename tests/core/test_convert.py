@@ -300,13 +300,21 @@ def test_progress_logs_files_items_rate_megabytes_and_peak_memory(
     progress.rows(100, "data/a.json.gz")
     progress.file_done(1.5)
     progress.rows(50, "data/b.json.gz")
+    small = Progress(files=1, interval=0)
+    small.file_done(0.012)
     assert re.fullmatch(
-        r"converting data/a\.json\.gz: 0 of 2 files, 100 items, \d+ items/s, 0\.0 MB of gzip, "
-        r"peak memory [1-9]\d* MB",
+        r"converting data/a\.json\.gz: 0 of 2 export data files, 100 items, \d+ items/s, "
+        r"0 KB of gzip read, peak memory [1-9]\d* MB",
         caplog.messages[0],
     )
     assert re.fullmatch(
-        r"file done: 1 of 2 files, 100 items, \d+ items/s, 1\.5 MB of gzip, peak memory \d+ MB",
+        r"file done: 1 of 2 export data files, 100 items, \d+ items/s, 1\.5 MB of gzip read, "
+        r"peak memory \d+ MB",
         caplog.messages[1],
     )
-    assert caplog.messages[2].startswith("converting data/b.json.gz: 1 of 2 files, 150 items")
+    assert caplog.messages[2].startswith(
+        "converting data/b.json.gz: 1 of 2 export data files, 150 items"
+    )
+    # A small file is counted in KB, never as "0.0 MB".
+    assert "1 of 1 export data files, 0 items" in caplog.messages[3]
+    assert "12 KB of gzip read" in caplog.messages[3]

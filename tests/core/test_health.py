@@ -345,7 +345,8 @@ def test_an_unreadable_pointer_shows_the_newest_report_by_name_and_names_the_poi
     assert f"{folder.uri}/latest.json is not a valid reconciliation report" in problem
     assert "restore it from a copy, or delete it" in problem
     row = row_of(page_of(health), "orders")
-    assert "DRIFT" in row and iso(newer) in row and "latest.json is not a valid" in row
+    assert "DRIFT" in row and f"as of {newer:%Y-%m-%d %H:%M:%S} UTC" in row
+    assert "latest.json is not a valid" in row
     assert "never reconciled" not in row
 
     # The newest report by name is unreadable too: both files are named, nothing is shown
@@ -531,3 +532,77 @@ def test_a_report_written_before_the_new_fields_still_shows(folder_table: Folder
     assert health.problems == [] and health.report is not None
     row = row_of(page_of(health), "orders")
     assert "OK" in row and "ambiguous" not in row and "findings" not in row
+
+
+# --- green is never shown over red: an old verdict, a later run that failed ----------------
+
+JUDGED_AT = datetime(2024, 6, 10, 12, tzinfo=UTC)
+
+
+def _judged(
+    status: str | None, as_of: datetime, runs: list[Any], schedule: str | None = "@daily"
+) -> Any:
+    from dynamo_lake.health import TableHealth
+
+    health = TableHealth("orders", "orders", "s3://lake/dynamo-cdc/shop/orders")
+    if status is not None:
+        health.report = {"status": status, "as_of": as_of.isoformat(), "run_id": "verdict-run"}
+    health.judge_freshness(runs, schedule, timedelta(minutes=30), JUDGED_AT)
+    return health
+
+
+def _run(run_id: str, state: str, run_after: datetime, table: str | None = None) -> Any:
+    from dynamo_lake.health import RunSummary
+
+    return RunSummary(run_id, state, run_after, table)
+
+
+def test_a_verdict_older_than_the_schedule_allows_is_amber() -> None:
+    fresh = _judged("ok", JUDGED_AT - timedelta(hours=20), [])
+    assert (fresh.glance, fresh.stale) == ("ok", [])
+    assert fresh.verdict_age_seconds == 20 * 3600
+    old = _judged("ok", JUDGED_AT - timedelta(days=2), [])
+    assert old.glance == "stale"
+    assert old.stale == [
+        "the verdict is 2.0 days old; the schedule (@daily) should have given a newer one "
+        "within 25.5 h"
+    ]
+    assert _judged("ok", JUDGED_AT - timedelta(days=20), [], schedule=None).glance == "ok"
+    hourly = _judged("ok", JUDGED_AT - timedelta(hours=3), [], schedule="0 * * * *")
+    assert hourly.glance == "stale"
+
+
+def test_a_later_failed_run_turns_a_green_verdict_amber_and_is_linked() -> None:
+    runs = [
+        _run("verdict-run", "success", JUDGED_AT - timedelta(hours=5)),
+        _run("earlier", "failed", JUDGED_AT - timedelta(hours=8)),
+        _run("other-table", "failed", JUDGED_AT - timedelta(hours=1), table="users"),
+        _run("later", "failed", JUDGED_AT - timedelta(hours=2), table="orders"),
+        _run("still-running", "running", JUDGED_AT - timedelta(minutes=5)),
+    ]
+    health = _judged("ok", JUDGED_AT - timedelta(hours=5, minutes=30), runs)
+    assert health.glance == "stale"
+    assert health.failed_run == {"run_id": "later", "run_after": runs[3].run_after.isoformat()}
+    assert health.to_json()["glance"] == "stale"
+    # Red stays red: a drift verdict is not softened to amber by a failure after it.
+    assert _judged("drift", JUDGED_AT - timedelta(hours=5), runs).glance == "drift"
+    # Never reconciled, and the runs fail: amber, linked, not grey.
+    assert _judged(None, JUDGED_AT, [_run("first", "failed", JUDGED_AT - timedelta(hours=1))]).glance == (
+        "stale"
+    )
+    # A run that failed before the verdict's run does not count.
+    assert _judged("ok", JUDGED_AT - timedelta(hours=5, minutes=30), runs[:3]).glance == "ok"
+
+
+def test_the_page_shows_the_verdicts_age_and_the_failed_run() -> None:
+    from plugins import lake_health
+
+    health = _judged(
+        "ok",
+        JUDGED_AT - timedelta(hours=1),
+        [_run("verdict-run", "success", JUDGED_AT - timedelta(hours=1)), _run("x", "failed", JUDGED_AT)],
+    )
+    page = lake_health.render([health])
+    assert 'class="glance stale"' in page
+    assert "verdict 60 min old" in page
+    assert 'href="/dags/dynamodb_reconciliation/runs/x"' in page

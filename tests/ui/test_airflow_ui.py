@@ -141,7 +141,7 @@ def choose(page: Any, dialog: Any, field: str, option: str) -> None:
 
 def lake_health_row(page: Any, stack: RunningAirflow, name: str) -> Any:
     """Lake health inside the UI (an external view in an iframe): the table's row."""
-    page.goto(f"{stack.url}/plugin/lake-health")
+    page.goto(f"{stack.url}/plugin/lakes")
     frame = page.frame_locator("iframe")
     row = frame.locator(f'tr[data-table="{name}"]')
     row.wait_for(timeout=60_000)
@@ -166,41 +166,39 @@ def test_a_request_without_the_airflow_login_is_refused(local_airflow: RunningAi
     assert [table["table"] for table in orjson.loads(body)] == ["orders"]
 
 
-def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_reports(
+def untouched(page: Any, dialog: Any) -> None:
+    """A form left as it opens: its defaults are what runs."""
+
+
+def test_the_first_hour_untouched_forms_then_lake_health_never_green_over_red(
     local_airflow: RunningAirflow, browser: Any
 ) -> None:
+    """A newcomer's first minutes: each DAG triggered with its untouched form succeeds within
+    five minutes of `make airflow` being up; a reconciliation at a T typed in a New York
+    browser runs at that T; a count shows its bound; a run that fails before it writes a
+    report turns Lake health amber with a link to it, and its log ends with the problem and
+    the fix in one line; the page in both themes."""
     stack = local_airflow
     assert stack.airflow.stack is not None
     context = browser.new_context(timezone_id=TIME_ZONE, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
     try:
-        # 1. Log in; Lake health first shows its empty states.
+        # 1. Log in; Lake health (the nav's "Lakes") first shows its empty states.
         log_in(page, f"{stack.url}/")
-        page.get_by_role("link", name="Lake health").first.wait_for(timeout=60_000)
+        page.get_by_role("link", name="Lakes").first.wait_for(timeout=60_000)
         frame, row = lake_health_row(page, stack, "orders")
         assert "never backfilled" in row.inner_text()
         assert "never reconciled" in row.inner_text()
         shot(page, "lake-health-empty")
 
-        # 2. A full backfill at a moment typed as UTC text in a New York browser.
-        export_time = typed(stack.airflow.stack.now() - timedelta(seconds=5))
-
-        def backfill_form(page: Any, dialog: Any) -> None:
-            dialog.locator("input[name=element_export_time]").fill(export_time)
-
-        run_id = trigger_from_form(page, stack, "dynamodb_backfill", backfill_form)
-        run = stack.api(f"dags/dynamodb_backfill/dagRuns/{run_id}")
-        assert run["conf"]["export_time"] == export_time, "the run got another time than typed"
-        assert run["conf"]["mode"] == "full"
-
-        # 3. It succeeds; the export really happened at the typed moment.
+        # 2. The backfill's form, untouched: a full export at the latest restorable moment.
+        run_id = trigger_from_form(page, stack, "dynamodb_backfill", untouched)
         run = stack.wait_for_run("dynamodb_backfill", run_id)
         shot(page, "backfill-run")
         assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
         record = latest_backfill_record(LAKE_URI, stack.s3())
-        assert record is not None and record.run_id == run_id
-        assert same_moment(str(record.exports[0].export_time), export_time)
+        assert record is not None and record.run_id == run_id and record.mode == "full"
         names = {
             (ti["task_id"], ti.get("rendered_map_index"))
             for ti in stack.task_instances("dynamodb_backfill", run_id)
@@ -210,19 +208,27 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         convert_names = [name for task, name in names if task == "convert"]
         assert convert_names and all(".json.gz" in str(name) for name in convert_names)
 
-        # 4. A reconciliation by export at a typed T, after the backfill. T must also lie the
-        # table's settle margin before now (the stream's last changes may still be on their
-        # way): the form's run waits until then, as a person would be told to.
-        moment = datetime.fromisoformat(export_time.replace("Z", "+00:00")) + timedelta(seconds=2)
-        settle = timedelta(minutes=load_tables().table("orders").reconcile.settle_margin_minutes)
-        while min(stack.airflow.stack.now(), datetime.now(UTC)) < moment + settle + timedelta(
-            seconds=5
-        ):
-            time.sleep(2)
-        as_of = typed(moment)
+        # 3. The reconciliation's form, untouched: the table's default method (changes, the
+        # day before T) at T = now minus the local settle margin, against two days of history.
+        run_id = trigger_from_form(page, stack, "dynamodb_reconciliation", untouched)
+        run = stack.wait_for_run("dynamodb_reconciliation", run_id)
+        assert run["state"] == "success", f"reconciliation run {run_id} ended {run['state']}"
+        report = latest_report(LAKE_URI, stack.s3())
+        assert report is not None and report.run_id == run_id
+        assert (report.method, report.status) == ("changes", "ok"), report.table_text()
+        checks = [
+            ti
+            for ti in stack.task_instances("dynamodb_reconciliation", run_id)
+            if ti["task_id"] == "check"
+        ]
+        assert [ti.get("rendered_map_index") for ti in checks] == ["orders"]
+        up_for = time.monotonic() - stack.airflow.started_at
+        assert up_for < 300, f"the untouched forms took {up_for:.0f} s after start (goal: 5 min)"
+
+        # 4. An export at a T typed as UTC text in a New York browser: it runs at that T.
+        as_of = typed(datetime.now(UTC) - timedelta(minutes=4))
 
         def reconciliation_form(page: Any, dialog: Any) -> None:
-            choose(page, dialog, "table", "orders")
             choose(page, dialog, "method", "export")
             dialog.locator("input[name=element_as_of]").fill(as_of)
 
@@ -234,37 +240,73 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         report = latest_report(LAKE_URI, stack.s3())
         assert report is not None and report.run_id == run_id
         assert same_moment(report.as_of, as_of)
-        assert report.status == "ok", report.table_text()
-        checks = [
-            ti
-            for ti in stack.task_instances("dynamodb_reconciliation", run_id)
-            if ti["task_id"] == "check"
-        ]
-        assert [ti.get("rendered_map_index") for ti in checks] == ["orders"]
+        assert (report.method, report.status) == ("export", "ok"), report.table_text()
 
         # 5. Lake health shows the figures of the report and the record.
         frame, row = lake_health_row(page, stack, "orders")
         text = row.inner_text()
         shot(page, "lake-health")
-        assert "OK" in text
-        assert report.as_of in text
-        assert f"export: table {report.table_count}, lake {report.lake_count}" in text
+        assert "OK" in text and "verdict " in text
+        checked = datetime.fromisoformat(report.as_of.replace("Z", "+00:00"))
+        assert f"as of {checked:%Y-%m-%d %H:%M:%S} UTC" in text
+        assert f"export: table {report.table_count:,}, lake {report.lake_count:,}" in text
         assert f"missing {report.missing} extra {report.extra} different {report.different}" in (
             text
         )
-        assert f"{record.rows:,} rows in {record.files} files" in text
-        assert str(record.exports[0].export_time) in text
+        assert f"{record.rows:,} rows in {record.files} Parquet files" in text
+        export_time = datetime.fromisoformat(str(record.exports[0].export_time))
+        assert f"{export_time.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" in text
         links = row.locator("a")
         hrefs = [links.nth(index).get_attribute("href") for index in range(links.count())]
         assert any("/dags/dynamodb_backfill/runs/" in str(href) for href in hrefs)
         assert any("/dags/dynamodb_reconciliation/runs/" in str(href) for href in hrefs)
-        assert frame.locator("svg.chart circle.ok").count() == 1
+        assert frame.locator("svg.chart circle.ok").count() == 2
+        assert row.locator(".glance.ok").count() == 1
         newest = row.locator("td").nth(3).inner_text().split("\n", 1)[0]
         newest_moment = datetime.strptime(newest, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
         assert newest_moment <= datetime.now(UTC)
+        assert page.url.endswith("/plugin/lakes/lake-health/"), page.url
 
-        # The page follows the UI's theme: switched to dark in the user menu, it is dark too.
+        # 6. A count: the page says its bound and what the bound was made of.
+        def count_form(page: Any, dialog: Any) -> None:
+            choose(page, dialog, "method", "count")
+
+        run_id = trigger_from_form(page, stack, "dynamodb_reconciliation", count_form)
+        stack.wait_for_run("dynamodb_reconciliation", run_id)
+        report = latest_report(LAKE_URI, stack.s3())
+        assert report is not None and report.method == "count"
+        frame, row = lake_health_row(page, stack, "orders")
+        text = row.inner_text()
+        assert f"within a bound of {report.tolerance['count_bound']:,}" in text
+        assert "distinct stream events" in text
+
+        # 7. A run that fails before it writes a report (a T in the future): the page turns
+        # amber (never green over red) and links the failed run; the failed task's log ends
+        # with one line naming the problem and the fix.
+        future = typed(datetime.now(UTC) + timedelta(days=1))
+
+        def future_form(page: Any, dialog: Any) -> None:
+            dialog.locator("input[name=element_as_of]").fill(future)
+
+        failed_id = trigger_from_form(page, stack, "dynamodb_reconciliation", future_form)
+        assert stack.wait_for_run("dynamodb_reconciliation", failed_id)["state"] == "failed"
+        frame, row = lake_health_row(page, stack, "orders")
+        row.locator(".glance.stale").wait_for(timeout=30_000)
+        text = row.inner_text()
+        assert "a later run of the reconciliation failed" in text and failed_id in text
+        hrefs = [
+            row.locator("a").nth(index).get_attribute("href")
+            for index in range(row.locator("a").count())
+        ]
+        assert any(f"/runs/{failed_id}" in unquote(str(href)) for href in hrefs)
+        shot(page, "lake-health-amber")
+        last = last_log_line(stack, "dynamodb_reconciliation", failed_id, "plan")
+        assert "is in the future" in last and "Traceback" not in last, last
+
+        # 8. The page follows the UI's theme: switched to dark in the user menu, it is dark too.
+        frame, row = lake_health_row(page, stack, "orders")
         assert frame.locator("html.dark").count() == 0
+        shot(page, "lake-health-light")
         page.get_by_role("button", name="User").click()
         page.get_by_role("menuitem", name="Appearance").click()
         page.get_by_role("menuitemradio", name="Dark Mode").click()
@@ -275,10 +317,26 @@ def test_backfill_and_reconcile_from_the_forms_then_lake_health_shows_the_report
         events = stack.api("assets/events?order_by=-timestamp&limit=10")["asset_events"]
         kinds = {event["extra"].get("kind"): event["extra"] for event in events}
         assert kinds["backfill"]["rows"] == record.rows
-        assert kinds["reconciliation"]["status"] == "ok"
-        assert kinds["reconciliation"]["lake_count"] == report.lake_count
+        assert kinds["reconciliation"]["method"] == "count"
     finally:
         context.close()
+
+
+def last_log_line(stack: RunningAirflow, dag_id: str, run_id: str, task_id: str) -> str:
+    """The last line the task itself wrote to its log (what the UI's log view shows last),
+    read through the REST API the UI uses."""
+    from urllib.parse import quote
+
+    path = (
+        f"dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/1"
+        "?full_content=true"
+    )
+    content = stack.api(path)["content"]
+    events = [
+        str(line.get("event", "")) if isinstance(line, dict) else str(line) for line in content
+    ]
+    ours = [event for event in events if event and not event.startswith("::")]
+    return ours[-1] if ours else ""
 
 
 def test_a_triggerer_killed_while_an_export_runs_hands_the_wait_to_its_successor(
@@ -431,3 +489,32 @@ def test_a_commit_killed_between_publishing_and_its_record_is_retried_to_one_who
     assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
     assert _tries(stack, run_id, "commit") == [2], "the killed commit was not retried once"
     _assert_backfilled_once(stack, run_id)
+
+
+def test_after_a_restart_lake_health_and_the_runs_agree(
+    local_airflow: RunningAirflow, browser: Any
+) -> None:
+    """`make airflow` again: the AWS stack lives in memory and is built anew, so Airflow's
+    runs are reset with it; the page and the DAGs' runs tell the same story (nothing yet),
+    never a run list over an empty lake."""
+    stack = local_airflow
+    stack.airflow.stop()
+    stack.airflow.start()
+    stack.token = stack.airflow.token()
+    for dag_id in ("dynamodb_backfill", "dynamodb_reconciliation"):
+        assert stack.api(f"dags/{dag_id}/dagRuns")["dag_runs"] == [], dag_id
+    assert latest_backfill_record(LAKE_URI, stack.s3()) is None
+    assert latest_report(LAKE_URI, stack.s3()) is None
+    context = browser.new_context(timezone_id=TIME_ZONE, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        log_in(page, f"{stack.url}/")
+        page.get_by_role("link", name="Lakes").first.wait_for(timeout=60_000)
+        _, row = lake_health_row(page, stack, "orders")
+        text = row.inner_text()
+        assert "never backfilled" in text and "never reconciled" in text
+        assert row.locator(".glance.none").count() == 1
+        shot(page, "lake-health-after-restart")
+    finally:
+        context.close()

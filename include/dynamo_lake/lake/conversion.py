@@ -157,15 +157,25 @@ class Progress:
     def _log(self, what: str) -> None:
         seconds = max(time.monotonic() - self.started, 1e-9)
         log.info(
-            "%s: %d of %d files, %d items, %.0f items/s, %.1f MB of gzip, peak memory %.0f MB",
+            "%s: %d of %d export data files, %d items, %.0f items/s, %s of gzip read, "
+            "peak memory %.0f MB",
             what,
             self.done_files,
             self.files,
             self.items,
             self.items / seconds,
-            self.megabytes,
+            _size(self.megabytes),
             peak_memory_mb(),
         )
+
+
+def _size(megabytes: float) -> str:
+    """A size as people read it: ``312 KB``, ``4.2 MB``, ``1.3 GB``."""
+    if megabytes < 1:
+        return f"{megabytes * 1024:.0f} KB"
+    if megabytes < 1024:
+        return f"{megabytes:.1f} MB"
+    return f"{megabytes / 1024:.1f} GB"
 
 
 def convert_data_file(
