@@ -587,9 +587,9 @@ def test_a_later_failed_run_turns_a_green_verdict_amber_and_is_linked() -> None:
     # Red stays red: a drift verdict is not softened to amber by a failure after it.
     assert _judged("drift", JUDGED_AT - timedelta(hours=5), runs).glance == "drift"
     # Never reconciled, and the runs fail: amber, linked, not grey.
-    assert _judged(None, JUDGED_AT, [_run("first", "failed", JUDGED_AT - timedelta(hours=1))]).glance == (
-        "stale"
-    )
+    assert _judged(
+        None, JUDGED_AT, [_run("first", "failed", JUDGED_AT - timedelta(hours=1))]
+    ).glance == ("stale")
     # A run that failed before the verdict's run does not count.
     assert _judged("ok", JUDGED_AT - timedelta(hours=5, minutes=30), runs[:3]).glance == "ok"
 
@@ -600,7 +600,10 @@ def test_the_page_shows_the_verdicts_age_and_the_failed_run() -> None:
     health = _judged(
         "ok",
         JUDGED_AT - timedelta(hours=1),
-        [_run("verdict-run", "success", JUDGED_AT - timedelta(hours=1)), _run("x", "failed", JUDGED_AT)],
+        [
+            _run("verdict-run", "success", JUDGED_AT - timedelta(hours=1)),
+            _run("x", "failed", JUDGED_AT),
+        ],
     )
     page = lake_health.render([health])
     assert 'class="glance stale"' in page
