@@ -168,6 +168,9 @@ class TableConfig:
     max_bad_lines: int = 0
     batch_size_mb: int = 1024
     description: str = ""
+    #: Buckets of the current-state table (a power of two; None: chosen from the table's
+    #: size when the state is first built, then kept).
+    state_buckets: int | None = None
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
     @property
@@ -822,6 +825,14 @@ def _check_table(
                 f"= {values[field_name]!r} is out of range: max_bad_lines must be >= 0 and "
                 "batch_size_mb >= 1",
             )
+    buckets = values.get("state_buckets")
+    if buckets is not None and (buckets < 1 or buckets > 4096 or buckets & (buckets - 1)):
+        raise error(
+            "state_buckets",
+            f"= {buckets!r} is not a power of two from 1 to 4096 (every engine computes a "
+            "key's bucket as md5 bits masked by buckets - 1); leave it out to choose from "
+            "the table's size",
+        )
     settings, settings_lines, settings_from_defaults = reconcile
     return TableConfig(
         name=name,

@@ -49,7 +49,15 @@ PUBLISHED = "_published"  # what each group published (and its lease while it pu
 ERRORS = "_errors"  # lines that could not become rows
 BACKFILLS = "_backfills"  # one record per backfill run
 RECONCILIATION = "_reconciliation"  # reconciliation reports and work
-RESERVED_FOLDERS: tuple[str, ...] = (STAGING, PUBLISHED, ERRORS, BACKFILLS, RECONCILIATION)
+CURRENT = "_current"  # the current-state Iceberg table's files and its merge records
+RESERVED_FOLDERS: tuple[str, ...] = (
+    STAGING,
+    PUBLISHED,
+    ERRORS,
+    BACKFILLS,
+    RECONCILIATION,
+    CURRENT,
+)
 
 MICROS_PER_DAY = 86_400_000_000
 

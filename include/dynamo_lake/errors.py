@@ -32,6 +32,8 @@ __all__ = [
     "PitrUnavailableError",
     "PublishFailedError",
     "SourceError",
+    "StateConflictError",
+    "StateError",
     "StorageError",
     "UnreadableRecordError",
     "aws_error_code",
@@ -177,5 +179,20 @@ class CatalogError(DynamoLakeError):
 
 class CatalogUnavailableError(CatalogError):
     """Glue did not answer (throttled, or a 5xx): running the step again may succeed."""
+
+    retryable = True
+
+
+# --- the current state ---------------------------------------------------------------------
+
+
+class StateError(DynamoLakeError):
+    """The current-state table cannot be created, merged or read as asked (a watermark
+    before the state's, a table of another shape at its name, a lake file out of place)."""
+
+
+class StateConflictError(StateError):
+    """Another merge committed to the current-state table first: running again merges on
+    top of it."""
 
     retryable = True

@@ -51,6 +51,7 @@ TABLE_ENTRIES = [
     "badtime",
     "nopitr",
     "nobucket",
+    "state",
 ]
 
 
@@ -84,6 +85,8 @@ def tables_yaml() -> dict[str, Any]:
         }
         if name in RECONCILE_ENTRIES:
             tables[name]["reconcile"] = RECONCILE_ENTRIES[name]
+        if name == "state":
+            tables[name]["state_buckets"] = 2
     return {
         "defaults": {"aws_conn_id": "aws_default", "region": "us-east-1"},
         "reconciliation": {"schedule": None},

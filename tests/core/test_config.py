@@ -313,9 +313,31 @@ def test_zero_batch_size_is_rejected(tmp_path: Path) -> None:
     assert "batch_size_mb >= 1" in message
 
 
+@pytest.mark.parametrize("buckets", [0, 6, 8192, -4])
+def test_state_buckets_must_be_a_power_of_two_engines_agree_on(
+    tmp_path: Path, buckets: int
+) -> None:
+    path = _write(tmp_path, {"tables": {"orders": _entry(state_buckets=buckets)}})
+
+    message = _config_error(path)
+
+    assert "table 'orders'" in message
+    assert f"state_buckets' = {buckets} is not a power of two from 1 to 4096" in message
+
+
+def test_state_buckets_is_kept_when_valid_and_absent_by_default(tmp_path: Path) -> None:
+    from dynamo_lake.config import load_tables
+
+    chosen = load_tables(_write(tmp_path, {"tables": {"orders": _entry(state_buckets=64)}}))
+    assert chosen.table("orders").state_buckets == 64
+    default = load_tables(_write(tmp_path, {"tables": {"orders": _entry()}}))
+    assert default.table("orders").state_buckets is None
+
+
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [
+        ("state_buckets", "8", "must be a whole number"),
         ("max_bad_lines", "ten", "must be a whole number"),
         ("batch_size_mb", 1.5, "must be a whole number"),
         ("region", 5, "must be a string"),

@@ -33,7 +33,7 @@ import hashlib
 import itertools
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,14 @@ from dynamo_lake.lake.query import lake_dataset, latest_state
 from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, publish
 from dynamo_lake.reconciliation.run import reconcile_table
 from dynamo_lake.records import ReconciliationPlan
+from dynamo_lake.state.current import (
+    StateTarget,
+    merge_state,
+    open_catalog,
+    open_state_table,
+    read_state,
+)
+from dynamo_lake.state.merge import live
 from dynamo_lake.storage import resolve
 from stream_relay import Faults, FirehoseDelivery, KinesisRecord, kinesis_record
 
@@ -105,6 +113,8 @@ class Scenario:
         self._groups = itertools.count()
         self.moments = self.history.quiet_moments(self.rng, 3, margin=2 * EPSILON)
         self.moments.append(self.history.end + 5 * SECOND)
+        self.state = StateTarget(str(self.lake), "model", TABLE, tuple(self.schema.names), 4)
+        self.catalog: Any = None
 
     # -- what AWS sends ----------------------------------------------------------------------
 
@@ -181,8 +191,9 @@ class Scenario:
         digest = hashlib.sha256(f"{self.seed}-{number}-{name}".encode()).hexdigest()[:8]
         _publish(self.table, f"0{1_700_000_000_000 + number:013d}-{digest}", rows)
 
-    def deliver_everything(self) -> None:
-        """Stream batches in a shuffled order (late delivery) mixed with the backfills."""
+    def deliver_everything(self, midway: Callable[[], None] | None = None) -> None:
+        """Stream batches in a shuffled order (late delivery) mixed with the backfills;
+        ``midway`` runs after a random number of them (a merge that later files follow)."""
         delivery = FirehoseDelivery(self.table, TABLE, faults=Faults(reorder=True, seed=self.seed))
         batches = self.stream_batches()
         order = list(range(len(batches)))
@@ -195,13 +206,24 @@ class Scenario:
         redelivered = self.rng.choice(batches) if batches else None
         if redelivered is not None:  # Firehose retries a whole batch
             steps.append(("stream", redelivered))
-        for kind, payload in steps:
+        pause = self.rng.randrange(len(steps) + 1)
+        for number, (kind, payload) in enumerate(steps):
+            if number == pause and midway is not None:
+                midway()
             if kind == "stream":
                 delivery.deliver(payload)
             else:
                 self.publish_rows(*payload)
 
     # -- the oracle ------------------------------------------------------------------------
+
+    def merged_state(self, moment: int) -> set[str]:
+        """Merge the lake into the current state at ``moment``; the state's live items."""
+        if self.catalog is None:
+            self.catalog = open_catalog(self.state.lake_uri)
+        merge_state(self.state, moment, catalog=self.catalog)
+        table = open_state_table(self.catalog, self.state, create=False)
+        return set(live(read_state(table)).column("data").to_pylist())
 
     def lake_rows(self) -> list[dict[str, Any]]:
         return lake_dataset(str(self.lake)).to_table().to_pylist()  # type: ignore[no-any-return]
@@ -310,7 +332,9 @@ def _keys(samples: list[str], schema: KeySchema) -> set[Key]:
 def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_path: Path) -> None:
     scenario = Scenario(seed, tmp_path)
     try:
-        scenario.deliver_everything()
+        # The current state is merged once before every file has arrived: what arrives
+        # after it (late batches, backfills of old windows) is merged by later runs.
+        scenario.deliver_everything(midway=lambda: scenario.merged_state(scenario.moments[0]))
         faulty = scenario.drops or scenario.phantoms_wanted
         previous: int | None = None
         for moment in scenario.moments:
@@ -361,6 +385,14 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
                     str(scenario.lake), list(scenario.schema.names), as_of=moment
                 )
                 assert repaired == model, f"after the repair the lake differs at {moment}"
+            # The current state at T, after the repair: the repair's rows stamped at T, and
+            # everything delivered after the midway merge, are late files for it.
+            current = scenario.merged_state(moment)
+            assert current == set(scenario.oracle_state(moment).values()), (
+                f"current state at {moment} after the repair differs from the lake"
+            )
+            if not near:
+                assert current == model, f"current state at {moment} differs from the model"
             previous = moment
     except AssertionError as failure:
         raise AssertionError(f"{replay(seed)}\n{failure}") from None

@@ -36,6 +36,7 @@ from dynamo_lake.storage import S3Options, resolve
 
 __all__ = [
     "KEYED_SCHEMA",
+    "LATEST_ORDER",
     "OP_RANK",
     "LakeDatabase",
     "keyed_batches",
@@ -57,6 +58,9 @@ OP_RANK = (
     + " ".join(f"WHEN '{op}' THEN {rank}" for op, rank in sorted(contract.OP_RANK.items()))
     + " ELSE 0 END"
 )
+#: The contract's latest-state order as SQL over ``time_stamp``, an op rank ``rnk`` and
+#: ``uuid``: a key's latest row is the one greatest by it.
+LATEST_ORDER = "(time_stamp, rnk, uuid)"
 _PARTITIONING = ds.partitioning(
     pa.schema([(key, pa.string()) for key in contract.PARTITION_KEYS]), flavor="hive"
 )
@@ -239,7 +243,7 @@ def latest_of_sql(keyed: str, cut: str = "TRUE", *, with_uuid: bool = False) -> 
         SELECT k, substr(latest, 1, 1) AS op, substr(latest, 2) AS data, time_stamp,
             CAST(NULL AS VARCHAR) AS uuid
         FROM (
-            SELECT k, arg_max(op || data, (time_stamp, rnk, uuid)) AS latest,
+            SELECT k, arg_max(op || data, {LATEST_ORDER}) AS latest,
                 max(time_stamp) AS time_stamp
             FROM {keyed} WHERE {cut} GROUP BY k
         ) latest_rows
@@ -248,7 +252,7 @@ def latest_of_sql(keyed: str, cut: str = "TRUE", *, with_uuid: bool = False) -> 
         SELECT k, substr(latest, 1, 1) AS op, substr(latest, 38) AS data, time_stamp,
             rtrim(substr(latest, 2, 36)) AS uuid
         FROM (
-            SELECT k, arg_max(op || rpad(uuid, 36, ' ') || data, (time_stamp, rnk, uuid))
+            SELECT k, arg_max(op || rpad(uuid, 36, ' ') || data, {LATEST_ORDER})
                     AS latest,
                 max(time_stamp) AS time_stamp
             FROM {keyed} WHERE {cut} GROUP BY k
@@ -276,7 +280,7 @@ def live_count_sql(source: str, as_of: int | None = None) -> str:
     cut = None if as_of is None else f"time_stamp <= {time_literal(as_of)}"
     return f"""
         SELECT count(*) FROM (
-            SELECT arg_max(op, (time_stamp, rnk, uuid)) AS op
+            SELECT arg_max(op, {LATEST_ORDER}) AS op
             FROM ({keyed_rows_sql(source, cut)}) keyed GROUP BY k
         ) latest WHERE op <> 'D'
     """

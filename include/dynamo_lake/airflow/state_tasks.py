@@ -1,0 +1,128 @@
+"""The current-state DAG's task bodies: plan each table's merge, then merge it.
+
+Values passed between tasks are plain JSON: a plan names the lake, the catalog entry, the
+key attributes, the bucket count and the watermark; a merge returns what it committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from dynamo_lake.airflow.connections import aws_client, s3_options
+from dynamo_lake.airflow.params import ALL_TABLES
+from dynamo_lake.airflow.tasks import fails_fast
+from dynamo_lake.config import TableConfig, load_tables
+from dynamo_lake.errors import SourceError, StateError, aws_error_code
+from dynamo_lake.reconciliation.plan import key_attributes
+from dynamo_lake.state.current import (
+    BUCKETS_PROPERTY,
+    StateTarget,
+    cut_watermark,
+    merge_state,
+    open_catalog,
+)
+from dynamo_lake.state.merge import default_buckets
+
+__all__ = ["merge", "plan"]
+
+log = logging.getLogger(__name__)
+
+
+def _catalog(config: TableConfig) -> Any:
+    return open_catalog(
+        config.lake_uri,
+        s3_options(config.aws_conn_id, config.region),
+        glue_client=aws_client("glue", config.aws_conn_id, config.region),
+    )
+
+
+def _buckets(config: TableConfig, item_count: int) -> int:
+    """The tables file's ``state_buckets``; else the existing state's; else from the size."""
+    if config.state_buckets is not None:
+        return config.state_buckets
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        table = _catalog(config).load_table((config.glue_database, f"{config.glue_table}_current"))
+    except NoSuchTableError:
+        return default_buckets(item_count)
+    return int(table.properties.get(BUCKETS_PROPERTY, default_buckets(item_count)))
+
+
+@fails_fast
+def plan(params: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """One merge per table (``table`` "all tables" or empty: every configured table), each to
+    the newest cut time its reconciliation schedule has reached."""
+    from botocore.exceptions import ClientError
+
+    configured = load_tables()
+    chosen = params.get("table")
+    names = [chosen] if chosen and chosen != ALL_TABLES else sorted(configured.tables)
+    plans = []
+    for name in names:
+        config = configured.table(name)
+        dynamodb = aws_client("dynamodb", config.aws_conn_id, config.region)
+        try:
+            description = dynamodb.describe_table(TableName=config.dynamodb_table)["Table"]
+        except ClientError as exc:
+            if aws_error_code(exc) == "ResourceNotFoundException":
+                raise SourceError(
+                    f"DynamoDB table {config.dynamodb_table!r} (configured as {name!r}) does "
+                    "not exist; fix dynamodb_table or region in the tables file"
+                ) from None
+            raise
+        keys = key_attributes(dynamodb, config.dynamodb_table)
+        watermark = cut_watermark(
+            configured.reconciliation_schedule, config.reconcile.settle_margin_minutes, now
+        )
+        plans.append(
+            {
+                "table": name,
+                "lake_uri": config.lake_uri,
+                "database": config.glue_database,
+                "glue_table": config.glue_table,
+                "key_names": [key for key, _ in keys],
+                "buckets": _buckets(config, int(description.get("ItemCount", 0))),
+                "watermark_us": watermark,
+            }
+        )
+    return plans
+
+
+@fails_fast
+def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
+    """Merge one table's lake into its current state up to the plan's watermark."""
+    config = load_tables().table(plan_json["table"])
+    if config.lake_uri != plan_json["lake_uri"]:
+        raise StateError(
+            f"{plan_json['table']}: the tables file now puts the lake at {config.lake_uri}, "
+            f"not {plan_json['lake_uri']} as when this run was planned: run the DAG again"
+        )
+    target = StateTarget(
+        plan_json["lake_uri"],
+        plan_json["database"],
+        plan_json["glue_table"],
+        tuple(plan_json["key_names"]),
+        int(plan_json["buckets"]),
+    )
+    result = merge_state(
+        target,
+        int(plan_json["watermark_us"]),
+        s3=s3_options(config.aws_conn_id, config.region),
+        catalog=_catalog(config),
+        memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
+    )
+    log.info("%s", result.text())
+    snapshot = result.snapshot
+    return {
+        "table": plan_json["table"],
+        "state_table": ".".join(target.identifier),
+        "snapshot_id": None if snapshot is None else str(snapshot.snapshot_id),
+        "watermark": None if snapshot is None else snapshot.watermark,
+        "files_merged": result.files_merged,
+        "events_read": result.events_read,
+        "buckets_rewritten": result.buckets_rewritten,
+        "live_items": None if snapshot is None else snapshot.live_items,
+    }

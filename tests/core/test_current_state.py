@@ -1,0 +1,205 @@
+"""The current-state Iceberg table kept from the lake: merges, late files, no-ops, refusals.
+
+Lakes are written through the one lake writer; the state is read back through pyiceberg
+and compared with the lake's latest state (the log-based definition, DuckDB). A lake in a
+local folder uses the SQL catalog; a lake in the emulator's S3 uses pyiceberg's
+GlueCatalog against the emulator's Glue, as production uses AWS Glue.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_reconciliation import HOUR, T, item, row, write
+
+from dynamo_lake.cdc import CdcRow
+from dynamo_lake.errors import StateError
+from dynamo_lake.lake.query import latest_state
+from dynamo_lake.lake.writer import CDC_SCHEMA
+from dynamo_lake.state.current import (
+    StateTarget,
+    merge_state,
+    open_catalog,
+    open_state_table,
+    read_state,
+    state_snapshots,
+)
+from dynamo_lake.state.merge import bucket_of, live
+from dynamo_lake.storage import S3Options
+
+KEY_NAMES = ("pk", "sk")
+DAY = 24 * HOUR
+
+
+def target_for(lake: str, buckets: int = 4, table: str = "orders") -> StateTarget:
+    return StateTarget(lake, "lake_db", table, KEY_NAMES, buckets)
+
+
+def live_data(
+    target: StateTarget, s3: S3Options | None = None, snapshot: int | None = None
+) -> set[str]:
+    table = open_state_table(open_catalog(target.lake_uri, s3), target, create=False)
+    return set(live(read_state(table, snapshot)).column("data").to_pylist())
+
+
+def test_merges_follow_the_log_with_late_files_deletes_and_no_op_reruns(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    write(
+        lake,
+        [
+            row("I", T - 2 * HOUR, item("a", 1)),
+            row("I", T - HOUR, item("b", 2)),
+            row("D", T - 10, item("a", 1)),
+            row("I", T + 10, item("after", 9)),  # after the watermark: merged next time
+        ],
+    )
+    target = target_for(str(lake))
+    first = merge_state(target, T)
+    assert first.snapshot is not None and first.files_merged == 1
+    assert (first.snapshot.live_items, first.snapshot.tombstones) == (1, 1)
+    assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T)
+
+    assert merge_state(target, T).snapshot is None, "a re-run with nothing new committed"
+
+    # A late file (a backfill of an old window): an update of the deleted key stamped before
+    # the delete loses to the tombstone; a new key stamped before W arrives.
+    write(lake, [row("U", T - 3 * HOUR, item("a", 1, "late")), row("I", T - 5, item("c", 3))])
+    late = merge_state(target, T)
+    assert late.snapshot is not None and late.files_merged == 1
+    assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T)
+    assert len(live_data(target)) == 2
+
+    # Moving on picks up the row after the old watermark in a file merged before.
+    later = merge_state(target, T + HOUR)
+    assert later.snapshot is not None and later.files_merged == 0
+    assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T + HOUR)
+    assert item("after", 9) in live_data(target)
+
+    # Each snapshot is readable at its own watermark, and only the touched buckets changed.
+    snapshots = state_snapshots(open_state_table(open_catalog(str(lake)), target))
+    assert [s.watermark_us for s in snapshots] == [T, T, T + HOUR]
+    assert live_data(target, snapshot=snapshots[0].snapshot_id) == latest_state(
+        str(lake), list(KEY_NAMES), as_of=T
+    ) - {item("c", 3)}
+
+
+def test_a_merge_rewrites_only_the_buckets_its_events_touch(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    rows = [row("I", T - HOUR, item(f"k{n}", n)) for n in range(40)]
+    write(lake, rows)
+    target = target_for(str(lake), buckets=8)
+    merge_state(target, T)
+    table = open_state_table(open_catalog(str(lake)), target)
+    files_before = {task.file.file_path for task in table.scan().plan_files()}
+    state = read_state(table)
+    one = state.column("key").to_pylist()[0]
+    assert state.column("bucket").to_pylist()[0] == bucket_of(one, 8)
+    write(lake, [row("U", T - 1, item("k0", 0, "v2"))])
+    result = merge_state(target, T)
+    assert result.buckets_rewritten == 1
+    table = open_state_table(open_catalog(str(lake)), target)
+    files_after = {task.file.file_path for task in table.scan().plan_files()}
+    assert len(files_before - files_after) == 1 and len(files_after - files_before) == 1
+    assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T)
+
+
+def test_a_watermark_before_the_states_is_refused_naming_both(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    write(lake, [row("I", T - HOUR, item("a", 1))])
+    target = target_for(str(lake))
+    merge_state(target, T)
+    with pytest.raises(StateError, match=r"state is at 2024-06-01T12:00:00.000000Z, after the"):
+        merge_state(target, T - 1)
+    with pytest.raises(StateError, match="not a time in µs"):
+        merge_state(target, T // 1000)  # milliseconds by mistake
+
+
+def test_another_bucket_count_is_refused_with_the_fix(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    write(lake, [row("I", T - HOUR, item("a", 1))])
+    merge_state(target_for(str(lake), buckets=4), T)
+    with pytest.raises(StateError, match="has 4 buckets and the tables file says 8"):
+        merge_state(target_for(str(lake), buckets=8), T + 1)
+
+
+def test_a_file_with_rows_outside_its_partition_day_is_refused(tmp_path: Path) -> None:
+    """The merge finds rows after its watermark by partition; a foreign file that breaks the
+    layout would hide them, so it is named instead."""
+    lake = tmp_path / "lake"
+    write(lake, [row("I", T - HOUR, item("a", 1))])
+    target = target_for(str(lake))
+    merge_state(target, T)
+    stray: CdcRow = row("I", T + DAY, item("b", 2))
+    folder = lake / "year=2024" / "month=06" / "day=01"
+    moment = datetime.fromtimestamp(stray.time_stamp / 1e6, UTC)
+    rows = pa.table(
+        {
+            "uuid": [stray.uuid],
+            "op": [stray.op],
+            "time_stamp": pa.array([moment], pa.timestamp("us", tz="UTC")),
+            "data": [stray.data],
+        }
+    ).cast(CDC_SCHEMA)
+    pq.write_table(rows, folder / "foreign.parquet")
+    with pytest.raises(StateError, match=r"foreign.parquet: rows stamped on 2024-06-02 lie in"):
+        merge_state(target, T + 2 * DAY)
+
+
+def test_an_empty_lake_gives_an_empty_state_and_then_fills(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    target = target_for(str(lake))
+    empty = merge_state(target, T)
+    assert empty.snapshot is not None and empty.snapshot.live_items == 0
+    assert merge_state(target, T).snapshot is None
+    write(lake, [row("I", T - HOUR, item("a", 1))])
+    assert merge_state(target, T).snapshot is not None
+    assert live_data(target) == {item("a", 1)}
+
+
+@pytest.mark.usefixtures("local_aws_env")
+def test_in_s3_the_state_is_a_glue_iceberg_table_with_the_stated_types(local_aws: object) -> None:
+    """The production path: GlueCatalog against the emulator's Glue, files in its S3."""
+    client = local_aws.client("s3")  # type: ignore[attr-defined]
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    glue = local_aws.client("glue")  # type: ignore[attr-defined]
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    glue.create_database(DatabaseInput={"Name": database})
+    lake = f"s3://{bucket}/dynamo-cdc/{database}/orders"
+    write_s3(lake, [row("I", T - HOUR, item("a", 1)), row("I", T - 5, item("b", 2))])
+    target = StateTarget(lake, database, "orders", KEY_NAMES, 2)
+    s3 = S3Options.from_env()
+    result = merge_state(target, T, s3=s3)
+    assert result.snapshot is not None and result.snapshot.live_items == 2
+    assert live_data(target, s3) == {item("a", 1), item("b", 2)}
+    entry = glue.get_table(DatabaseName=database, Name="orders_current")["Table"]
+    assert entry["Parameters"]["table_type"] == "ICEBERG"
+    assert entry["Parameters"]["metadata_location"].startswith(f"{lake}/_current/metadata/")
+    types = {c["Name"]: c["Type"] for c in entry["StorageDescriptor"]["Columns"]}
+    # What Athena sees: a timestamp with zone is Glue's `timestamp` (Iceberg keeps µs).
+    assert types == {
+        "key": "string",
+        "bucket": "int",
+        "op": "string",
+        "time_stamp": "timestamp",
+        "time_stamp_us": "bigint",
+        "uuid": "string",
+        "data": "string",
+    }
+    assert merge_state(target, T, s3=s3).snapshot is None
+
+
+def write_s3(lake: str, rows: list[CdcRow]) -> None:
+    from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, publish
+    from dynamo_lake.storage import resolve
+
+    table = LakeTable(resolve(lake, S3Options.from_env()))
+    stage = Stage(f"test-{uuid.uuid4().hex[:8]}", "test")
+    with StagedWriter(table, stage, "rows") as writer:
+        writer.write(sorted(rows, key=lambda r: r.time_stamp))
+    publish(table, stage, writer.staged)
