@@ -64,6 +64,7 @@ __all__ = [
     "MergeResult",
     "StateSnapshot",
     "StateTarget",
+    "current_snapshot",
     "cut_watermark",
     "merge_state",
     "open_catalog",
