@@ -8,6 +8,7 @@ GlueCatalog against the emulator's Glue, as production uses AWS Glue.
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,3 +204,88 @@ def write_s3(lake: str, rows: list[CdcRow]) -> None:
     with StagedWriter(table, stage, "rows") as writer:
         writer.write(sorted(rows, key=lambda r: r.time_stamp))
     publish(table, stage, writer.staged)
+
+
+_MERGE_SCRIPT = """
+import sys
+from dynamo_lake.state.current import StateTarget, merge_state
+lake, database, watermark = sys.argv[1], sys.argv[2], int(sys.argv[3])
+merge_state(StateTarget(lake, database, "orders", ("pk", "sk"), 2), watermark)
+"""
+
+
+@pytest.mark.usefixtures("local_aws_env")
+def test_a_merge_killed_at_its_commit_leaves_the_last_snapshot_and_the_next_run_cleans_up(
+    local_aws: object,
+) -> None:
+    """The merge's process is SIGKILLed while Glue holds its commit (the fault proxy keeps
+    the UpdateTable request waiting): readers still see the last snapshot, whole; the next
+    merge commits the late file and removes the killed attempt's files."""
+    import subprocess
+    import sys
+    import time
+    from datetime import timedelta
+
+    from local_aws.fault_proxy import FaultProxy, FaultRule
+
+    client = local_aws.client("s3")  # type: ignore[attr-defined]
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    local_aws.client("glue").create_database(DatabaseInput={"Name": database})  # type: ignore[attr-defined]
+    lake = f"s3://{bucket}/dynamo-cdc/{database}/orders"
+    write_s3(lake, [row("I", T - HOUR, item(f"k{n}", n)) for n in range(30)])
+    target = StateTarget(lake, database, "orders", KEY_NAMES, 2)
+    s3 = S3Options.from_env()
+    first = merge_state(target, T, s3=s3)
+    assert first.snapshot is not None
+    before = live_data(target, s3)
+    write_s3(lake, [row("U", T - 5, item("k1", 1, "late")), row("I", T - 4, item("new", 99))])
+
+    with FaultProxy(local_aws.endpoint_url) as proxy:  # type: ignore[attr-defined]
+        proxy.hold(FaultRule(rate=1.0, target_contains="UpdateTable"))
+        env = {**os.environ, "AWS_ENDPOINT_URL": proxy.endpoint_url}
+        process = subprocess.Popen(
+            [sys.executable, "-c", _MERGE_SCRIPT, lake, database, str(T)], env=env
+        )
+        deadline = time.monotonic() + 120
+        while proxy.counts["held"] == 0:
+            assert process.poll() is None, "the merge ended before its commit was held"
+            assert time.monotonic() < deadline, "the merge's commit was never held"
+            time.sleep(0.1)
+        process.kill()
+        process.wait()
+        proxy.release()
+
+    table = open_state_table(open_catalog(lake, s3), target, create=False)
+    assert [s.snapshot_id for s in state_snapshots(table)] == [first.snapshot.snapshot_id]
+    assert live_data(target, s3) == before, "the killed merge changed what readers see"
+    folder = f"{lake.removeprefix('s3://')}/_current/"
+    listed = {
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=folder.split("/", 1)[1]
+        )
+        for item in page.get("Contents", [])
+    }
+    written = {key for key in listed if "/_current/data/" in key or "/_current/merged/" in key}
+
+    result = merge_state(target, T, s3=s3, orphan_age=timedelta(0))
+    assert result.snapshot is not None and result.files_merged == 1
+    assert live_data(target, s3) == latest_state(lake, list(KEY_NAMES), as_of=T, s3=s3)
+    table = open_state_table(open_catalog(lake, s3), target, create=False)
+    kept = {
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=folder.split("/", 1)[1]
+        )
+        for item in page.get("Contents", [])
+        if ("/_current/data/" in item["Key"] or "/_current/merged/" in item["Key"])
+        and not item["Key"].endswith("/")
+    }
+    referenced = {
+        path.removeprefix(f"s3://{bucket}/")
+        for path in table.inspect.all_data_files()["file_path"].to_pylist()
+    } | {s.merged_files.removeprefix(f"s3://{bucket}/") for s in state_snapshots(table)}
+    assert kept == referenced, "files no snapshot refers to were left behind"
+    assert written - kept, "the killed attempt wrote nothing to clean up"

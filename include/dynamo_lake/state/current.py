@@ -70,6 +70,7 @@ __all__ = [
     "open_catalog",
     "open_state_table",
     "read_state",
+    "remove_orphans",
     "state_snapshots",
 ]
 
@@ -88,6 +89,9 @@ BUCKETS_PROPERTY = "dynamo-lake.buckets"
 SUFFIX = "_current"
 #: How often a merge that lost a commit race to another merge starts again on top of it.
 COMMIT_ATTEMPTS = 3
+#: Files under ``_current/`` that no snapshot refers to are removed once this old: an
+#: interrupted merge's; a younger one may belong to a merge still running.
+ORPHAN_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -399,6 +403,7 @@ def merge_state(
     s3: S3Options | None = None,
     catalog: Any = None,
     memory_limit_mb: int = 1024,
+    orphan_age: timedelta = ORPHAN_AGE,
 ) -> MergeResult:
     """Merge the lake's events up to ``watermark_us`` into the current state (see above).
 
@@ -411,7 +416,11 @@ def merge_state(
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         table = open_state_table(catalog, target)
         try:
-            return _merge_once(table, target, watermark_us, s3, memory_limit_mb)
+            result = _merge_once(table, target, watermark_us, s3, memory_limit_mb)
+            removed = remove_orphans(table, target, s3, older_than=orphan_age)
+            if removed:
+                log.info("current state: removed %d files no snapshot refers to", removed)
+            return result
         except CommitFailedException as exc:
             log.warning("current state: commit attempt %d lost a race (%s)", attempt, exc)
     raise StateConflictError(
@@ -421,7 +430,11 @@ def merge_state(
 
 
 def _merge_once(
-    table: Any, target: StateTarget, watermark_us: int, s3: S3Options | None, memory_mb: int
+    table: Any,
+    target: StateTarget,
+    watermark_us: int,
+    s3: S3Options | None,
+    memory_mb: int,
 ) -> MergeResult:
     if not contract.TIME_RANGE_START_MICROS <= watermark_us < contract.TIME_RANGE_END_MICROS:
         raise StateError(
@@ -501,6 +514,51 @@ def _merge_once(
         return MergeResult(snapshot, watermark_us, len(new), events, len(touched))
     finally:
         database.close()
+
+
+def _plain(path: str) -> str:
+    """A file's path as the filesystem lists it (no ``s3://`` or ``file://``)."""
+    for scheme in ("s3://", "s3a://", "file://"):
+        if path.startswith(scheme):
+            return path[len(scheme) :]
+    return path
+
+
+def _referenced_files(table: Any) -> set[str]:
+    """Every data file a snapshot of ``table`` refers to (its manifests' entries, deleted
+    ones included: an older snapshot still reads them)."""
+    found: set[str] = set()
+    for snapshot in table.snapshots():
+        for manifest in snapshot.manifests(table.io):
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+                found.add(_plain(entry.data_file.file_path))
+    return found
+
+
+def remove_orphans(
+    table: Any, target: StateTarget, s3: S3Options | None, *, older_than: timedelta
+) -> int:
+    """Delete data files and merged-file lists under ``_current/`` that no snapshot refers
+    to (an interrupted merge's), once older than ``older_than`` (younger ones may belong to
+    a merge still running). Returns how many were deleted."""
+    import pyarrow.fs as pafs
+
+    referenced = _referenced_files(table)
+    referenced |= {_plain(record.merged_files) for record in state_snapshots(table)}
+    folder = resolve(target.location, s3)
+    cutoff = datetime.now(UTC) - older_than
+    removed = 0
+    for sub in ("data", "merged"):
+        selector = pafs.FileSelector(f"{folder.path}/{sub}", allow_not_found=True, recursive=True)
+        for info in folder.filesystem.get_file_info(selector):
+            if info.type != pafs.FileType.File or _plain(info.path) in referenced:
+                continue
+            written = info.mtime
+            if written is not None and written.replace(tzinfo=written.tzinfo or UTC) > cutoff:
+                continue
+            folder.filesystem.delete_file(info.path)
+            removed += 1
+    return removed
 
 
 def _load_events(
