@@ -453,6 +453,18 @@ def _merge_once(
     base = resolve(target.lake_uri, s3).path
     listed = {_relative(fragment.path, base): fragment for fragment in lake.get_fragments()}
     new = {path for path in listed if path not in merged}
+    vanished = merged - set(listed)
+    if vanished:
+        # The lake writer retires files only for an export of the same moment that replaces
+        # them with the same rows (the same uuids); anything else removed from the lake stays
+        # merged, and only a rebuild (drop the table) forgets it.
+        log.warning(
+            "current state: %d merged lake files are gone from the lake (e.g. %s); their "
+            "rows stay in the state: if they were removed by hand, drop %s to rebuild it",
+            len(vanished),
+            sorted(vanished)[0],
+            table.name(),
+        )
     reread: set[str] = set()
     if previous is not None and watermark_us > previous.watermark_us:
         since = f"{micros_to_datetime(previous.watermark_us):%Y-%m-%d}"
