@@ -287,6 +287,18 @@ def _report_cell(report: dict[str, Any] | None, unreadable: bool = False) -> str
     return "<br>".join(lines)
 
 
+def _verified_line(verified: dict[str, Any] | None) -> str:
+    """The newest verified current-state snapshot: what Athena's FOR VERSION AS OF takes."""
+    if not verified:
+        return ""
+    return (
+        f'<br><span class="verified">current state: snapshot {_e(verified.get("snapshot_id"))}'
+        f" ({_e(verified.get('tag'))}) equals the table as of "
+        f"{_e(_moment(str(verified.get('as_of'))))}, "
+        f"{_age(float(verified.get('age_seconds') or 0))} ago</span>"
+    )
+
+
 def _freshness_cell(freshness: dict[str, Any] | None) -> str:
     if not freshness:
         return '<span class="empty">no stream rows yet</span>'
@@ -442,7 +454,8 @@ def render(healths: list[Any], problem: str = "") -> str:
             f'title="{_e(title)}"></span> <b>{_e(health.table)}</b><br>'
             f'<span class="note">{_e(health.dynamodb_table)}</span>{problems}</td>'
             f"<td>{_backfill_cell(health.backfill)}</td><td>{_report_cell(report, unreadable)}"
-            f"{'<br>' if _verdict_lines(health) else ''}{_verdict_lines(health)}</td>"
+            f"{'<br>' if _verdict_lines(health) else ''}{_verdict_lines(health)}"
+            f"{_verified_line(getattr(health, 'verified_state', None))}</td>"
             f"<td>{_freshness_cell(health.freshness)}</td></tr>"
         )
         charts.append(

@@ -92,6 +92,8 @@ class HistoryPoint:
     status: str
     method: str
     run_id: str
+    #: The current-state snapshot this check verified (its tag), if it earned one.
+    verified: dict[str, Any] | None = None
 
     @property
     def drift(self) -> bool:
@@ -156,6 +158,9 @@ class TableHealth:
     stale: list[str] = field(default_factory=list)
     #: The newest run that failed after the verdict's run (``run_id``, ``run_after``).
     failed_run: dict[str, str] | None = None
+    #: The newest current-state snapshot a check proved equal to the table (see
+    #: :func:`_newest_verified`).
+    verified_state: dict[str, Any] | None = None
 
     @property
     def glance(self) -> str:
@@ -259,9 +264,24 @@ def _history(
             report.status,
             report.method,
             report.run_id,
+            report.current_state if (report.current_state or {}).get("tag") else None,
         )
         for report in list_reports(lake_uri, s3, since=since)
     ]
+
+
+def _newest_verified(history: list[HistoryPoint], now: datetime) -> dict[str, Any] | None:
+    """The newest verified current-state snapshot of the chart's window: its tag, id, T and
+    how old T is (None: no check in the window earned a tag)."""
+    for point in reversed(history):
+        if point.verified:
+            moment = datetime.fromisoformat(point.as_of.replace("Z", "+00:00"))
+            return {
+                **point.verified,
+                "as_of": point.as_of,
+                "age_seconds": max(0.0, (now - moment).total_seconds()),
+            }
+    return None
 
 
 def _days_newest_first(lake: Location) -> Iterator[Location]:
@@ -337,6 +357,7 @@ def table_health(
         report = _newest_report(config.lake_uri, s3, health.problems)
         health.report = report.to_json() if report else None
         health.history = _history(config.lake_uri, s3, report)
+        health.verified_state = _newest_verified(health.history, now)
     except DynamoLakeError as exc:
         health.problems.append(f"reconciliation reports: {exc}")
     try:

@@ -155,6 +155,11 @@ def expected_drift(before: dict[str, str], after: dict[str, str]) -> dict[str, l
     }
 
 
+def report_micros(as_of: str) -> int:
+    moment = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
 def _lake(entry: str) -> str:
     return load_tables().table(entry).lake_uri
 
@@ -175,6 +180,12 @@ def test_a_lake_that_matches_its_table_is_reported_ok(
     assert report.table_count == report.lake_count == len(table_at(scenario, moment))
     assert (report.missing, report.extra, report.different) == (0, 0, 0)
     assert report.export_arn and report.export_arn.startswith("arn:aws:dynamodb:")
+    # The current state's snapshot at T equals the export: it is tagged verified.
+    from dynamo_lake.state.verify import tag_name
+
+    verified = report.current_state or {}
+    assert verified.get("tag") == tag_name(report_micros(report.as_of)), verified
+    assert verified["table_items"] == verified["state_items"] == report.table_count
     # The work location (the converted export) is gone once the report is written.
     from dynamo_lake.storage import resolve
 

@@ -289,3 +289,45 @@ def test_a_merge_killed_at_its_commit_leaves_the_last_snapshot_and_the_next_run_
     } | {s.merged_files.removeprefix(f"s3://{bucket}/") for s in state_snapshots(table)}
     assert kept == referenced, "files no snapshot refers to were left behind"
     assert written - kept, "the killed attempt wrote nothing to clean up"
+
+
+def test_only_a_snapshot_equal_to_the_export_is_tagged_verified(tmp_path: Path) -> None:
+    """The tag is earned by comparing the snapshot itself with the table at T: a day whose
+    lake lost a change gets none, and the same T after the repair gets it."""
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.state.verify import tag_name, verified_tags, verify_export_check
+
+    lake, export1, export2 = tmp_path / "lake", tmp_path / "export1", tmp_path / "export2"
+    write(lake, [row("I", T - HOUR, item("a", 1)), row("I", T - HOUR, item("b", 2))])
+    write(export1, [row("I", T, item("a", 1)), row("I", T, item("b", 2))])
+    target = target_for(str(lake))
+    first = verify_export_check(target, T, lake_dataset(str(export1)))
+    assert first.equal and first.tag == tag_name(T) == "verified-20240601T120000.000000Z"
+
+    # The next day the table gained c; the lake never got it.
+    day2 = T + DAY
+    write(export2, [row("I", day2, item(key, n)) for key, n in (("a", 1), ("b", 2), ("c", 3))])
+    drift = verify_export_check(target, day2, lake_dataset(str(export2)))
+    assert (drift.missing, drift.extra, drift.different, drift.tag) == (1, 0, 0, None)
+    table = open_state_table(open_catalog(str(lake)), target, create=False)
+    assert verified_tags(table) == {tag_name(T): first.snapshot_id}
+
+    # The repair's row (stamped T2, published late) is merged at the same T: now it is equal.
+    write(lake, [row("I", day2, item("c", 3))])
+    repaired = verify_export_check(target, day2, lake_dataset(str(export2)))
+    assert repaired.equal and repaired.tag == tag_name(day2)
+    table = open_state_table(open_catalog(str(lake)), target, create=False)
+    tags = verified_tags(table)
+    assert tags == {tag_name(T): first.snapshot_id, tag_name(day2): repaired.snapshot_id}
+    assert live_data(target, snapshot=tags[tag_name(T)]) == {item("a", 1), item("b", 2)}
+
+
+def test_a_different_item_or_an_extra_one_is_no_tag(tmp_path: Path) -> None:
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.state.verify import verify_export_check
+
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    write(lake, [row("I", T - HOUR, item("a", 1, "lake")), row("I", T - HOUR, item("x", 9))])
+    write(export, [row("I", T, item("a", 1, "table"))])
+    found = verify_export_check(target_for(str(lake)), T, lake_dataset(str(export)))
+    assert (found.missing, found.extra, found.different, found.tag) == (0, 1, 1, None)

@@ -609,3 +609,40 @@ def test_the_page_shows_the_verdicts_age_and_the_failed_run() -> None:
     assert 'class="glance stale"' in page
     assert "verdict 60 min old" in page
     assert 'href="/dags/dynamodb_reconciliation/runs/x"' in page
+
+
+def test_the_newest_verified_snapshot_shows_with_its_tag_t_and_age(
+    folder_table: FolderTable,
+) -> None:
+    """The page names the newest current-state snapshot a check proved equal to the table,
+    even when a newer check (a count, or one whose snapshot differed) earned no tag."""
+    from dataclasses import replace
+
+    verified_at = NOW - timedelta(days=3)
+    tagged = replace(
+        report(folder_table, verified_at),
+        current_state={
+            "snapshot_id": "780088090183310044",
+            "tag": "verified-20260626T120000.000000Z",
+            "missing": 0,
+            "extra": 0,
+            "different": 0,
+        },
+    )
+    untagged = replace(
+        report(folder_table, NOW - timedelta(days=1)),
+        current_state={"snapshot_id": "1", "tag": None, "missing": 1, "extra": 0, "different": 0},
+    )
+    write_report(folder_table.lake_uri, tagged, None)
+    write_report(folder_table.lake_uri, untagged, None)
+
+    health = table_health(folder_table, None, NOW)
+
+    assert health.verified_state is not None
+    assert health.verified_state["tag"] == "verified-20260626T120000.000000Z"
+    assert health.verified_state["age_seconds"] == 3 * 86400
+    text = row_of(page_of(health), "orders")
+    assert (
+        "current state: snapshot 780088090183310044 (verified-20260626T120000.000000Z) equals "
+        f"the table as of {verified_at:%Y-%m-%d %H:%M:%S} UTC, 3.0 days ago"
+    ) in text

@@ -69,6 +69,7 @@ from dynamo_lake.state.current import (
     read_state,
 )
 from dynamo_lake.state.merge import live
+from dynamo_lake.state.verify import verified_tags, verify_export_check
 from dynamo_lake.storage import resolve
 from stream_relay import Faults, FirehoseDelivery, KinesisRecord, kinesis_record
 
@@ -114,7 +115,7 @@ class Scenario:
         self.moments = self.history.quiet_moments(self.rng, 3, margin=2 * EPSILON)
         self.moments.append(self.history.end + 5 * SECOND)
         self.state = StateTarget(str(self.lake), "model", TABLE, tuple(self.schema.names), 4)
-        self.catalog: Any = None
+        self.catalog = open_catalog(self.state.lake_uri)
 
     # -- what AWS sends ----------------------------------------------------------------------
 
@@ -219,9 +220,10 @@ class Scenario:
 
     def merged_state(self, moment: int) -> set[str]:
         """Merge the lake into the current state at ``moment``; the state's live items."""
-        if self.catalog is None:
-            self.catalog = open_catalog(self.state.lake_uri)
         merge_state(self.state, moment, catalog=self.catalog)
+        return self.live_state()
+
+    def live_state(self) -> set[str]:
         table = open_state_table(self.catalog, self.state, create=False)
         return set(live(read_state(table)).column("data").to_pylist())
 
@@ -337,6 +339,7 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
         scenario.deliver_everything(midway=lambda: scenario.merged_state(scenario.moments[0]))
         faulty = scenario.drops or scenario.phantoms_wanted
         previous: int | None = None
+        tagged = 0
         for moment in scenario.moments:
             model = set(scenario.history.data_at(moment).values())
             if previous is not None:
@@ -386,13 +389,28 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
                 )
                 assert repaired == model, f"after the repair the lake differs at {moment}"
             # The current state at T, after the repair: the repair's rows stamped at T, and
-            # everything delivered after the midway merge, are late files for it.
-            current = scenario.merged_state(moment)
+            # everything delivered after the midway merge, are late files for it. A healthy
+            # verdict asks for the tag: the snapshot at T is compared with the export, and
+            # is tagged exactly when it equals the table (the model) at T.
+            assert report.healthy
+            verification = verify_export_check(
+                scenario.state,
+                moment,
+                lake_dataset(str(scenario.root / f"snapshot-{moment}")),
+                catalog=scenario.catalog,
+            )
+            current = scenario.live_state()
             assert current == set(scenario.oracle_state(moment).values()), (
                 f"current state at {moment} after the repair differs from the lake"
             )
             if not near:
                 assert current == model, f"current state at {moment} differs from the model"
+            assert (verification.tag is not None) == (current == model), (
+                f"verified tag at {moment}: {verification.text()}"
+            )
+            tagged += verification.tag is not None
             previous = moment
+        table = open_state_table(scenario.catalog, scenario.state, create=False)
+        assert len(verified_tags(table)) == tagged
     except AssertionError as failure:
         raise AssertionError(f"{replay(seed)}\n{failure}") from None

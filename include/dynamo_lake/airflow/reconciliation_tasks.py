@@ -9,6 +9,7 @@ Values passed between tasks are the JSON of :mod:`dynamo_lake.records` and of th
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,12 +18,12 @@ from dynamo_lake.airflow.connections import aws_client, s3_options
 from dynamo_lake.airflow.params import ALL_TABLES
 from dynamo_lake.airflow.tasks import fails_fast
 from dynamo_lake.config import TableConfig, load_tables
-from dynamo_lake.errors import SourceError, aws_error_code
+from dynamo_lake.errors import SourceError, StateError, aws_error_code
 from dynamo_lake.exports.planning import PitrWindow, check_source
 from dynamo_lake.lake.conversion import run_attempt
 from dynamo_lake.reconciliation.compare import ScanResult, scan_count
 from dynamo_lake.reconciliation.plan import key_attributes, plan_reconciliation
-from dynamo_lake.reconciliation.report import ReconciliationReport
+from dynamo_lake.reconciliation.report import ReconciliationReport, write_report
 from dynamo_lake.reconciliation.run import cleanup_work, reconcile_table, sweep_work
 from dynamo_lake.records import ConversionBatch, ExportResult, ReconciliationPlan
 
@@ -278,6 +279,8 @@ def check(
         export_arn=(published or {}).get(planned.table),
         scan=ScanResult(**scan_json) if scan_json else None,
     )
+    if planned.method == "export" and report.healthy:
+        report = _verify_current_state(planned, report, options)
     return {
         "report": report.to_json(),
         "lake_uri": planned.lake_uri,
@@ -285,6 +288,26 @@ def check(
         "aws_conn_id": planned.aws_conn_id,
         "region": planned.region,
     }
+
+
+def _verify_current_state(
+    planned: ReconciliationPlan, report: ReconciliationReport, options: Any
+) -> ReconciliationReport:
+    """Tag the current state's snapshot at T when it equals the export; the verdict stands
+    whatever becomes of the tag, and the report says which."""
+    from dynamo_lake.airflow import state_tasks
+
+    try:
+        verification = state_tasks.verify(load_tables().table(planned.table), planned, options)
+    except StateError as exc:
+        log.warning("current state not verified at T: %s", exc)
+        found: dict[str, Any] = {"error": str(exc)}
+    else:
+        log.info("%s", verification.text())
+        found = verification.to_json()
+    report = replace(report, current_state=found)
+    write_report(planned.lake_uri, report, options)
+    return report
 
 
 def clean_work(plans_json: list[dict[str, Any]] | None) -> None:

@@ -15,7 +15,9 @@ from dynamo_lake.airflow.params import ALL_TABLES
 from dynamo_lake.airflow.tasks import fails_fast
 from dynamo_lake.config import TableConfig, load_tables
 from dynamo_lake.errors import SourceError, StateError, aws_error_code
+from dynamo_lake.lake.query import lake_dataset
 from dynamo_lake.reconciliation.plan import key_attributes
+from dynamo_lake.records import ReconciliationPlan
 from dynamo_lake.state.current import (
     BUCKETS_PROPERTY,
     StateTarget,
@@ -24,8 +26,10 @@ from dynamo_lake.state.current import (
     open_catalog,
 )
 from dynamo_lake.state.merge import default_buckets
+from dynamo_lake.state.verify import Verification, verify_export_check
+from dynamo_lake.storage import S3Options
 
-__all__ = ["merge", "plan"]
+__all__ = ["merge", "plan", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +130,25 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
         "buckets_rewritten": result.buckets_rewritten,
         "live_items": None if snapshot is None else snapshot.live_items,
     }
+
+
+def verify(config: TableConfig, planned: ReconciliationPlan, options: S3Options) -> Verification:
+    """After a healthy ``export`` check: the snapshot at T against the converted export,
+    tagged ``verified-<T>`` when equal (see :mod:`dynamo_lake.state.verify`)."""
+    dynamodb = aws_client("dynamodb", config.aws_conn_id, config.region)
+    description = dynamodb.describe_table(TableName=config.dynamodb_table)["Table"]
+    target = StateTarget(
+        config.lake_uri,
+        config.glue_database,
+        config.glue_table,
+        tuple(name for name, _ in planned.keys),
+        _buckets(config, int(description.get("ItemCount", 0))),
+    )
+    return verify_export_check(
+        target,
+        planned.as_of,
+        lake_dataset(planned.work_uri, options),
+        s3=options,
+        catalog=_catalog(config),
+        memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
+    )

@@ -83,6 +83,9 @@ class ReconciliationReport:
     window: list[str] | None = None
     engine: str = "duckdb"
     message: str = ""
+    #: The current-state snapshot at T compared with the export, and its verified tag
+    #: (``export`` checks with a healthy verdict; ``{"error": ...}`` when none could be made).
+    current_state: dict[str, Any] | None = None
 
     @property
     def drift(self) -> int:

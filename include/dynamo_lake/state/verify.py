@@ -1,0 +1,180 @@
+"""Verified snapshots: a current-state snapshot proven equal to the DynamoDB table at T.
+
+A reconciliation with the ``export`` method has the table at T in its work location (the
+full export, converted). When its verdict is healthy, the current state is merged to the
+watermark T and that snapshot is compared **directly** with the export: every key, live or
+not, and every item's canonical ``data`` byte for byte. Only an exact match earns the tag
+``verified-<T>`` (:func:`tag_name`). The comparison has no ε: a stream time a little off
+around T, which the log-based check tolerates, leaves the tag off that day rather than
+tagging a snapshot that differs from the table. Drift leaves it off too.
+
+The ``changes`` method does not tag yet: its tag needs the chain rule (the previous verified
+snapshot at the window's start, the keys changed in DynamoDB and the keys whose state moved
+between the two snapshots), which comes with the comparison from the current state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow.dataset as ds
+
+from dynamo_lake.cdc import micros_to_datetime
+from dynamo_lake.errors import StateError
+from dynamo_lake.lake.query import LakeDatabase, latest_rows_sql
+from dynamo_lake.state.current import (
+    StateSnapshot,
+    StateTarget,
+    current_snapshot,
+    merge_state,
+    open_catalog,
+    open_state_table,
+    read_state,
+)
+from dynamo_lake.state.merge import live
+from dynamo_lake.storage import S3Options
+
+__all__ = [
+    "Verification",
+    "tag_name",
+    "tag_snapshot",
+    "verified_tags",
+    "verify_against_export",
+    "verify_export_check",
+]
+
+TAG_PREFIX = "verified-"
+
+
+def tag_name(as_of_us: int) -> str:
+    """``verified-20240601T120000.000000Z`` for T = 2024-06-01T12:00:00Z."""
+    return f"{TAG_PREFIX}{micros_to_datetime(as_of_us):%Y%m%dT%H%M%S.%f}Z"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A snapshot against the table at T: how many keys, and how many differ."""
+
+    snapshot_id: int
+    watermark: str
+    table_items: int
+    state_items: int
+    missing: int  # in the table, not live in the snapshot
+    extra: int  # live in the snapshot, not in the table
+    different: int  # both, with other data
+    tag: str | None = None  # set once the snapshot is tagged
+
+    @property
+    def equal(self) -> bool:
+        return not (self.missing or self.extra or self.different)
+
+    def to_json(self) -> dict[str, Any]:
+        found = asdict(self)
+        found["snapshot_id"] = str(self.snapshot_id)  # beyond a double: keep every digit
+        return found
+
+    def text(self) -> str:
+        if self.equal:
+            verdict = f"equals the table ({self.table_items:,} items)"
+        else:
+            verdict = (
+                f"differs from the table: missing {self.missing}, extra {self.extra}, "
+                f"different {self.different}; no tag"
+            )
+        tag = f", tagged {self.tag}" if self.tag else ""
+        return f"current-state snapshot {self.snapshot_id} at {self.watermark} {verdict}{tag}"
+
+
+def verify_against_export(
+    table: Any,
+    snapshot: StateSnapshot,
+    export_rows: ds.Dataset,
+    key_names: list[str],
+    *,
+    memory_limit_mb: int = 1024,
+) -> Verification:
+    """Compare ``snapshot``'s live items with the table's items in ``export_rows`` (a full
+    export converted into CDC rows: the contract's latest state of those rows is the table
+    at T), key by key and byte by byte."""
+    database = LakeDatabase(memory_limit_mb=memory_limit_mb)
+    try:
+        database.add("table_rows", export_rows, key_names)
+        state = live(read_state(table, snapshot.snapshot_id))
+        database.connection.register("state_rows", state.select(["key", "data"]))
+        ((table_items, state_items, missing, extra, different),) = database.connection.sql(
+            f"""
+            WITH items AS (
+                SELECT k, data FROM ({latest_rows_sql("table_rows")}) latest WHERE op <> 'D'
+            )
+            SELECT
+                (SELECT count(*) FROM items),
+                (SELECT count(*) FROM state_rows),
+                count(*) FILTER (WHERE s.key IS NULL),
+                count(*) FILTER (WHERE t.k IS NULL),
+                count(*) FILTER (WHERE t.k IS NOT NULL AND s.key IS NOT NULL
+                                 AND t.data IS DISTINCT FROM s.data)
+            FROM items t FULL OUTER JOIN state_rows s ON t.k = s.key
+            """
+        ).fetchall()
+        return Verification(
+            snapshot_id=snapshot.snapshot_id,
+            watermark=snapshot.watermark,
+            table_items=int(table_items),
+            state_items=int(state_items),
+            missing=int(missing),
+            extra=int(extra),
+            different=int(different),
+        )
+    finally:
+        database.close()
+
+
+def tag_snapshot(table: Any, snapshot_id: int, as_of_us: int) -> str:
+    """Tag ``snapshot_id`` as verified at T; a tag of that T on another snapshot (an earlier
+    verification of the same T, before a late file was merged) moves to this one."""
+    name = tag_name(as_of_us)
+    existing = table.metadata.refs.get(name)
+    if existing is not None and existing.snapshot_id == snapshot_id:
+        return name
+    manage = table.manage_snapshots()
+    if existing is not None:
+        manage = manage.remove_tag(name)
+    manage.create_tag(snapshot_id=snapshot_id, tag_name=name).commit()
+    return name
+
+
+def verified_tags(table: Any) -> dict[str, int]:
+    """The table's verified tags and the snapshots they name, oldest T first."""
+    return {
+        name: ref.snapshot_id
+        for name, ref in sorted(table.metadata.refs.items())
+        if name.startswith(TAG_PREFIX)
+    }
+
+
+def verify_export_check(
+    target: StateTarget,
+    as_of_us: int,
+    export_rows: ds.Dataset,
+    *,
+    s3: S3Options | None = None,
+    catalog: Any = None,
+    memory_limit_mb: int = 1024,
+) -> Verification:
+    """After a healthy ``export`` check at T: merge the state to T, compare that snapshot with
+    the export, and tag it when they are equal. A state already past T cannot hold a
+    snapshot at T: :class:`StateError` says so (the check's verdict stands either way)."""
+    catalog = catalog or open_catalog(target.lake_uri, s3)
+    merge_state(target, as_of_us, s3=s3, catalog=catalog, memory_limit_mb=memory_limit_mb)
+    table = open_state_table(catalog, target, create=False)
+    snapshot = current_snapshot(table)
+    if snapshot is None or snapshot.watermark_us != as_of_us:  # pragma: no cover - merge_state
+        raise StateError(f"{table.name()}: no snapshot at {tag_name(as_of_us)} after the merge")
+    verification = verify_against_export(
+        table, snapshot, export_rows, list(target.key_names), memory_limit_mb=memory_limit_mb
+    )
+    if verification.equal:
+        name = tag_snapshot(table, snapshot.snapshot_id, as_of_us)
+        verification = Verification(**{**asdict(verification), "tag": name})
+    return verification
