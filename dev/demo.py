@@ -9,7 +9,8 @@
    Firehose Lambda into the same lake table.
 6. Shows the lake with DuckDB: rows by operation and partition, one item's history, and
    the proof: the lake's latest state equals the table, item for item.
-7. Runs the reconciliation DAG (the export method, as of now): the report says ok.
+7. Runs the reconciliation DAG (the export method, as of now): the report says ok, and the
+   current state's snapshot at T, compared with the export, is tagged verified-<T>.
 8. Loses three changes on the stream (an insert, an update, a delete), and runs the
    reconciliation again with repair on: it names the three keys, writes three corrective
    rows, and its re-check is clean.
@@ -136,6 +137,14 @@ def show_report(report: ReconciliationReport | None) -> ReconciliationReport:
             f"repair: {report.repair['rows']} corrective rows {report.repair['by_kind']} "
             f"(group {report.repair['group']}); re-check: {recheck['status'].upper()}"
         )
+    verified = report.current_state or {}
+    if verified.get("tag"):
+        print(
+            f"current state: Iceberg snapshot {verified['snapshot_id']} at T equals the table "
+            f"({verified['table_items']} items): tagged {verified['tag']}"
+        )
+    elif verified:
+        print(f"current state: not verified at T ({verified.get('error') or verified})")
     return report
 
 
