@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -331,3 +331,51 @@ def test_a_different_item_or_an_extra_one_is_no_tag(tmp_path: Path) -> None:
     write(export, [row("I", T, item("a", 1, "table"))])
     found = verify_export_check(target_for(str(lake)), T, lake_dataset(str(export)))
     assert (found.missing, found.extra, found.different, found.tag) == (0, 1, 1, None)
+
+
+def test_expiry_keeps_young_verified_tags_readable_and_removes_old_ones(tmp_path: Path) -> None:
+    """pyiceberg keeps a tag forever (it does not enforce max-ref-age): expiry removes the
+    verified tags older than the tag retention by their T, then the untagged snapshots
+    older than the snapshot retention; a young tag survives and still reads its state."""
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.state.maintenance import expire_state
+    from dynamo_lake.state.verify import tag_name, verified_tags, verify_export_check
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    micros = int(now.timestamp()) * 1_000_000
+    old_t, young_t, untagged_t, current_t = (
+        micros - 100 * DAY,
+        micros - 2 * DAY,
+        micros - DAY,
+        micros - HOUR,
+    )
+    lake = tmp_path / "lake"
+    target = target_for(str(lake))
+    for moment, key in ((old_t, "a"), (young_t, "b")):
+        write(lake, [row("I", moment - 10, item(key, 1))])
+        export = tmp_path / f"export-{key}"
+        expected = [("a", 1)] if key == "a" else [("a", 1), ("b", 1)]
+        write(export, [row("I", moment, item(k, n)) for k, n in expected])
+        assert verify_export_check(target, moment, lake_dataset(str(export))).tag
+    write(lake, [row("I", untagged_t - 10, item("c", 1))])
+    merge_state(target, untagged_t)
+    write(lake, [row("I", current_t - 10, item("d", 1))])
+    merge_state(target, current_t)
+    table = open_state_table(open_catalog(str(lake)), target, create=False)
+    young = verified_tags(table)[tag_name(young_t)]
+    before = live_data(target, snapshot=young)
+    assert len(state_snapshots(table)) == 4
+
+    expiry = expire_state(table, now=now + timedelta(days=8))
+
+    table = open_state_table(open_catalog(str(lake)), target, create=False)
+    assert expiry.tags_removed == (tag_name(old_t),)
+    assert verified_tags(table) == {tag_name(young_t): young}
+    assert [s.watermark_us for s in state_snapshots(table)] == [young_t, current_t]
+    assert expiry.snapshots_expired == 2
+    assert live_data(target, snapshot=young) == before == {item("a", 1), item("b", 1)}
+    assert live_data(target) == {item(k, 1) for k in "abcd"}
+    # The files only the expired snapshots read are gone after the next merge.
+    write(lake, [row("I", current_t - 5, item("e", 1))])
+    merge_state(target, current_t, orphan_age=timedelta(0))
+    assert live_data(target, snapshot=young) == before

@@ -24,7 +24,9 @@ from dynamo_lake.state.current import (
     cut_watermark,
     merge_state,
     open_catalog,
+    open_state_table,
 )
+from dynamo_lake.state.maintenance import expire_state
 from dynamo_lake.state.merge import default_buckets
 from dynamo_lake.state.verify import Verification, verify_export_check
 from dynamo_lake.storage import S3Options
@@ -90,6 +92,7 @@ def plan(params: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
                 "key_names": [key for key, _ in keys],
                 "buckets": _buckets(config, int(description.get("ItemCount", 0))),
                 "watermark_us": watermark,
+                "planned_at": now.isoformat(),
             }
         )
     return plans
@@ -119,6 +122,11 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
         memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
     )
     log.info("%s", result.text())
+    # Snapshot expiry after the merge; the files only expired snapshots read are removed as
+    # orphans by the next merge.
+    table = open_state_table(_catalog(config), target, create=False)
+    expiry = expire_state(table, now=datetime.fromisoformat(plan_json["planned_at"]))
+    log.info("%s", expiry.text())
     snapshot = result.snapshot
     return {
         "table": plan_json["table"],
@@ -129,6 +137,8 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
         "events_read": result.events_read,
         "buckets_rewritten": result.buckets_rewritten,
         "live_items": None if snapshot is None else snapshot.live_items,
+        "snapshots_expired": expiry.snapshots_expired,
+        "tags_removed": list(expiry.tags_removed),
     }
 
 

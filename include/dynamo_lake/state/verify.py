@@ -16,6 +16,7 @@ between the two snapshots), which comes with the comparison from the current sta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
 
 import pyarrow.dataset as ds
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 TAG_PREFIX = "verified-"
+#: How long a verified tag is kept, counted from its T (see dynamo_lake.state.maintenance).
+TAG_RETENTION = timedelta(days=90)
 
 
 def tag_name(as_of_us: int) -> str:
@@ -140,7 +143,13 @@ def tag_snapshot(table: Any, snapshot_id: int, as_of_us: int) -> str:
     manage = table.manage_snapshots()
     if existing is not None:
         manage = manage.remove_tag(name)
-    manage.create_tag(snapshot_id=snapshot_id, tag_name=name).commit()
+    # max-ref-age is recorded for other engines; pyiceberg does not enforce it, and
+    # dynamo_lake.state.maintenance removes tags past it.
+    manage.create_tag(
+        snapshot_id=snapshot_id,
+        tag_name=name,
+        max_ref_age_ms=int(TAG_RETENTION.total_seconds() * 1000),
+    ).commit()
     return name
 
 
