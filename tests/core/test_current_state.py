@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_reconciliation import HOUR, T, item, row, write
+from test_reconciliation import HOUR, SECOND, T, item, row, write
 
 from dynamo_lake.cdc import CdcRow
 from dynamo_lake.errors import StateError
@@ -379,3 +379,60 @@ def test_expiry_keeps_young_verified_tags_readable_and_removes_old_ones(tmp_path
     write(lake, [row("I", current_t - 5, item("e", 1))])
     merge_state(target, current_t, orphan_age=timedelta(0))
     assert live_data(target, snapshot=young) == before
+
+
+def _chain_world(tmp_path: Path) -> tuple[Path, StateTarget]:
+    """Day 1: a and b, checked by an export at T and tagged."""
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.state.verify import verify_export_check
+
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    write(lake, [row("I", T - 3 * HOUR, item("a", 1)), row("I", T - 3 * HOUR, item("b", 2))])
+    write(export, [row("I", T, item("a", 1)), row("I", T, item("b", 2))])
+    target = target_for(str(lake))
+    assert verify_export_check(target, T, lake_dataset(str(export))).tag
+    return lake, target
+
+
+def test_a_changes_check_chains_to_the_previous_verified_snapshot(tmp_path: Path) -> None:
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.state.verify import tag_name, verified_tags, verify_changes_check
+
+    lake, target = _chain_world(tmp_path)
+    day2 = T + DAY
+    # Day 2: c inserted, b deleted; the lake has both; the incremental export lists both.
+    write(lake, [row("I", T + HOUR, item("c", 3)), row("D", T + 2 * HOUR, item("b", 2))])
+    changes = tmp_path / "changes"
+    write(changes, [row("I", T + HOUR, item("c", 3)), row("D", T + 2 * HOUR, item("b", 2))])
+    found = verify_changes_check(target, day2, T - 60 * SECOND, lake_dataset(str(changes)))
+    assert found.equal and found.tag == tag_name(day2), found
+    assert found.compared == 2 and found.chained_to is not None
+    table = open_state_table(open_catalog(str(lake)), target, create=False)
+    assert set(verified_tags(table)) == {tag_name(T), tag_name(day2)}
+
+
+def test_a_late_file_in_an_old_window_is_caught_by_the_chain_rule(tmp_path: Path) -> None:
+    """A row stamped before the previous verified T, published after it, changes a key
+    DynamoDB never changed that day: no window of time_stamps sees it, the state diff does."""
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.state.verify import verify_changes_check
+
+    lake, target = _chain_world(tmp_path)
+    write(lake, [row("U", T - HOUR, item("a", 1, "phantom"))])  # late, in yesterday's window
+    write(lake, [row("I", T + HOUR, item("c", 3))])
+    changes = tmp_path / "changes"
+    write(changes, [row("I", T + HOUR, item("c", 3))])
+    found = verify_changes_check(target, T + DAY, T - 60 * SECOND, lake_dataset(str(changes)))
+    assert (found.different, found.tag) == (1, None), found
+
+
+def test_without_a_verified_snapshot_in_the_window_there_is_no_chain(tmp_path: Path) -> None:
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.state.verify import verify_changes_check
+
+    lake, target = _chain_world(tmp_path)
+    changes = tmp_path / "changes"
+    write(changes, [row("I", T + 2 * DAY, item("c", 3))])
+    write(lake, [row("I", T + 2 * DAY, item("c", 3))])
+    with pytest.raises(StateError, match="no verified snapshot in the changes window from"):
+        verify_changes_check(target, T + 3 * DAY, T + DAY, lake_dataset(str(changes)))

@@ -57,6 +57,7 @@ from dynamo_lake.cdc import (
     row_from_incremental_export_line,
 )
 from dynamo_lake.contract import OP_RANK
+from dynamo_lake.errors import StateError
 from dynamo_lake.lake.query import lake_dataset, latest_state
 from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, publish
 from dynamo_lake.reconciliation.run import reconcile_table
@@ -69,7 +70,12 @@ from dynamo_lake.state.current import (
     read_state,
 )
 from dynamo_lake.state.merge import live
-from dynamo_lake.state.verify import verified_tags, verify_export_check
+from dynamo_lake.state.verify import (
+    tag_name,
+    verified_tags,
+    verify_changes_check,
+    verify_export_check,
+)
 from dynamo_lake.storage import resolve
 from stream_relay import Faults, FirehoseDelivery, KinesisRecord, kinesis_record
 
@@ -339,7 +345,7 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
         scenario.deliver_everything(midway=lambda: scenario.merged_state(scenario.moments[0]))
         faulty = scenario.drops or scenario.phantoms_wanted
         previous: int | None = None
-        tagged = 0
+        tagged: set[int] = set()  # the moments whose snapshot is tagged verified
         for moment in scenario.moments:
             model = set(scenario.history.data_at(moment).values())
             if previous is not None:
@@ -358,6 +364,27 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
                     )
                 if not scenario.faults_between(previous - LEAD_IN, moment):
                     assert found.status == "ok", f"changes at {moment}: a false alarm: {found}"
+                if found.healthy:
+                    # The chain rule: the snapshot at T is tagged exactly when it equals the
+                    # table, provided the previous moment's snapshot was verified.
+                    start = previous - LEAD_IN
+                    try:
+                        chained = verify_changes_check(
+                            scenario.state,
+                            moment,
+                            start,
+                            lake_dataset(str(scenario.root / f"day-{start}-{moment}")),
+                            catalog=scenario.catalog,
+                        )
+                    except StateError:
+                        assert previous not in tagged, f"changes at {moment}: no chain"
+                    else:
+                        equal = scenario.live_state() == model
+                        assert (chained.tag is not None) == equal, (
+                            f"changes tag at {moment}: {chained.text()}"
+                        )
+                        if chained.tag is not None:
+                            tagged.add(moment)
             if not faulty:
                 assert not any(scenario.expected_drift(moment).values())
                 in_lake = latest_state(
@@ -408,9 +435,10 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
             assert (verification.tag is not None) == (current == model), (
                 f"verified tag at {moment}: {verification.text()}"
             )
-            tagged += verification.tag is not None
+            if verification.tag is not None:
+                tagged.add(moment)
             previous = moment
         table = open_state_table(scenario.catalog, scenario.state, create=False)
-        assert len(verified_tags(table)) == tagged
+        assert set(verified_tags(table)) == {tag_name(moment) for moment in tagged}
     except AssertionError as failure:
         raise AssertionError(f"{replay(seed)}\n{failure}") from None

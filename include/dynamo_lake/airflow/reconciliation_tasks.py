@@ -279,7 +279,7 @@ def check(
         export_arn=(published or {}).get(planned.table),
         scan=ScanResult(**scan_json) if scan_json else None,
     )
-    if planned.method == "export" and report.healthy:
+    if planned.method in ("export", "changes") and report.healthy:
         report = _verify_current_state(planned, report, options)
     return {
         "report": report.to_json(),

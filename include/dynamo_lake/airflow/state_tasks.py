@@ -28,7 +28,7 @@ from dynamo_lake.state.current import (
 )
 from dynamo_lake.state.maintenance import expire_state
 from dynamo_lake.state.merge import default_buckets
-from dynamo_lake.state.verify import Verification, verify_export_check
+from dynamo_lake.state.verify import Verification, verify_changes_check, verify_export_check
 from dynamo_lake.storage import S3Options
 
 __all__ = ["merge", "plan", "verify"]
@@ -143,8 +143,9 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
 
 
 def verify(config: TableConfig, planned: ReconciliationPlan, options: S3Options) -> Verification:
-    """After a healthy ``export`` check: the snapshot at T against the converted export,
-    tagged ``verified-<T>`` when equal (see :mod:`dynamo_lake.state.verify`)."""
+    """After a healthy ``export`` or ``changes`` check: the snapshot at T against the
+    converted export (all keys; or the chain rule's keys), tagged ``verified-<T>`` when equal
+    (see :mod:`dynamo_lake.state.verify`)."""
     dynamodb = aws_client("dynamodb", config.aws_conn_id, config.region)
     description = dynamodb.describe_table(TableName=config.dynamodb_table)["Table"]
     target = StateTarget(
@@ -154,11 +155,20 @@ def verify(config: TableConfig, planned: ReconciliationPlan, options: S3Options)
         tuple(name for name, _ in planned.keys),
         _buckets(config, int(description.get("ItemCount", 0))),
     )
+    rows = lake_dataset(planned.work_uri, options)
+    memory = config.reconcile.duckdb_memory_limit_mb
+    if planned.method == "changes":
+        if planned.window_start is None:
+            raise StateError(f"{planned.table}: a changes plan without a window start")
+        return verify_changes_check(
+            target,
+            planned.as_of,
+            planned.window_start,
+            rows,
+            s3=options,
+            catalog=_catalog(config),
+            memory_limit_mb=memory,
+        )
     return verify_export_check(
-        target,
-        planned.as_of,
-        lake_dataset(planned.work_uri, options),
-        s3=options,
-        catalog=_catalog(config),
-        memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
+        target, planned.as_of, rows, s3=options, catalog=_catalog(config), memory_limit_mb=memory
     )

@@ -84,7 +84,8 @@ class ReconciliationReport:
     engine: str = "duckdb"
     message: str = ""
     #: The current-state snapshot at T compared with the export, and its verified tag
-    #: (``export`` checks with a healthy verdict; ``{"error": ...}`` when none could be made).
+    #: (``export`` and ``changes`` checks with a healthy verdict; ``{"error": ...}`` when
+    #: none could be made, e.g. a changes check with no verified snapshot to chain to).
     current_state: dict[str, Any] | None = None
 
     @property

@@ -8,9 +8,14 @@ not, and every item's canonical ``data`` byte for byte. Only an exact match earn
 around T, which the log-based check tolerates, leaves the tag off that day rather than
 tagging a snapshot that differs from the table. Drift leaves it off too.
 
-The ``changes`` method does not tag yet: its tag needs the chain rule (the previous verified
-snapshot at the window's start, the keys changed in DynamoDB and the keys whose state moved
-between the two snapshots), which comes with the comparison from the current state.
+A ``changes`` check tags by the **chain rule** (:func:`verify_changes_check`): the previous
+verified snapshot S(P) must lie in the check's window [window start, T]; then every key of
+K = (keys the incremental export says changed) ∪ (keys whose state differs between S(P) and
+S(T)) is compared, a key of the export with the export's final image, any other key of K
+with its state in S(P). By induction S(P) is the table at P; a key outside K changed neither
+in DynamoDB in the window nor in the state, so S(T) holds the table's state for it too.
+The second set catches a late lake file in an old window, which moves a key's state
+although DynamoDB never changed it that day.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "tag_snapshot",
     "verified_tags",
     "verify_against_export",
+    "verify_changes_check",
     "verify_export_check",
 ]
 
@@ -67,6 +73,8 @@ class Verification:
     extra: int  # live in the snapshot, not in the table
     different: int  # both, with other data
     tag: str | None = None  # set once the snapshot is tagged
+    compared: int | None = None  # keys compared (a changes check: the chain rule's K)
+    chained_to: str | None = None  # a changes check: the previous verified snapshot
 
     @property
     def equal(self) -> bool:
@@ -182,6 +190,120 @@ def verify_export_check(
         raise StateError(f"{table.name()}: no snapshot at {tag_name(as_of_us)} after the merge")
     verification = verify_against_export(
         table, snapshot, export_rows, list(target.key_names), memory_limit_mb=memory_limit_mb
+    )
+    if verification.equal:
+        name = tag_snapshot(table, snapshot.snapshot_id, as_of_us)
+        verification = Verification(**{**asdict(verification), "tag": name})
+    return verification
+
+
+def _tag_moment_us(name: str) -> int | None:
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.strptime(name[len(TAG_PREFIX) :], "%Y%m%dT%H%M%S.%fZ")
+    except ValueError:
+        return None
+    moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def previous_verified(table: Any, window_start_us: int, as_of_us: int) -> tuple[int, int] | None:
+    """The newest verified tag with T in ``[window_start, as_of)``: (its T, its snapshot)."""
+    found: tuple[int, int] | None = None
+    for name, snapshot_id in verified_tags(table).items():
+        moment = _tag_moment_us(name)
+        if moment is None or not window_start_us <= moment < as_of_us:
+            continue
+        if found is None or moment > found[0]:
+            found = (moment, snapshot_id)
+    return found
+
+
+def verify_changes_check(
+    target: StateTarget,
+    as_of_us: int,
+    window_start_us: int,
+    changes_rows: ds.Dataset,
+    *,
+    s3: S3Options | None = None,
+    catalog: Any = None,
+    memory_limit_mb: int = 1024,
+) -> Verification:
+    """After a healthy ``changes`` check of ``[window_start, T)``: merge the state to T and
+    tag S(T) by the chain rule (see above). Without a verified snapshot in the window there
+    is no chain: :class:`StateError` says so, and how to start one (an ``export`` check)."""
+    catalog = catalog or open_catalog(target.lake_uri, s3)
+    merge_state(target, as_of_us, s3=s3, catalog=catalog, memory_limit_mb=memory_limit_mb)
+    table = open_state_table(catalog, target, create=False)
+    snapshot = current_snapshot(table)
+    if snapshot is None or snapshot.watermark_us != as_of_us:  # pragma: no cover - merge_state
+        raise StateError(f"{table.name()}: no snapshot at {tag_name(as_of_us)} after the merge")
+    previous = previous_verified(table, window_start_us, as_of_us)
+    if previous is None:
+        raise StateError(
+            f"{table.name()}: no verified snapshot in the changes window from "
+            f"{tag_name(window_start_us)[len(TAG_PREFIX) :]}: a changes check chains to the "
+            "previous verified snapshot; run an export check to start a chain"
+        )
+    database = LakeDatabase(memory_limit_mb=memory_limit_mb)
+    try:
+        database.add("changed_rows", changes_rows, list(target.key_names))
+        for name, snapshot_id in (("before", previous[1]), ("after", snapshot.snapshot_id)):
+            rows = read_state(table, snapshot_id).select(["key", "op", "data"])
+            database.connection.register(f"{name}_arrow", rows)
+            database.connection.execute(
+                f"CREATE TEMP TABLE {name} AS SELECT key, op <> 'D' AS alive, data "
+                f"FROM {name}_arrow"
+            )
+        ((compared, missing, extra, different, table_items, state_items),) = (
+            database.connection.sql(
+                f"""
+            WITH changed AS (
+                SELECT k AS key, op <> 'D' AS alive, data
+                FROM ({latest_rows_sql("changed_rows")}) latest
+            ),
+            moved AS (
+                SELECT coalesce(b.key, a.key) AS key FROM before b FULL OUTER JOIN after a
+                ON b.key = a.key
+                WHERE (coalesce(b.alive, false) <> coalesce(a.alive, false))
+                   OR (coalesce(a.alive, false) AND b.data IS DISTINCT FROM a.data)
+            ),
+            expected AS (
+                SELECT key, alive, data FROM changed
+                UNION ALL
+                SELECT m.key, coalesce(b.alive, false), b.data FROM moved m
+                LEFT JOIN before b ON b.key = m.key
+                WHERE m.key NOT IN (SELECT key FROM changed)
+            ),
+            compared AS (
+                SELECT e.key, e.alive AS want_alive, e.data AS want_data,
+                    coalesce(a.alive, false) AS have_alive, a.data AS have_data
+                FROM expected e LEFT JOIN after a ON a.key = e.key
+            )
+            SELECT count(*),
+                count(*) FILTER (WHERE want_alive AND NOT have_alive),
+                count(*) FILTER (WHERE have_alive AND NOT want_alive),
+                count(*) FILTER (WHERE want_alive AND have_alive
+                                 AND want_data IS DISTINCT FROM have_data),
+                (SELECT count(*) FROM changed WHERE alive),
+                (SELECT count(*) FROM after WHERE alive)
+            FROM compared
+            """
+            ).fetchall()
+        )
+    finally:
+        database.close()
+    verification = Verification(
+        snapshot_id=snapshot.snapshot_id,
+        watermark=snapshot.watermark,
+        table_items=int(table_items),
+        state_items=int(state_items),
+        missing=int(missing),
+        extra=int(extra),
+        different=int(different),
+        compared=int(compared),
+        chained_to=str(previous[1]),
     )
     if verification.equal:
         name = tag_snapshot(table, snapshot.snapshot_id, as_of_us)
