@@ -56,8 +56,11 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# The model scenarios (hundreds of seeded histories, each independent) run on every core.
+SCENARIOS := tests/model/test_scenarios.py
 test: lint typecheck build-ext
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=$(SCENARIOS)
+	$(BIN)/pytest -n auto $(SCENARIOS)
 
 # The browser test (about 4 minutes): a real Airflow and Chromium. CI runs it after `make test`.
 test-ui: venv browser

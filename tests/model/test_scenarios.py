@@ -316,6 +316,13 @@ class Scenario:
         plan = self.plan(moment, "changes", self.day(start, moment), start)
         return reconcile_table(plan, s3=None)
 
+    def compacted(self, start: int, end: int) -> bool:
+        """Whether a key was created and deleted inside ``[start, end)`` (absent at both ends,
+        changed between): an incremental export of that window leaves it out."""
+        before, after = self.history.data_at(start), self.history.data_at(end)
+        changed = {c.key for c in self.history.changes if start <= c.time < end}
+        return any(key not in before and key not in after for key in changed)
+
     def faults_between(self, start: int, end: int) -> bool:
         """Whether the stream lost or invented anything in ``[start, end]``."""
         lost = {change.sequence for change in self.history.changes if start <= change.time <= end}
@@ -380,9 +387,17 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
                         assert previous not in tagged, f"changes at {moment}: no chain"
                     else:
                         equal = scenario.live_state() == model
-                        assert (chained.tag is not None) == equal, (
-                            f"changes tag at {moment}: {chained.text()}"
+                        # Never a wrong tag. And a snapshot equal to the table is tagged,
+                        # unless a key was created and deleted inside the window: AWS leaves
+                        # it out of the incremental export, so the state's delete of it
+                        # cannot be told from a bogus one, and the tag is withheld.
+                        assert equal or chained.tag is None, (
+                            f"changes at {moment}: a wrong tag: {chained.text()}"
                         )
+                        if not scenario.compacted(start, moment):
+                            assert (chained.tag is not None) == equal, (
+                                f"changes tag at {moment}: {chained.text()}"
+                            )
                         if chained.tag is not None:
                             tagged.add(moment)
             if not faulty:
