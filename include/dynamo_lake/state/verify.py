@@ -182,19 +182,31 @@ def verify_export_check(
     """After a healthy ``export`` check at T: merge the state to T, compare that snapshot with
     the export, and tag it when they are equal. A state already past T cannot hold a
     snapshot at T: :class:`StateError` says so (the check's verdict stands either way)."""
+    table, snapshot = _snapshot_at(target, as_of_us, s3, catalog, memory_limit_mb)
+    verification = verify_against_export(
+        table, snapshot, export_rows, list(target.key_names), memory_limit_mb=memory_limit_mb
+    )
+    return _tag_if_equal(table, verification, as_of_us)
+
+
+def _snapshot_at(
+    target: StateTarget, as_of_us: int, s3: S3Options | None, catalog: Any, memory_mb: int
+) -> tuple[Any, StateSnapshot]:
+    """Merge the state to T (late files, the repair's rows); the table and its snapshot at T."""
     catalog = catalog or open_catalog(target.lake_uri, s3)
-    merge_state(target, as_of_us, s3=s3, catalog=catalog, memory_limit_mb=memory_limit_mb)
+    merge_state(target, as_of_us, s3=s3, catalog=catalog, memory_limit_mb=memory_mb)
     table = open_state_table(catalog, target, create=False)
     snapshot = current_snapshot(table)
     if snapshot is None or snapshot.watermark_us != as_of_us:  # pragma: no cover - merge_state
         raise StateError(f"{table.name()}: no snapshot at {tag_name(as_of_us)} after the merge")
-    verification = verify_against_export(
-        table, snapshot, export_rows, list(target.key_names), memory_limit_mb=memory_limit_mb
-    )
-    if verification.equal:
-        name = tag_snapshot(table, snapshot.snapshot_id, as_of_us)
-        verification = Verification(**{**asdict(verification), "tag": name})
-    return verification
+    return table, snapshot
+
+
+def _tag_if_equal(table: Any, verification: Verification, as_of_us: int) -> Verification:
+    if not verification.equal:
+        return verification
+    name = tag_snapshot(table, verification.snapshot_id, as_of_us)
+    return Verification(**{**asdict(verification), "tag": name})
 
 
 def _tag_moment_us(name: str) -> int | None:
@@ -233,12 +245,7 @@ def verify_changes_check(
     """After a healthy ``changes`` check of ``[window_start, T)``: merge the state to T and
     tag S(T) by the chain rule (see above). Without a verified snapshot in the window there
     is no chain: :class:`StateError` says so, and how to start one (an ``export`` check)."""
-    catalog = catalog or open_catalog(target.lake_uri, s3)
-    merge_state(target, as_of_us, s3=s3, catalog=catalog, memory_limit_mb=memory_limit_mb)
-    table = open_state_table(catalog, target, create=False)
-    snapshot = current_snapshot(table)
-    if snapshot is None or snapshot.watermark_us != as_of_us:  # pragma: no cover - merge_state
-        raise StateError(f"{table.name()}: no snapshot at {tag_name(as_of_us)} after the merge")
+    table, snapshot = _snapshot_at(target, as_of_us, s3, catalog, memory_limit_mb)
     previous = previous_verified(table, window_start_us, as_of_us)
     if previous is None:
         raise StateError(
@@ -305,7 +312,4 @@ def verify_changes_check(
         compared=int(compared),
         chained_to=str(previous[1]),
     )
-    if verification.equal:
-        name = tag_snapshot(table, snapshot.snapshot_id, as_of_us)
-        verification = Verification(**{**asdict(verification), "tag": name})
-    return verification
+    return _tag_if_equal(table, verification, as_of_us)
