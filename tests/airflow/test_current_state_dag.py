@@ -17,6 +17,7 @@ from test_reconciliation_dag import _lake, _options, backfill, states, table_at
 from dynamo_lake.config import load_tables
 from dynamo_lake.state.current import (
     StateTarget,
+    merge_state,
     open_catalog,
     open_state_table,
     read_state,
@@ -75,6 +76,25 @@ def test_the_state_follows_a_backfill_and_a_rerun_commits_nothing(
     scheduled_on = {ref.name for ref in state_dag.timetable.asset_condition.objects}
     assert "dynamo_lake/state" in announced & scheduled_on
 
+    # A later run with nothing new moves the watermark on (a check at its T needs a snapshot
+    # there) and rewrites no file; the same watermark again commits nothing.
+    files = {task.file.file_path for task in table.scan().plan_files()}
     again = state_dag.test(run_conf={"table": "state"})
     assert again.state == DagRunState.SUCCESS, states(again)
-    assert len(state_snapshots(_table(scenario))) == 1, "a run with nothing new committed"
+    table = _table(scenario)
+    later = state_snapshots(table)
+    assert len(later) == 2 and later[1].watermark_us > later[0].watermark_us
+    assert {task.file.file_path for task in table.scan().plan_files()} == files
+    config = load_tables().table("state")
+    target = StateTarget(config.lake_uri, config.glue_database, config.glue_table, ("pk", "sk"), 2)
+    assert merge_state(target, later[1].watermark_us, s3=_options(scenario)).snapshot is None
+
+    # A check by hand verified at a T past this DAG's cut (now - the margin): the DAG's next
+    # run neither fails nor moves the state back; it merges at the state's own watermark.
+    from datetime import UTC, datetime
+
+    ahead = int(datetime.now(UTC).timestamp()) * 1_000_000
+    merge_state(target, ahead, s3=_options(scenario))
+    behind = state_dag.test(run_conf={"table": "state"})
+    assert behind.state == DagRunState.SUCCESS, states(behind)
+    assert [s.watermark_us for s in state_snapshots(_table(scenario))][-1] == ahead

@@ -13,6 +13,7 @@ from typing import Any
 from dynamo_lake.airflow.connections import aws_client, s3_options
 from dynamo_lake.airflow.params import ALL_TABLES
 from dynamo_lake.airflow.tasks import fails_fast
+from dynamo_lake.cdc import micros_to_datetime
 from dynamo_lake.config import TableConfig, load_tables
 from dynamo_lake.errors import SourceError, StateError, aws_error_code
 from dynamo_lake.lake.query import lake_dataset
@@ -21,6 +22,7 @@ from dynamo_lake.records import ReconciliationPlan
 from dynamo_lake.state.current import (
     BUCKETS_PROPERTY,
     StateTarget,
+    current_snapshot,
     cut_watermark,
     merge_state,
     open_catalog,
@@ -114,17 +116,32 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
         tuple(plan_json["key_names"]),
         int(plan_json["buckets"]),
     )
+    catalog = _catalog(config)
+    watermark = int(plan_json["watermark_us"])
+    # A reconciliation verifies at its own T and may have moved the state past the
+    # schedule's cut (a check by hand, closer to now): the DAG then merges the late files at
+    # the state's own watermark, never back.
+    table = open_state_table(catalog, target)
+    head = current_snapshot(table)
+    if head is not None and head.watermark_us > watermark:
+        log.info(
+            "the state is at %s, past this run's cut %s: merging late files at %s",
+            head.watermark,
+            f"{micros_to_datetime(watermark):%Y-%m-%dT%H:%M:%S.%f}Z",
+            head.watermark,
+        )
+        watermark = head.watermark_us
     result = merge_state(
         target,
-        int(plan_json["watermark_us"]),
+        watermark,
         s3=s3_options(config.aws_conn_id, config.region),
-        catalog=_catalog(config),
+        catalog=catalog,
         memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
     )
     log.info("%s", result.text())
     # Snapshot expiry after the merge; the files only expired snapshots read are removed as
     # orphans by the next merge.
-    table = open_state_table(_catalog(config), target, create=False)
+    table = open_state_table(catalog, target, create=False)
     expiry = expire_state(table, now=datetime.fromisoformat(plan_json["planned_at"]))
     log.info("%s", expiry.text())
     snapshot = result.snapshot
