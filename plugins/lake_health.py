@@ -455,7 +455,7 @@ def render(healths: list[Any], problem: str = "") -> str:
             f'<span class="note">{_e(health.dynamodb_table)}</span>{problems}</td>'
             f"<td>{_backfill_cell(health.backfill)}</td><td>{_report_cell(report, unreadable)}"
             f"{'<br>' if _verdict_lines(health) else ''}{_verdict_lines(health)}"
-            f"{_verified_line(getattr(health, 'verified_state', None))}</td>"
+            f"{_verified_line(health.verified_state)}</td>"
             f"<td>{_freshness_cell(health.freshness)}</td></tr>"
         )
         charts.append(

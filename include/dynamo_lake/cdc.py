@@ -40,6 +40,7 @@ __all__ = [
     "Op",
     "datetime_to_micros",
     "metadata_text",
+    "micros_text",
     "micros_to_datetime",
     "parse_aws_time",
     "row_from_canonical",
@@ -296,7 +297,7 @@ def _write_time_outside(micros: int, window: tuple[int, int] | None) -> InvalidR
     if window is None:
         where = f"is not a time from {_RANGE_TEXT} in microseconds"
     else:
-        where = f"is outside the export window [{_iso(window[0])}, {_iso(window[1])})"
+        where = f"is outside the export window [{micros_text(window[0])}, {micros_text(window[1])})"
     if unit not in (None, "microseconds"):
         fix = f"is it in {unit}? incremental exports give microseconds since the epoch"
     elif unit is None:
@@ -317,7 +318,8 @@ def _unit_of(value: float) -> str | None:
     return None
 
 
-def _iso(micros: int) -> str:
+def micros_text(micros: int) -> str:
+    """µs since the epoch -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (or the number, beyond datetime)."""
     try:
         return f"{micros_to_datetime(micros):%Y-%m-%dT%H:%M:%S.%fZ}"
     except (OverflowError, ValueError, OSError):

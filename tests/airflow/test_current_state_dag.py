@@ -36,10 +36,14 @@ def state_dag(dag_bag: Any) -> Any:
     return dag
 
 
-def _table(scenario: Scenario) -> Any:
+def _target() -> StateTarget:
     config = load_tables().table("state")
-    target = StateTarget(config.lake_uri, config.glue_database, config.glue_table, ("pk", "sk"), 2)
-    return open_state_table(open_catalog(config.lake_uri, _options(scenario)), target, create=False)
+    return StateTarget(config.lake_uri, config.glue_database, config.glue_table, ("pk", "sk"), 2)
+
+
+def _table(scenario: Scenario) -> Any:
+    target = _target()
+    return open_state_table(open_catalog(target.lake_uri, _options(scenario)), target, create=False)
 
 
 def test_the_state_follows_a_backfill_and_a_rerun_commits_nothing(
@@ -85,8 +89,7 @@ def test_the_state_follows_a_backfill_and_a_rerun_commits_nothing(
     later = state_snapshots(table)
     assert len(later) == 2 and later[1].watermark_us > later[0].watermark_us
     assert {task.file.file_path for task in table.scan().plan_files()} == files
-    config = load_tables().table("state")
-    target = StateTarget(config.lake_uri, config.glue_database, config.glue_table, ("pk", "sk"), 2)
+    target = _target()
     assert merge_state(target, later[1].watermark_us, s3=_options(scenario)).snapshot is None
 
     # A check by hand verified at a T past this DAG's cut (now - the margin): the DAG's next

@@ -13,7 +13,7 @@ from typing import Any
 from dynamo_lake.airflow.connections import aws_client, s3_options
 from dynamo_lake.airflow.params import ALL_TABLES
 from dynamo_lake.airflow.tasks import fails_fast
-from dynamo_lake.cdc import micros_to_datetime
+from dynamo_lake.cdc import micros_text
 from dynamo_lake.config import TableConfig, load_tables
 from dynamo_lake.errors import SourceError, StateError, aws_error_code
 from dynamo_lake.lake.query import lake_dataset
@@ -127,7 +127,7 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
         log.info(
             "the state is at %s, past this run's cut %s: merging late files at %s",
             head.watermark,
-            f"{micros_to_datetime(watermark):%Y-%m-%dT%H:%M:%S.%f}Z",
+            micros_text(watermark),
             head.watermark,
         )
         watermark = head.watermark_us

@@ -48,7 +48,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from dynamo_lake import contract
-from dynamo_lake.cdc import micros_to_datetime
+from dynamo_lake.cdc import micros_text, micros_to_datetime
 from dynamo_lake.errors import StateConflictError, StateError
 from dynamo_lake.lake.query import LakeDatabase, lake_dataset, time_literal
 from dynamo_lake.state.merge import (
@@ -130,7 +130,7 @@ class StateSnapshot:
 
     @property
     def watermark(self) -> str:
-        return f"{micros_to_datetime(self.watermark_us):%Y-%m-%dT%H:%M:%S.%f}Z"
+        return micros_text(self.watermark_us)
 
 
 @dataclass(frozen=True)
@@ -145,17 +145,13 @@ class MergeResult:
 
     def text(self) -> str:
         if self.snapshot is None:
-            return f"current state: nothing new up to {_iso(self.watermark_us)}; no snapshot"
+            return f"current state: nothing new up to {micros_text(self.watermark_us)}; no snapshot"
         return (
             f"current state: snapshot {self.snapshot.snapshot_id} at watermark "
             f"{self.snapshot.watermark}: {self.files_merged} new lake files, "
             f"{self.events_read:,} events read, {self.buckets_rewritten} buckets rewritten; "
             f"{self.snapshot.live_items:,} live items, {self.snapshot.tombstones:,} tombstones"
         )
-
-
-def _iso(micros: int) -> str:
-    return f"{micros_to_datetime(micros):%Y-%m-%dT%H:%M:%S.%f}Z"
 
 
 def cut_watermark(schedule: str | None, settle_margin_minutes: int, now: datetime) -> int:
@@ -445,7 +441,7 @@ def _merge_once(
     if previous is not None and watermark_us < previous.watermark_us:
         raise StateError(
             f"{table.name()}: the state is at {previous.watermark}, after the watermark "
-            f"{_iso(watermark_us)} asked for; a state only moves forward: read snapshot "
+            f"{micros_text(watermark_us)} asked for; a state only moves forward: read snapshot "
             f"{previous.snapshot_id} or an older one instead (`FOR VERSION AS OF`)"
         )
     merged = _read_merged(previous.merged_files, s3) if previous else set()
@@ -506,7 +502,7 @@ def _merge_once(
         merged_list = _write_merged(target.location, merged | set(listed), s3)
         summary = {
             WATERMARK_US: str(watermark_us),
-            WATERMARK: _iso(watermark_us),
+            WATERMARK: micros_text(watermark_us),
             MERGED_FILES: merged_list,
             FILES_MERGED: str(len(new)),
             EVENTS_READ: str(events),

@@ -13,10 +13,10 @@ young to go, and our own ``max-ref-age`` for those tags (pyiceberg keeps a tag f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from dynamo_lake.state.verify import TAG_PREFIX, TAG_RETENTION
+from dynamo_lake.state.verify import TAG_RETENTION, tag_moment
 
 __all__ = ["SNAPSHOT_RETENTION", "TAG_RETENTION", "Expiry", "expire_state"]
 
@@ -36,13 +36,6 @@ class Expiry:
         )
 
 
-def _tag_moment(name: str) -> datetime | None:
-    try:
-        return datetime.strptime(name[len(TAG_PREFIX) :], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def expire_state(
     table: Any,
     *,
@@ -54,7 +47,7 @@ def expire_state(
     snapshots committed more than ``retention`` before ``now`` that no ref names."""
     removed = []
     for name in sorted(table.metadata.refs):
-        moment = _tag_moment(name) if name.startswith(TAG_PREFIX) else None
+        moment = tag_moment(name)
         if moment is not None and now - moment > tag_retention:
             removed.append(name)
     if removed:

@@ -21,12 +21,12 @@ although DynamoDB never changed it that day.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow.dataset as ds
 
-from dynamo_lake.cdc import micros_to_datetime
+from dynamo_lake.cdc import datetime_to_micros, micros_to_datetime
 from dynamo_lake.errors import StateError
 from dynamo_lake.lake.query import LakeDatabase, latest_rows_sql
 from dynamo_lake.state.current import (
@@ -43,6 +43,7 @@ from dynamo_lake.storage import S3Options
 
 __all__ = [
     "Verification",
+    "tag_moment",
     "tag_name",
     "tag_snapshot",
     "verified_tags",
@@ -209,22 +210,23 @@ def _tag_if_equal(table: Any, verification: Verification, as_of_us: int) -> Veri
     return Verification(**{**asdict(verification), "tag": name})
 
 
-def _tag_moment_us(name: str) -> int | None:
-    from datetime import UTC, datetime
-
+def tag_moment(name: str) -> datetime | None:
+    """The T a verified tag names (None: not a verified tag's name)."""
+    if not name.startswith(TAG_PREFIX):
+        return None
     try:
         moment = datetime.strptime(name[len(TAG_PREFIX) :], "%Y%m%dT%H%M%S.%fZ")
     except ValueError:
         return None
-    moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    return moment.replace(tzinfo=UTC)
 
 
 def previous_verified(table: Any, window_start_us: int, as_of_us: int) -> tuple[int, int] | None:
     """The newest verified tag with T in ``[window_start, as_of)``: (its T, its snapshot)."""
     found: tuple[int, int] | None = None
     for name, snapshot_id in verified_tags(table).items():
-        moment = _tag_moment_us(name)
+        tagged = tag_moment(name)
+        moment = None if tagged is None else datetime_to_micros(tagged)
         if moment is None or not window_start_us <= moment < as_of_us:
             continue
         if found is None or moment > found[0]:
