@@ -16,17 +16,21 @@ latest state as of W of every lake row with `time_stamp` <= W published before t
 rows published later with an earlier time (a backfill of an old window, a repair, a late
 Firehose file) are merged by the next run. A run with nothing new commits nothing.
 
-**What a run does**: plan (the table's key, buckets and W) → merge (mapped per table: new
-lake files and the rows after the old W, the touched buckets rewritten, one Iceberg commit
-whose summary records W, the counts, and the list of merged files).
+**What a run does**: plan (each table's key, buckets and W) → prepare (per table: the new
+lake files and the rows after the old W, cut at W and staged by bucket) → rewrite (mapped
+across workers, each task a few buckets, one bucket in memory at a time: the bucket's rows
+merged with its events, written as new files) → commit (per table: the rewritten buckets
+replace the old ones in one Iceberg commit whose summary records W, the counts, and the
+list of merged files; then snapshot expiry).
 
 **Params**: `table` (`all tables`, or one).
 
 **When a task fails**, its log ends with one line naming the problem and the fix: a missing
 table (fix `tables.yaml`), a `state_buckets` that differs from the existing state's (set it
 back, or drop the table to rebuild it), a lake file with rows outside its partition's day
-(move it). A lost commit race is retried. Clear the failed task to run it again: a merge is
-idempotent.
+(move it). A commit that finds the state moved since its plan (a reconciliation merged at
+its own T) merges again in its task. A killed task is retried: files of a rewrite never
+committed are orphans, removed an hour later; the last snapshot stays readable throughout.
 """
 
 from __future__ import annotations
@@ -74,13 +78,43 @@ def dynamodb_current_state() -> None:
         return state_tasks.plan(dict(params), dag_run.run_after)
 
     @task(map_index_template="{{ table_name }}")
-    def merge(plan: dict[str, Any]) -> dict[str, Any]:
+    def prepare(plan: dict[str, Any]) -> dict[str, Any]:
         from dynamo_lake.airflow import state_tasks
 
         get_current_context()["table_name"] = plan["table"]  # type: ignore[literal-required]
-        return state_tasks.merge(plan)
+        return state_tasks.prepare(plan)
 
-    merge.expand(plan=plan())
+    @task
+    def bucket_work(prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from dynamo_lake.airflow import state_tasks
+        from dynamo_lake.airflow.tasks import materialize
+
+        return state_tasks.bucket_work(materialize(prepared))
+
+    @task(map_index_template="{{ work_name }}")
+    def rewrite(work: dict[str, Any], prepared: list[dict[str, Any]]) -> dict[str, Any]:
+        from dynamo_lake.airflow import state_tasks
+        from dynamo_lake.airflow.tasks import materialize
+
+        buckets = work["buckets"]
+        name = f"{work['table']} bucket {buckets[0]}" + (
+            f" (+{len(buckets) - 1})" if len(buckets) > 1 else ""
+        )
+        get_current_context()["work_name"] = name  # type: ignore[literal-required]
+        return state_tasks.rewrite(work, materialize(prepared))
+
+    # A table with nothing to rewrite maps no rewrite task; its commit still runs.
+    @task(map_index_template="{{ table_name }}", trigger_rule="none_failed")
+    def commit(prepared: dict[str, Any], rewrites: list[dict[str, Any]]) -> dict[str, Any]:
+        from dynamo_lake.airflow import state_tasks
+        from dynamo_lake.airflow.tasks import materialize
+
+        get_current_context()["table_name"] = prepared["table"]  # type: ignore[literal-required]
+        return state_tasks.commit(prepared, materialize(rewrites))
+
+    prepared = prepare.expand(plan=plan())
+    rewritten = rewrite.partial(prepared=prepared).expand(work=bucket_work(prepared))
+    commit.partial(rewrites=rewritten).expand(prepared=prepared)
 
 
 dynamodb_current_state()

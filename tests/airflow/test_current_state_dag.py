@@ -56,6 +56,10 @@ def test_the_state_follows_a_backfill_and_a_rerun_commits_nothing(
 
     run = state_dag.test(run_conf={"table": "state"})
     assert run.state == DagRunState.SUCCESS, states(run)
+    # The merge's shape: a plan per table, its buckets rewritten by mapped tasks, one commit.
+    first = states(run)
+    assert first["prepare"] == first["commit"] == ["success"], first
+    assert first["rewrite"] and set(first["rewrite"]) == {"success"}, first
     table = _table(scenario)
     rows = read_state(table)
     assert set(live(rows).column("data").to_pylist()) == set(table_at(scenario, moment).values())
@@ -85,6 +89,8 @@ def test_the_state_follows_a_backfill_and_a_rerun_commits_nothing(
     files = {task.file.file_path for task in table.scan().plan_files()}
     again = state_dag.test(run_conf={"table": "state"})
     assert again.state == DagRunState.SUCCESS, states(again)
+    assert states(again)["commit"] == ["success"], "nothing to rewrite skipped the commit"
+    assert set(states(again).get("rewrite", ["skipped"])) == {"skipped"}, states(again)
     table = _table(scenario)
     later = state_snapshots(table)
     assert len(later) == 2 and later[1].watermark_us > later[0].watermark_us
@@ -101,3 +107,39 @@ def test_the_state_follows_a_backfill_and_a_rerun_commits_nothing(
     behind = state_dag.test(run_conf={"table": "state"})
     assert behind.state == DagRunState.SUCCESS, states(behind)
     assert [s.watermark_us for s in state_snapshots(_table(scenario))][-1] == ahead
+
+
+def test_a_commit_that_finds_the_state_moved_merges_again_in_its_task(
+    backfill_dag: Any, state_dag: Any, scenario: Scenario
+) -> None:
+    """Between this run's plan and its commit a reconciliation merged at its own T: the
+    rewrites are stale, so the commit task merges again on top of the new snapshot, and
+    the state holds both merges' files."""
+    from datetime import UTC, datetime, timedelta
+
+    from dynamo_lake.airflow import state_tasks
+
+    moment = scenario.changes_to + timedelta(minutes=6)  # another export than the test above's
+    backfill(backfill_dag, "state", moment)
+    now = datetime.now(UTC)
+    (planned,) = state_tasks.plan({"table": "state"}, now)
+    prepared = state_tasks.prepare(planned)
+    assert prepared["merge"] is not None and prepared["merge"]["buckets"]
+    rewrites = [
+        state_tasks.rewrite(work, [prepared]) for work in state_tasks.bucket_work([prepared])
+    ]
+    ahead = int(now.timestamp()) * 1_000_000  # the reconciliation's T, past this run's cut
+    moved = merge_state(_target(), ahead, s3=_options(scenario))
+    assert moved.snapshot is not None
+
+    done = state_tasks.commit(prepared, rewrites)
+
+    table = _table(scenario)
+    snapshots = state_snapshots(table)
+    # The other merge took every file up to its later T: merged again, nothing is left new.
+    assert done["snapshot_id"] is None, done
+    assert snapshots[-1].snapshot_id == moved.snapshot.snapshot_id, "stale rewrites committed"
+    assert snapshots[-1].watermark_us == ahead, "the state moved back to the run's cut"
+    assert set(live(read_state(table)).column("data").to_pylist()) == set(
+        table_at(scenario, moment).values()
+    )

@@ -8,6 +8,7 @@ GlueCatalog against the emulator's Glue, as production uses AWS Glue.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,97 @@ def test_a_merge_rewrites_only_the_buckets_its_events_touch(tmp_path: Path) -> N
     files_after = {task.file.file_path for task in table.scan().plan_files()}
     assert len(files_before - files_after) == 1 and len(files_after - files_before) == 1
     assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T)
+
+
+def test_a_merge_split_into_plan_bucket_rewrites_and_one_commit_equals_the_log(
+    tmp_path: Path,
+) -> None:
+    """The DAG's shape: a plan passed as JSON, each bucket rewritten on its own (in any
+    order), one commit. A partial set of rewrites is refused; the staged events are gone
+    after the commit."""
+    from dynamo_lake.state.current import (
+        BucketMerge,
+        MergePlan,
+        commit_merge,
+        merge_bucket,
+        plan_merge,
+    )
+
+    lake = tmp_path / "lake"
+    write(lake, [row("I", T - HOUR, item(f"k{n}", n)) for n in range(50)])
+    target = target_for(str(lake), buckets=8)
+    merge_state(target, T - 30 * 60 * SECOND)
+    write(
+        lake,
+        [row("U", T - 5, item("k1", 1, "v2")), row("D", T - 4, item("k2", 2))]
+        + [row("I", T - 3, item(f"new{n}", n)) for n in range(5)],
+    )
+    planned = plan_merge(target, T)
+    assert planned is not None
+    planned = MergePlan.from_json(json.loads(json.dumps(planned.as_json())))
+    assert 1 <= len(planned.buckets) <= 7 and planned.events_read == 7
+    rewrites = [
+        BucketMerge.from_json(json.loads(json.dumps(merge_bucket(target, planned, b).as_json())))
+        for b in reversed(planned.buckets)
+    ]
+    with pytest.raises(StateError, match="commit every bucket of the plan once"):
+        commit_merge(target, planned, rewrites[1:])
+    result = commit_merge(target, planned, rewrites)
+    assert result.snapshot is not None
+    assert (result.snapshot.live_items, result.snapshot.tombstones) == (54, 1)
+    assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T)
+    assert not os.path.exists(planned.staging), "the staged events outlived the commit"
+
+
+def test_a_commit_planned_on_an_older_snapshot_is_refused_and_merge_state_retries(
+    tmp_path: Path,
+) -> None:
+    """Another merge committed between this one's plan and its commit (a reconciliation
+    verifying at its T): the stale rewrites would drop its changes, so the commit is refused
+    and the state stays as the other merge left it."""
+    from dynamo_lake.errors import StateConflictError
+    from dynamo_lake.state.current import commit_merge, merge_bucket, plan_merge
+
+    lake = tmp_path / "lake"
+    write(lake, [row("I", T - HOUR, item(f"k{n}", n)) for n in range(20)])
+    target = target_for(str(lake), buckets=2)
+    merge_state(target, T - 30 * 60 * SECOND)
+    write(lake, [row("U", T - 5, item("k1", 1, "v2"))])
+    planned = plan_merge(target, T)
+    assert planned is not None
+    rewrites = [merge_bucket(target, planned, b) for b in planned.buckets]
+    write(lake, [row("U", T - 4, item("k3", 3, "v2"))])
+    other = merge_state(target, T)  # the other merge, with the later file too
+    assert other.snapshot is not None
+    with pytest.raises(StateConflictError, match="plan it again"):
+        commit_merge(target, planned, rewrites)
+    table = open_state_table(open_catalog(str(lake)), target)
+    assert state_snapshots(table)[-1].snapshot_id == other.snapshot.snapshot_id
+    assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T)
+    assert item("k3", 3, "v2") in live_data(target)
+
+
+def test_a_bucket_of_many_small_files_is_rewritten_into_few(tmp_path: Path) -> None:
+    """Compaction: a bucket holding more files than its bytes need (written under a small
+    target file size, or by another writer) is rewritten by the next merge, events or not."""
+    lake = tmp_path / "lake"
+    write(lake, [row("I", T - HOUR, item(f"k{n}", n, "x" * 200)) for n in range(400)])
+    target = target_for(str(lake), buckets=1)
+    table = open_state_table(open_catalog(str(lake)), target)
+    with table.transaction() as transaction:
+        transaction.set_properties({"write.target-file-size-bytes": "2000"})
+    merge_state(target, T - 60 * SECOND)
+    table = open_state_table(open_catalog(str(lake)), target)
+    crowded = len(list(table.scan().plan_files()))
+    assert crowded > 8, f"the small target size wrote only {crowded} files"
+    with table.transaction() as transaction:
+        transaction.remove_properties("write.target-file-size-bytes")
+    result = merge_state(target, T)  # no new event
+    assert result.buckets_rewritten == 1 and result.events_read == 0
+    table = open_state_table(open_catalog(str(lake)), target)
+    assert len(list(table.scan().plan_files())) == 1
+    assert live_data(target) == latest_state(str(lake), list(KEY_NAMES), as_of=T)
+    assert merge_state(target, T + 1).buckets_rewritten == 0, "a compact bucket was rewritten"
 
 
 def test_a_watermark_before_the_states_is_refused_naming_both(tmp_path: Path) -> None:

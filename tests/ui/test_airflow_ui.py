@@ -25,6 +25,7 @@ from airflow_local import PASSWORD, USER, LocalAirflow, free_port
 from ui_stack import ARTIFACTS, RunningAirflow
 
 from dynamo_lake.backfill import latest_backfill_record
+from dynamo_lake.cdc import CdcRow
 from dynamo_lake.config import load_tables
 from dynamo_lake.lake.query import lake_dataset
 from dynamo_lake.reconciliation.report import latest_report
@@ -399,10 +400,12 @@ def test_a_triggerer_killed_while_an_export_runs_hands_the_wait_to_its_successor
 # Airflow's LocalExecutor sees the task die and retries it after the DAG's retry_delay.
 
 
-def _running_task_pid(stack: RunningAirflow, run_id: str, task_id: str) -> int:
+def _running_task_pid(
+    stack: RunningAirflow, run_id: str, task_id: str, dag_id: str = "dynamodb_backfill"
+) -> int:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        for ti in stack.task_instances("dynamodb_backfill", run_id):
+        for ti in stack.task_instances(dag_id, run_id):
             if ti["task_id"] == task_id and ti["state"] == "running" and ti["pid"]:
                 return int(ti["pid"])
         time.sleep(1)
@@ -501,6 +504,143 @@ def test_a_commit_killed_between_publishing_and_its_record_is_retried_to_one_who
     assert run["state"] == "success", f"backfill run {run_id} ended {run['state']}"
     assert _tries(stack, run_id, "commit") == [2], "the killed commit was not retried once"
     _assert_backfilled_once(stack, run_id)
+
+
+# --- the current state's tasks killed the same way ---------------------------------------
+
+STATE_DAG = "dynamodb_current_state"
+
+
+def _state_table(stack: RunningAirflow) -> Any:
+    import boto3
+
+    from dynamo_lake.state.current import open_catalog
+
+    assert stack.airflow.stack is not None
+    config = load_tables().table("orders")
+    glue = boto3.client(
+        "glue",
+        endpoint_url=stack.airflow.stack.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    catalog = open_catalog(LAKE_URI, stack.s3(), glue_client=glue)
+    return catalog.load_table((config.glue_database, f"{config.glue_table}_current"))
+
+
+def _rewrite_an_old_lake_row(stack: RunningAirflow) -> None:
+    """Publish again, as a new lake file, a row the state merged already (a late file that
+    changes nothing, so the table and the lake still agree for the tests after): the next
+    merge has a bucket to rewrite."""
+    from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, publish
+    from dynamo_lake.state.current import current_snapshot
+
+    head = current_snapshot(_state_table(stack))
+    assert head is not None, "no current state yet: the asset-triggered runs did not merge"
+    rows = lake_dataset(LAKE_URI, stack.s3()).to_table(columns=["uuid", "op", "time_stamp", "data"])
+    stamps = rows.column("time_stamp").cast(pa.int64()).to_pylist()
+    index = max(
+        (i for i, stamp in enumerate(stamps) if stamp <= head.watermark_us),
+        key=lambda i: stamps[i],
+    )
+    old = CdcRow(
+        rows.column("uuid")[index].as_py(),
+        rows.column("op")[index].as_py(),
+        stamps[index],
+        rows.column("data")[index].as_py(),
+    )
+    table = LakeTable(resolve(LAKE_URI, stack.s3()))
+    stage = Stage(f"late-{os.getpid()}-{time.monotonic_ns()}", "test")
+    with StagedWriter(table, stage, "rows") as writer:
+        writer.write([old])
+    publish(table, stage, writer.staged)
+
+
+def _quiet(stack: RunningAirflow, dag_id: str) -> None:
+    """Wait until no run of ``dag_id`` is queued or running (asset-triggered ones)."""
+    deadline = time.monotonic() + 300
+    while True:
+        runs = stack.api(f"dags/{dag_id}/dagRuns?state=queued&state=running")["dag_runs"]
+        if not runs:
+            return
+        assert time.monotonic() < deadline, f"{dag_id} runs never ended: {runs}"
+        time.sleep(2)
+
+
+def _kill_state_task_while_held(stack: RunningAirflow, task_id: str, hold: FaultRule) -> str:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    proxy = stack.airflow.proxy
+    assert proxy is not None
+    _quiet(stack, STATE_DAG)
+    try:
+        merged = _state_table(stack).current_snapshot() is not None
+    except NoSuchTableError:
+        merged = False
+    if not merged:  # run alone: no backfill has triggered a merge yet
+        first = stack.trigger(STATE_DAG, {"table": "orders"})
+        assert stack.wait_for_run(STATE_DAG, first, timeout=300)["state"] == "success"
+    _rewrite_an_old_lake_row(stack)
+    proxy.hold(hold)
+    try:
+        run_id = stack.trigger(STATE_DAG, {"table": "orders"})
+        deadline = time.monotonic() + 240
+        while proxy.counts["held"] == 0:
+            assert time.monotonic() < deadline, f"no request of {task_id} was ever held"
+            time.sleep(0.5)
+        pid = _running_task_pid(stack, run_id, task_id, STATE_DAG)
+        scheduler = stack.airflow.processes["scheduler"].pid
+        assert _descends_from(pid, scheduler), f"{pid} is not a task process of the scheduler"
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        proxy.release()
+    return run_id
+
+
+def _assert_state_equals_the_lake(stack: RunningAirflow, run_id: str) -> None:
+    from dynamo_lake.lake.query import latest_state
+    from dynamo_lake.state.current import current_snapshot, read_state
+    from dynamo_lake.state.merge import live
+
+    run = stack.wait_for_run(STATE_DAG, run_id, timeout=420)
+    assert run["state"] == "success", f"current-state run {run_id} ended {run['state']}"
+    table = _state_table(stack)
+    head = current_snapshot(table)
+    assert head is not None
+    state = set(live(read_state(table)).column("data").to_pylist())
+    assert state == latest_state(LAKE_URI, ["pk", "sk"], as_of=head.watermark_us, s3=stack.s3())
+    assert head.live_items == len(state)
+
+
+def _state_tries(stack: RunningAirflow, run_id: str, task_id: str) -> list[int]:
+    return [
+        ti["try_number"]
+        for ti in stack.task_instances(STATE_DAG, run_id)
+        if ti["task_id"] == task_id
+    ]
+
+
+def test_a_bucket_rewrite_killed_mid_write_is_retried_and_the_state_equals_the_lake(
+    local_airflow: RunningAirflow,
+) -> None:
+    stack = local_airflow
+    data_write = FaultRule(rate=1.0, methods=frozenset({"PUT"}), path_contains="/_current/data/")
+    run_id = _kill_state_task_while_held(stack, "rewrite", data_write)
+    _assert_state_equals_the_lake(stack, run_id)
+    assert max(_state_tries(stack, run_id, "rewrite")) >= 2, "the killed rewrite was not retried"
+
+
+def test_a_state_commit_killed_at_glue_is_retried_to_one_snapshot(
+    local_airflow: RunningAirflow,
+) -> None:
+    stack = local_airflow
+    before = len(_state_table(stack).snapshots())
+    glue_commit = FaultRule(rate=1.0, target_contains="UpdateTable")
+    run_id = _kill_state_task_while_held(stack, "commit", glue_commit)
+    _assert_state_equals_the_lake(stack, run_id)
+    assert _state_tries(stack, run_id, "commit") == [2], "the killed commit was not retried once"
+    assert len(_state_table(stack).snapshots()) == before + 1, "not exactly one new snapshot"
 
 
 def test_after_a_restart_lake_health_and_the_runs_agree(

@@ -1,4 +1,5 @@
-"""The current-state DAG's task bodies: plan each table's merge, then merge it.
+"""The current-state DAG's task bodies: per table, plan a merge, rewrite its buckets (mapped
+across workers), commit them in one Iceberg commit.
 
 Values passed between tasks are plain JSON: a plan names the lake, the catalog entry, the
 key attributes, the bucket count and the watermark; a merge returns what it committed.
@@ -7,6 +8,7 @@ key attributes, the bucket count and the watermark; a merge returns what it comm
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,27 +17,38 @@ from dynamo_lake.airflow.params import ALL_TABLES
 from dynamo_lake.airflow.tasks import fails_fast
 from dynamo_lake.cdc import micros_text
 from dynamo_lake.config import TableConfig, load_tables
-from dynamo_lake.errors import SourceError, StateError, aws_error_code
+from dynamo_lake.errors import SourceError, StateConflictError, StateError, aws_error_code
 from dynamo_lake.lake.query import lake_dataset
 from dynamo_lake.reconciliation.plan import key_attributes
 from dynamo_lake.records import ReconciliationPlan
 from dynamo_lake.state.current import (
     BUCKETS_PROPERTY,
+    ORPHAN_AGE,
+    BucketMerge,
+    MergePlan,
+    MergeResult,
     StateTarget,
+    commit_merge,
     current_snapshot,
     cut_watermark,
+    merge_bucket,
     merge_state,
     open_catalog,
     open_state_table,
+    plan_merge,
+    remove_orphans,
 )
 from dynamo_lake.state.maintenance import expire_state
 from dynamo_lake.state.merge import default_buckets
 from dynamo_lake.state.verify import Verification, verify_changes_check, verify_export_check
 from dynamo_lake.storage import S3Options
 
-__all__ = ["merge", "plan", "verify"]
+__all__ = ["bucket_work", "commit", "plan", "prepare", "rewrite", "verify"]
 
 log = logging.getLogger(__name__)
+
+#: At most this many rewrite tasks per table and run; more buckets share a task.
+MAX_BUCKET_TASKS = 128
 
 
 def _catalog(config: TableConfig) -> Any:
@@ -100,9 +113,7 @@ def plan(params: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
     return plans
 
 
-@fails_fast
-def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
-    """Merge one table's lake into its current state up to the plan's watermark."""
+def _target(plan_json: dict[str, Any]) -> tuple[TableConfig, StateTarget]:
     config = load_tables().table(plan_json["table"])
     if config.lake_uri != plan_json["lake_uri"]:
         raise StateError(
@@ -116,12 +127,14 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
         tuple(plan_json["key_names"]),
         int(plan_json["buckets"]),
     )
-    catalog = _catalog(config)
+    return config, target
+
+
+def _watermark(table: Any, plan_json: dict[str, Any]) -> int:
+    """The plan's watermark, or the state's own when a reconciliation verified at a T past
+    the schedule's cut (a check by hand, closer to now): late files are then merged at the
+    state's watermark, never back."""
     watermark = int(plan_json["watermark_us"])
-    # A reconciliation verifies at its own T and may have moved the state past the
-    # schedule's cut (a check by hand, closer to now): the DAG then merges the late files at
-    # the state's own watermark, never back.
-    table = open_state_table(catalog, target)
     head = current_snapshot(table)
     if head is not None and head.watermark_us > watermark:
         log.info(
@@ -130,23 +143,136 @@ def merge(plan_json: dict[str, Any]) -> dict[str, Any]:
             micros_text(watermark),
             head.watermark,
         )
-        watermark = head.watermark_us
-    result = merge_state(
+        return head.watermark_us
+    return watermark
+
+
+@fails_fast
+def prepare(plan_json: dict[str, Any]) -> dict[str, Any]:
+    """Plan one table's merge (:func:`plan_merge`): its events staged by bucket, and the
+    buckets to rewrite; ``merge`` is None when there is nothing new."""
+    config, target = _target(plan_json)
+    catalog = _catalog(config)
+    options = s3_options(config.aws_conn_id, config.region)
+    watermark = _watermark(open_state_table(catalog, target), plan_json)
+    planned = plan_merge(
         target,
         watermark,
-        s3=s3_options(config.aws_conn_id, config.region),
+        s3=options,
         catalog=catalog,
         memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
     )
+    if planned is None:
+        log.info("current state: nothing new up to %s", micros_text(watermark))
+    else:
+        log.info(
+            "current state: %d new lake files, %s events up to %s; %d buckets to rewrite",
+            planned.files_merged,
+            f"{planned.events_read:,}",
+            micros_text(watermark),
+            len(planned.buckets),
+        )
+    return {**plan_json, "merge": None if planned is None else planned.as_json()}
+
+
+def bucket_work(prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rewrites to map: per table, its buckets dealt into at most
+    :data:`MAX_BUCKET_TASKS` tasks (a task rewrites its buckets one at a time, so its memory
+    stays one bucket's; Airflow maps at most 1024 tasks by default)."""
+    work: list[dict[str, Any]] = []
+    for item in prepared:
+        if item["merge"] is None:
+            continue
+        buckets = list(item["merge"]["buckets"])
+        tasks = min(len(buckets), MAX_BUCKET_TASKS)
+        work.extend(
+            {"table": item["table"], "buckets": buckets[index::tasks]} for index in range(tasks)
+        )
+    return work
+
+
+def _prepared_for(prepared: Sequence[dict[str, Any]], table: str) -> dict[str, Any]:
+    (item,) = [item for item in prepared if item["table"] == table]
+    return item
+
+
+@fails_fast
+def rewrite(work: dict[str, Any], prepared: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Rewrite some of one table's buckets (:func:`merge_bucket`), each as new data files
+    that the table's commit adds; returns what each rewrite wrote, for the plan's staging."""
+    item = _prepared_for(prepared, work["table"])
+    config, target = _target(item)
+    catalog = _catalog(config)
+    options = s3_options(config.aws_conn_id, config.region)
+    planned = MergePlan.from_json(item["merge"])
+    merges = []
+    for bucket in work["buckets"]:
+        merged = merge_bucket(
+            target,
+            planned,
+            int(bucket),
+            s3=options,
+            catalog=catalog,
+            memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
+        )
+        log.info(
+            "bucket %d: %d files, live items %+d, tombstones %+d",
+            merged.bucket,
+            len(merged.files),
+            merged.live_delta,
+            merged.tombstone_delta,
+        )
+        merges.append(merged.as_json())
+    return {"table": work["table"], "staging": planned.staging, "merges": merges}
+
+
+@fails_fast
+def commit(prepared: dict[str, Any], rewrites: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Commit one table's rewritten buckets in one Iceberg commit, then expire snapshots.
+
+    When another merge committed after this run planned (a reconciliation verifying at its
+    own T), the rewrites are stale: the merge is done again here, in this task, on top of it
+    (their files are orphans, removed after an hour)."""
+    config, target = _target(prepared)
+    catalog = _catalog(config)
+    options = s3_options(config.aws_conn_id, config.region)
+    result: MergeResult | None = None
+    if prepared["merge"] is not None:
+        planned = MergePlan.from_json(prepared["merge"])
+        merges = [
+            BucketMerge.from_json(merged)
+            for done in rewrites
+            if done["table"] == prepared["table"] and done["staging"] == planned.staging
+            for merged in done["merges"]
+        ]
+        try:
+            result = commit_merge(target, planned, merges, s3=options, catalog=catalog)
+        except StateConflictError as exc:
+            log.warning("%s; merging again in this task", exc)
+    if result is None:
+        table = open_state_table(catalog, target)
+        result = merge_state(
+            target,
+            _watermark(table, prepared),
+            s3=options,
+            catalog=catalog,
+            memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
+        )
+    else:
+        removed = remove_orphans(
+            open_state_table(catalog, target), target, options, older_than=ORPHAN_AGE
+        )
+        if removed:
+            log.info("current state: removed %d files no snapshot refers to", removed)
     log.info("%s", result.text())
     # Snapshot expiry after the merge; the files only expired snapshots read are removed as
     # orphans by the next merge.
     table = open_state_table(catalog, target, create=False)
-    expiry = expire_state(table, now=datetime.fromisoformat(plan_json["planned_at"]))
+    expiry = expire_state(table, now=datetime.fromisoformat(prepared["planned_at"]))
     log.info("%s", expiry.text())
     snapshot = result.snapshot
     return {
-        "table": plan_json["table"],
+        "table": prepared["table"],
         "state_table": ".".join(target.identifier),
         "snapshot_id": None if snapshot is None else str(snapshot.snapshot_id),
         "watermark": None if snapshot is None else snapshot.watermark,

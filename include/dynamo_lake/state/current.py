@@ -21,9 +21,13 @@ paths under ``_current/merged/``).
   merge cut off can only be there. A row outside its partition's day breaks that, and the
   merge refuses the file, naming it.
 
-Re-reading a row merged before changes nothing (the rule is idempotent), so the second set
-needs no lower cut. Only the buckets the events touch are rewritten (copy-on-write), bucket
-by bucket, and all of them are replaced in one Iceberg commit: a reader sees the old
+The second set needs only its rows after W0: every merge takes, of each file it merged, the
+rows up to its own watermark, and of the merged files the rows between the watermarks, so
+after it every merged file's rows up to W are in the state (and re-reading one would change
+nothing: the rule is idempotent). Only the buckets the events touch are rewritten
+(copy-on-write), each on its own (:func:`merge_bucket`, one bucket in memory; the DAG maps
+them across workers), and all of them replace the old ones in one Iceberg commit
+(:func:`commit_merge`): a reader sees the old
 snapshot or the new one. A run with nothing new (the same W, no new file) commits nothing.
 
 **Catalog.** A lake in S3 uses the Glue catalog (pyiceberg's ``GlueCatalog``: the lake's
@@ -34,10 +38,11 @@ tests only: pyiceberg says so, and nothing but this process can read it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,17 +63,22 @@ from dynamo_lake.state.merge import (
     live,
     merge_rows,
 )
-from dynamo_lake.storage import S3Options, resolve
+from dynamo_lake.storage import Location, S3Options, resolve
 
 __all__ = [
+    "BucketMerge",
+    "MergePlan",
     "MergeResult",
     "StateSnapshot",
     "StateTarget",
+    "commit_merge",
     "current_snapshot",
     "cut_watermark",
+    "merge_bucket",
     "merge_state",
     "open_catalog",
     "open_state_table",
+    "plan_merge",
     "read_state",
     "remove_orphans",
     "state_snapshots",
@@ -92,6 +102,18 @@ COMMIT_ATTEMPTS = 3
 #: Files under ``_current/`` that no snapshot refers to are removed once this old: an
 #: interrupted merge's; a younger one may belong to a merge still running.
 ORPHAN_AGE = timedelta(hours=1)
+#: A bucket with more than this many times the files its bytes need is rewritten.
+CROWDED_FILES = 4
+#: The lake's keyed events as a merge stages them per bucket.
+KEYED_EVENTS = pa.schema(
+    [
+        pa.field("k", pa.string()),
+        pa.field("op", pa.string()),
+        pa.field("data", pa.string()),
+        pa.field("time_stamp", pa.timestamp("us", tz="UTC")),
+        pa.field("uuid", pa.string()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -392,6 +414,64 @@ def _write_merged(folder: str, paths: set[str], s3: S3Options | None) -> str:
     return location.uri
 
 
+@dataclass(frozen=True)
+class MergePlan:
+    """A merge planned: the lake's events up to the watermark, cut and sorted by bucket into
+    ``staging`` (``bucket=<b>.parquet``), and the buckets to rewrite. Plain JSON
+    (:meth:`as_json`) passes it between tasks; :func:`merge_bucket` rewrites one bucket on
+    any worker and :func:`commit_merge` commits them all at once."""
+
+    watermark_us: int
+    base_snapshot_id: int | None  # the snapshot the merge builds on; the commit checks it
+    buckets: tuple[int, ...]  # with events, or with more files than their rows need
+    staging: str
+    merged_files: str  # the merged-files list the commit records
+    files_merged: int
+    events_read: int
+    base_live_items: int
+    base_tombstones: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in self.__dataclass_fields__},
+            "buckets": list(self.buckets),
+            "base_snapshot_id": None
+            if self.base_snapshot_id is None
+            else str(self.base_snapshot_id),  # a 64-bit id: JSON readers parse doubles
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> MergePlan:
+        base = value["base_snapshot_id"]
+        return cls(
+            **{
+                **value,
+                "buckets": tuple(int(bucket) for bucket in value["buckets"]),
+                "base_snapshot_id": None if base is None else int(base),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class BucketMerge:
+    """One bucket rewritten: its new data files, and its counts before and after."""
+
+    bucket: int
+    files: tuple[str, ...]
+    live_delta: int
+    tombstone_delta: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in self.__dataclass_fields__},
+            "files": list(self.files),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> BucketMerge:
+        return cls(**{**value, "files": tuple(value["files"])})
+
+
 def merge_state(
     target: StateTarget,
     watermark_us: int,
@@ -401,42 +481,61 @@ def merge_state(
     memory_limit_mb: int = 1024,
     orphan_age: timedelta = ORPHAN_AGE,
 ) -> MergeResult:
-    """Merge the lake's events up to ``watermark_us`` into the current state (see above).
+    """Merge the lake's events up to ``watermark_us`` into the current state (see above), in
+    this process: :func:`plan_merge`, :func:`merge_bucket` per bucket, :func:`commit_merge`.
 
     A commit that loses a race to another merge starts again on top of it, at most
     :data:`COMMIT_ATTEMPTS` times, then raises :class:`StateConflictError`.
     """
-    from pyiceberg.exceptions import CommitFailedException
-
     catalog = catalog or open_catalog(target.lake_uri, s3)
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        table = open_state_table(catalog, target)
+        plan = plan_merge(
+            target, watermark_us, s3=s3, catalog=catalog, memory_limit_mb=memory_limit_mb
+        )
+        if plan is None:
+            result = MergeResult(None, watermark_us, 0, 0, 0)
+            break
+        merges = [
+            merge_bucket(
+                target, plan, bucket, s3=s3, catalog=catalog, memory_limit_mb=memory_limit_mb
+            )
+            for bucket in plan.buckets
+        ]
         try:
-            result = _merge_once(table, target, watermark_us, s3, memory_limit_mb)
-            removed = remove_orphans(table, target, s3, older_than=orphan_age)
-            if removed:
-                log.info("current state: removed %d files no snapshot refers to", removed)
-            return result
-        except CommitFailedException as exc:
+            result = commit_merge(target, plan, merges, s3=s3, catalog=catalog)
+            break
+        except StateConflictError as exc:
             log.warning("current state: commit attempt %d lost a race (%s)", attempt, exc)
-    raise StateConflictError(
-        f"{'.'.join(target.identifier)}: {COMMIT_ATTEMPTS} merges in a row lost the commit to "
-        "another writer; run the merge again when the other one has finished"
-    )
+    else:
+        raise StateConflictError(
+            f"{'.'.join(target.identifier)}: {COMMIT_ATTEMPTS} merges in a row lost the "
+            "commit to another writer; run the merge again when the other one has finished"
+        )
+    removed = remove_orphans(open_state_table(catalog, target), target, s3, older_than=orphan_age)
+    if removed:
+        log.info("current state: removed %d files no snapshot refers to", removed)
+    return result
 
 
-def _merge_once(
-    table: Any,
+def plan_merge(
     target: StateTarget,
     watermark_us: int,
-    s3: S3Options | None,
-    memory_mb: int,
-) -> MergeResult:
+    *,
+    s3: S3Options | None = None,
+    catalog: Any = None,
+    memory_limit_mb: int = 1024,
+) -> MergePlan | None:
+    """Plan a merge to ``watermark_us``: list the lake files not merged yet and the merged
+    ones that may hold rows after the state's watermark, copy their rows up to the new
+    watermark into staging sorted by bucket, and choose the buckets to rewrite. None: the
+    same watermark and nothing new (no snapshot to commit)."""
     if not contract.TIME_RANGE_START_MICROS <= watermark_us < contract.TIME_RANGE_END_MICROS:
         raise StateError(
             f"watermark {watermark_us} is not a time in µs between 2012 and 2100: "
             "give microseconds since the epoch"
         )
+    catalog = catalog or open_catalog(target.lake_uri, s3)
+    table = open_state_table(catalog, target)
     previous = current_snapshot(table)
     if previous is not None and watermark_us < previous.watermark_us:
         raise StateError(
@@ -468,48 +567,125 @@ def _merge_once(
             path for path in listed if path in merged and (_partition_day(path) or "9999") >= since
         }
     if previous is not None and not new and watermark_us == previous.watermark_us:
-        return MergeResult(None, watermark_us, 0, 0, 0)
+        return None
     for path in sorted(new):
         _check_layout(listed[path], path, target.lake_uri)
-    chosen = [listed[path] for path in sorted(new | reread)]
-    database = LakeDatabase(memory_limit_mb=memory_mb)
+    files = {
+        "new": [listed[path] for path in sorted(new)],
+        "reread": [listed[path] for path in sorted(reread)],
+    }
+    staging = resolve(target.location, s3).child("staging", str(uuid.uuid4()))
+    database = LakeDatabase(memory_limit_mb=memory_limit_mb)
     try:
-        events = _load_events(database, lake, chosen, target, watermark_us, base)
-        touched = [
-            bucket
-            for (bucket,) in database.connection.sql(
-                "SELECT DISTINCT bucket FROM events ORDER BY bucket"
-            ).fetchall()
-        ]
-        # An empty stretch of time still commits: the snapshot at the new watermark (with
-        # the same files) is what a check at that T compares and tags.
-        counts = _counts(previous)
-        old_files: list[Any] = []
-        new_files: list[Any] = []
-        write_uuid = uuid.uuid4()
-        for bucket in touched:
-            old_rows = read_state(table, bucket=bucket)
-            bucket_events = database.connection.sql(
-                f"SELECT k, op, data, time_stamp, uuid FROM events WHERE bucket = {int(bucket)}"
-            ).to_arrow_table()
-            merged_rows = merge_rows(
-                old_rows, bucket_events, target.buckets, connection=database.connection
-            )
-            counts = _count(counts, old_rows, -1)
-            counts = _count(counts, merged_rows, +1)
-            old_files.extend(_bucket_files(table, bucket))
-            new_files.extend(_write_bucket(table, merged_rows, write_uuid))
-        merged_list = _write_merged(target.location, merged | set(listed), s3)
-        summary = {
-            WATERMARK_US: str(watermark_us),
-            WATERMARK: micros_text(watermark_us),
-            MERGED_FILES: merged_list,
-            FILES_MERGED: str(len(new)),
-            EVENTS_READ: str(events),
-            BUCKETS_REWRITTEN: str(len(touched)),
-            LIVE_ITEMS: str(counts[0]),
-            TOMBSTONES: str(counts[1]),
-        }
+        events = _load_events(
+            database,
+            lake,
+            files,
+            target,
+            watermark_us,
+            None if previous is None else previous.watermark_us,
+        )
+        touched = _stage_by_bucket(database, staging)
+    finally:
+        database.close()
+    # An empty stretch of time still commits: the snapshot at the new watermark (with the
+    # same files) is what a check at that T compares and tags.
+    crowded = _crowded_buckets(table) if previous is not None else set()
+    live_items, tombstones = _counts(previous)
+    return MergePlan(
+        watermark_us=watermark_us,
+        base_snapshot_id=None if previous is None else previous.snapshot_id,
+        buckets=tuple(sorted(touched | crowded)),
+        staging=staging.uri,
+        merged_files=_write_merged(target.location, merged | set(listed), s3),
+        files_merged=len(new),
+        events_read=events,
+        base_live_items=live_items,
+        base_tombstones=tombstones,
+    )
+
+
+def merge_bucket(
+    target: StateTarget,
+    plan: MergePlan,
+    bucket: int,
+    *,
+    s3: S3Options | None = None,
+    catalog: Any = None,
+    memory_limit_mb: int = 1024,
+) -> BucketMerge:
+    """Rewrite one bucket of the plan: its rows in the plan's base snapshot merged with its
+    staged events, written as new data files (not yet committed). Memory: one bucket's rows.
+    Run again, it writes other files; those of an attempt never committed are orphans."""
+    if bucket not in plan.buckets:
+        raise StateError(f"bucket {bucket} is not one the plan rewrites ({len(plan.buckets)})")
+    catalog = catalog or open_catalog(target.lake_uri, s3)
+    table = open_state_table(catalog, target, create=False)
+    if plan.base_snapshot_id is None:
+        old_rows = STATE_SCHEMA.empty_table()
+    else:
+        old_rows = read_state(table, plan.base_snapshot_id, bucket=bucket)
+    staged = resolve(plan.staging, s3).child(f"bucket={bucket}.parquet")
+    if staged.exists():
+        events = pq.read_table(staged.path, filesystem=staged.filesystem)
+    else:  # rewritten for its file count only
+        events = KEYED_EVENTS.empty_table()
+    database = LakeDatabase(memory_limit_mb=memory_limit_mb)
+    try:
+        rows = merge_rows(old_rows, events, target.buckets, connection=database.connection)
+    finally:
+        database.close()
+    before, after = _count((0, 0), old_rows, 1), _count((0, 0), rows, 1)
+    files = tuple(data_file.file_path for data_file in _write_bucket(table, rows))
+    return BucketMerge(bucket, files, after[0] - before[0], after[1] - before[1])
+
+
+def commit_merge(
+    target: StateTarget,
+    plan: MergePlan,
+    merges: Sequence[BucketMerge],
+    *,
+    s3: S3Options | None = None,
+    catalog: Any = None,
+) -> MergeResult:
+    """Replace the plan's buckets with their rewrites in one Iceberg commit whose summary
+    records the watermark, the counts and the merged-files list. The state must still be at
+    the plan's base snapshot (else :class:`StateConflictError`: plan again on top of it)."""
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+    catalog = catalog or open_catalog(target.lake_uri, s3)
+    table = open_state_table(catalog, target, create=False)
+    head = table.current_snapshot()
+    if (None if head is None else head.snapshot_id) != plan.base_snapshot_id:
+        raise StateConflictError(
+            f"{table.name()}: another merge committed snapshot {head.snapshot_id if head else None}"
+            f" after this one was planned on {plan.base_snapshot_id}: plan it again"
+        )
+    if sorted(merge.bucket for merge in merges) != list(plan.buckets):
+        raise StateError(
+            f"{table.name()}: the plan rewrites {len(plan.buckets)} buckets and "
+            f"{len(merges)} rewrites were given: commit every bucket of the plan once"
+        )
+    old_files = _bucket_files(table, plan.base_snapshot_id, set(plan.buckets))
+    new_files = [
+        parquet_file_to_data_file(table.io, table.metadata, path)
+        for merge in merges
+        for path in merge.files
+    ]
+    live_items = plan.base_live_items + sum(merge.live_delta for merge in merges)
+    tombstones = plan.base_tombstones + sum(merge.tombstone_delta for merge in merges)
+    summary = {
+        WATERMARK_US: str(plan.watermark_us),
+        WATERMARK: micros_text(plan.watermark_us),
+        MERGED_FILES: plan.merged_files,
+        FILES_MERGED: str(plan.files_merged),
+        EVENTS_READ: str(plan.events_read),
+        BUCKETS_REWRITTEN: str(len(plan.buckets)),
+        LIVE_ITEMS: str(live_items),
+        TOMBSTONES: str(tombstones),
+    }
+    try:
         with (
             table.transaction() as transaction,
             transaction.update_snapshot(snapshot_properties=summary).overwrite() as overwrite,
@@ -518,10 +694,16 @@ def _merge_once(
                 overwrite.delete_data_file(data_file)
             for data_file in new_files:
                 overwrite.append_data_file(data_file)
-        snapshot = current_snapshot(table)
-        return MergeResult(snapshot, watermark_us, len(new), events, len(touched))
-    finally:
-        database.close()
+    except CommitFailedException as exc:
+        raise StateConflictError(
+            f"{table.name()}: the commit lost a race to another writer ({exc}): plan again"
+        ) from None
+    with contextlib.suppress(OSError):
+        resolve(plan.staging, s3).delete_tree()  # else removed with the orphans
+    snapshot = current_snapshot(table)
+    return MergeResult(
+        snapshot, plan.watermark_us, plan.files_merged, plan.events_read, len(plan.buckets)
+    )
 
 
 def _plain(path: str) -> str:
@@ -556,7 +738,7 @@ def remove_orphans(
     folder = resolve(target.location, s3)
     cutoff = datetime.now(UTC) - older_than
     removed = 0
-    for sub in ("data", "merged"):
+    for sub in ("data", "merged", "staging"):
         selector = pafs.FileSelector(f"{folder.path}/{sub}", allow_not_found=True, recursive=True)
         for info in folder.filesystem.get_file_info(selector):
             if info.type != pafs.FileType.File or _plain(info.path) in referenced:
@@ -572,27 +754,43 @@ def remove_orphans(
 def _load_events(
     database: LakeDatabase,
     lake: ds.Dataset,
-    fragments: Sequence[Any],
+    files: dict[str, list[Any]],
     target: StateTarget,
     watermark_us: int,
-    base: str,
+    since_us: int | None,
 ) -> int:
-    """Copy the chosen files' keyed rows at or before the watermark into ``events``, each
-    with its bucket; a row stamped outside its partition's day is refused, naming its file."""
-    chosen = ds.FileSystemDataset(
-        list(fragments), lake.schema, ds.ParquetFileFormat(), lake.filesystem
-    )
-    database.add("lake_rows", chosen, list(target.key_names))
+    """Copy into ``events``, each with its bucket, the keyed rows at or before the watermark
+    of the ``new`` files, and of the ``reread`` (merged) files those after ``since_us`` (the
+    state's watermark: every merged file's rows up to it are in the state already)."""
     cut = time_literal(watermark_us)
+    selects = []
+    for name, fragments in files.items():
+        if not fragments:
+            continue
+        chosen = ds.FileSystemDataset(
+            list(fragments), lake.schema, ds.ParquetFileFormat(), lake.filesystem
+        )
+        database.add(f"{name}_rows", chosen, list(target.key_names))
+        lower = ""
+        if name == "reread" and since_us is not None:
+            lower = f" AND time_stamp > {time_literal(since_us)}"
+        selects.append(
+            f"SELECT k, op, data, time_stamp, uuid, {bucket_sql('k', target.buckets)} AS bucket"
+            f" FROM {name}_rows WHERE k IS NOT NULL AND time_stamp IS NOT NULL"
+            f" AND time_stamp <= {cut}{lower}"
+        )
+    if not selects:
+        selects.append(
+            "SELECT NULL::VARCHAR AS k, NULL::VARCHAR AS op, NULL::VARCHAR AS data, "
+            "NULL::TIMESTAMPTZ AS time_stamp, NULL::VARCHAR AS uuid, NULL::INTEGER AS bucket "
+            "WHERE false"
+        )
     database.connection.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE events AS
-        SELECT k, op, data, time_stamp, uuid, {bucket_sql("k", target.buckets)} AS bucket
-        FROM lake_rows
-        WHERE k IS NOT NULL AND time_stamp IS NOT NULL AND time_stamp <= {cut}
-        """
+        f"CREATE OR REPLACE TEMP TABLE events AS {' UNION ALL '.join(selects)}"
     )
-    database.connection.execute("DROP TABLE lake_rows")
+    for name, fragments in files.items():
+        if fragments:
+            database.connection.execute(f"DROP TABLE {name}_rows")
     ((rows,),) = database.connection.sql("SELECT count(*) FROM events").fetchall()
     return int(rows)
 
@@ -638,15 +836,68 @@ def _count(counts: tuple[int, int], rows: pa.Table, sign: int) -> tuple[int, int
     return counts[0] + sign * alive, counts[1] + sign * (rows.num_rows - alive)
 
 
-def _bucket_files(table: Any, bucket: int) -> Iterator[Any]:
-    if table.current_snapshot() is None:
-        return iter(())
-    return (task.file for task in table.scan(row_filter=_in_bucket(bucket)).plan_files())
+def _bucket_files(table: Any, snapshot_id: int | None, buckets: set[int]) -> list[Any]:
+    """The data files of ``buckets`` in snapshot ``snapshot_id`` (none before the first)."""
+    if snapshot_id is None or not buckets:
+        return []
+    tasks = table.scan(snapshot_id=snapshot_id).plan_files()
+    return [task.file for task in tasks if task.file.partition[0] in buckets]
 
 
-def _write_bucket(table: Any, rows: pa.Table, write_uuid: uuid.UUID) -> list[Any]:
+def _crowded_buckets(table: Any) -> set[int]:
+    """Buckets of the current snapshot with more files than their bytes need (written with
+    a smaller target file size, or by another writer): a merge rewrites them even without
+    events, which is the state's compaction."""
+    target = int(table.properties.get("write.target-file-size-bytes", 512 << 20))
+    files: dict[int, list[int]] = {}
+    for task in table.scan().plan_files():
+        files.setdefault(task.file.partition[0], []).append(task.file.file_size_in_bytes)
+    return {
+        bucket
+        for bucket, sizes in files.items()
+        if len(sizes) > CROWDED_FILES * max(1, -(-sum(sizes) // target))
+    }
+
+
+def _write_bucket(table: Any, rows: pa.Table) -> list[Any]:
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
     if rows.num_rows == 0:
         return []
-    return list(_dataframe_to_data_files(table.metadata, rows, table.io, write_uuid=write_uuid))
+    return list(_dataframe_to_data_files(table.metadata, rows, table.io, write_uuid=uuid.uuid4()))
+
+
+def _stage_by_bucket(database: LakeDatabase, staging: Location) -> set[int]:
+    """Write ``events`` sorted by bucket into one Parquet file per bucket under ``staging``
+    (streamed: one batch and one open writer at a time); returns the buckets written."""
+    reader = database.connection.sql(
+        "SELECT k, op, data, time_stamp, uuid, bucket FROM events ORDER BY bucket"
+    ).fetch_record_batch(64_000)
+    written: set[int] = set()
+    writer: pq.ParquetWriter | None = None
+    current = -1
+    if not staging.is_s3:
+        os.makedirs(staging.path, exist_ok=True)
+    try:
+        for batch in reader:
+            runs = pc.run_end_encode(batch.column("bucket"))
+            ends = runs.run_ends.to_pylist()
+            for start, stop, bucket in zip(
+                [0, *ends[:-1]], ends, runs.values.to_pylist(), strict=True
+            ):
+                if bucket != current:
+                    if writer is not None:
+                        writer.close()
+                    path = staging.child(f"bucket={bucket}.parquet")
+                    writer = pq.ParquetWriter(
+                        path.path, KEYED_EVENTS, filesystem=path.filesystem, compression="zstd"
+                    )
+                    current = bucket
+                    written.add(bucket)
+                part = batch.slice(start, stop - start).select(KEYED_EVENTS.names)
+                assert writer is not None
+                writer.write_table(pa.Table.from_batches([part]).cast(KEYED_EVENTS))
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
