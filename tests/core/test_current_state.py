@@ -287,6 +287,25 @@ def test_in_s3_the_state_is_a_glue_iceberg_table_with_the_stated_types(local_aws
     assert merge_state(target, T, s3=s3).snapshot is None
 
 
+@pytest.mark.usefixtures("local_aws_env")
+def test_a_lake_never_backfilled_gets_its_glue_database_from_the_first_merge(
+    local_aws: object,
+) -> None:
+    """Only the stream has written the lake (no backfill created the Glue database yet):
+    the first merge creates the database the lake table will share, not a failed run."""
+    client = local_aws.client("s3")  # type: ignore[attr-defined]
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    lake = f"s3://{bucket}/dynamo-cdc/{database}/orders"
+    write_s3(lake, [row("I", T - HOUR, item("a", 1))])
+    target = StateTarget(lake, database, "orders", KEY_NAMES, 2)
+    result = merge_state(target, T, s3=S3Options.from_env())
+    assert result.snapshot is not None and result.snapshot.live_items == 1
+    glue = local_aws.client("glue")  # type: ignore[attr-defined]
+    assert glue.get_table(DatabaseName=database, Name="orders_current")["Table"]["Name"]
+
+
 def write_s3(lake: str, rows: list[CdcRow]) -> None:
     from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, publish
     from dynamo_lake.storage import resolve

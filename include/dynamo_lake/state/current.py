@@ -268,8 +268,9 @@ def open_state_table(catalog: Any, target: StateTarget, *, create: bool = True) 
                 f"{'.'.join(target.identifier)}: no current-state table yet: run the "
                 "dynamodb_current_state DAG (or `dynamo-lake state merge`) first"
             ) from None
-        if catalog.__class__.__name__ == "SqlCatalog":
-            catalog.create_namespace_if_not_exists(target.database)
+        # The lake table's database, as a backfill would create it: a state merged from a
+        # lake only the stream has written yet (never backfilled) has none.
+        catalog.create_namespace_if_not_exists(target.database)
         schema = _iceberg_schema()
         spec = PartitionSpec(
             PartitionField(
