@@ -201,6 +201,40 @@ def test_a_bucket_of_many_small_files_is_rewritten_into_few(tmp_path: Path) -> N
     assert merge_state(target, T + 1).buckets_rewritten == 0, "a compact bucket was rewritten"
 
 
+def test_files_only_expired_snapshots_read_are_removed_and_the_rest_kept(
+    tmp_path: Path,
+) -> None:
+    """Rewrites replace a bucket's files merge by merge: once the snapshots that read the
+    old files are expired, those files go (the deleted entries pyiceberg carries in later
+    manifests do not keep them), and every file a remaining snapshot reads stays."""
+    from dynamo_lake.state.maintenance import expire_state
+
+    lake = tmp_path / "lake"
+    write(lake, [row("I", T - HOUR, item(f"k{n}", n)) for n in range(20)])
+    target = target_for(str(lake), buckets=1)
+    for minute in range(1, 5):
+        write(lake, [row("U", T - HOUR + minute * 60 * SECOND, item("k1", 1, f"v{minute}"))])
+        merge_state(target, T + minute)
+    table = open_state_table(open_catalog(str(lake)), target)
+    kept = state_snapshots(table)[-2]
+    with table.manage_snapshots() as manage:  # a tag keeps the one before the head
+        manage.create_tag(kept.snapshot_id, "keep")
+    expire_state(table, now=datetime.now(UTC) + timedelta(days=30))
+    merge_state(target, T + 9, orphan_age=timedelta(0))
+
+    table = open_state_table(open_catalog(str(lake)), target)
+    on_disk = {str(path) for path in (lake / "_current" / "data").rglob("*.parquet")}
+    read = {
+        task.file.file_path.removeprefix("file://")
+        for snapshot in table.snapshots()
+        for task in table.scan(snapshot_id=snapshot.snapshot_id).plan_files()
+    }
+    assert on_disk == read, f"{len(on_disk - read)} unread files kept, {len(read - on_disk)} lost"
+    assert len(table.snapshots()) == 3  # the tagged one, the head expiry kept, the new head
+    assert item("k1", 1, "v3") in live_data(target, snapshot=kept.snapshot_id)
+    assert item("k1", 1, "v4") in live_data(target)
+
+
 def test_a_watermark_before_the_states_is_refused_naming_both(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     write(lake, [row("I", T - HOUR, item("a", 1))])

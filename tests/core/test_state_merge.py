@@ -54,7 +54,7 @@ def events_table(events: list[Event]) -> pa.Table:
     )
 
 
-def reference(events: list[Event]) -> dict[str, tuple[str, int, str, str]]:
+def reference(events: list[Event]) -> dict[str, tuple[str, int, str, str | None]]:
     """The contract's rule written out: per key the greatest (time, op rank, uuid), then
     data (which decides only between rows a forged writer made: uuids are functions of op,
     time and data)."""
@@ -63,10 +63,14 @@ def reference(events: list[Event]) -> dict[str, tuple[str, int, str, str]]:
         candidate = (micros, OP_RANK[op], uuid, data, op)
         if key not in best or candidate[:4] > best[key][:4]:
             best[key] = candidate
-    return {key: (value[4], value[0], value[2], value[3]) for key, value in best.items()}
+    # A tombstone keeps no data.
+    return {
+        key: (value[4], value[0], value[2], None if value[4] == "D" else value[3])
+        for key, value in best.items()
+    }
 
 
-def as_dict(state: pa.Table) -> dict[str, tuple[str, int, str, str]]:
+def as_dict(state: pa.Table) -> dict[str, tuple[str, int, str, str | None]]:
     rows = state.to_pylist()
     assert len({row["key"] for row in rows}) == len(rows), "a key appears twice in the state"
     return {row["key"]: (row["op"], row["time_stamp_us"], row["uuid"], row["data"]) for row in rows}

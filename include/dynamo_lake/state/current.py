@@ -716,12 +716,14 @@ def _plain(path: str) -> str:
 
 
 def _referenced_files(table: Any) -> set[str]:
-    """Every data file a snapshot of ``table`` refers to (its manifests' entries, deleted
-    ones included: an older snapshot still reads them)."""
+    """Every data file a snapshot of ``table`` reads: its manifests' live entries. A
+    manifest's deleted entries name the files that snapshot replaced (pyiceberg 0.12 carries
+    such manifests into every later snapshot); a snapshot that still reads one of them lists
+    it live, so counting the deleted entries too would keep every state ever written."""
     found: set[str] = set()
     for snapshot in table.snapshots():
         for manifest in snapshot.manifests(table.io):
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                 found.add(_plain(entry.data_file.file_path))
     return found
 

@@ -4,7 +4,10 @@ A state row is a key's latest event: its exact ``key`` (:mod:`dynamo_lake.lake.k
 ``bucket`` that key hashes to, ``op``, ``time_stamp`` (µs, also as ``time_stamp_us``),
 ``uuid`` and ``data``. A key whose latest event is a delete keeps its row with ``op = 'D'``
 (a tombstone): a file published late with an older insert of that key must lose to the
-delete, and only a row that remembers the delete can make it lose. Live items are the rows
+delete, and only a row that remembers the delete can make it lose. A tombstone keeps no
+``data`` (NULL): the order decides by time, op and uuid before data, and a delete's old
+image is history, which the log keeps; so the tombstones a busy table gathers cost each
+rewrite little more than their keys. Live items are the rows
 with ``op <> 'D'``.
 
 Merging is the contract's latest-state rule, the greatest ``(time_stamp, op rank, uuid)``
@@ -138,7 +141,7 @@ def merge_rows(
             )
             SELECT k AS key, {bucket_sql("k", check_buckets(buckets))} AS bucket,
                 row.op AS op, time_stamp, epoch_us(time_stamp) AS time_stamp_us,
-                row.uuid AS uuid, row.data AS data
+                row.uuid AS uuid, CASE WHEN row.op = 'D' THEN NULL ELSE row.data END AS data
             FROM latest ORDER BY key
             """
         ).to_arrow_table()
