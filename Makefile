@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 PORT ?= 4566
 
-.PHONY: help venv build-ext browser test test-ui lint typecheck unit demo airflow local-aws bench bench-reconcile load clean lambda-zip
+.PHONY: help venv build-ext browser test test-ui lint typecheck unit demo airflow local-aws bench bench-reconcile bench-state load clean lambda-zip
 
 help:
 	@echo "make demo       - run the main job end to end on the embedded default"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench      - conversion benchmark against the seed's approach"
 	@echo "make build-ext  - build the optional compiled codec in place (make venv does it too)"
 	@echo "make bench-reconcile - latest state and key-level diff on DuckDB (10M rows)"
+	@echo "make bench-state - current state: daily merge vs recompute, reads (10M items, 30 days)"
 	@echo "make load       - backfill + export reconciliation of 5M items through Airflow (~40 min)"
 
 # The virtualenv is built from the committed lock only: the same versions everywhere.
@@ -83,6 +84,9 @@ bench: venv
 
 bench-reconcile: venv
 	$(BIN)/python benchmarks/bench_reconcile.py
+
+bench-state: venv
+	$(BIN)/python benchmarks/bench_state.py
 
 # Not part of `make test`: about 40 minutes and 15 GB of memory (see the README).
 load: venv
