@@ -465,11 +465,11 @@ def _assert_backfilled_once(stack: RunningAirflow, run_id: str) -> None:
     assert not staging.exists() or staging.list_files() == [], "files left in _staging/"
 
 
-def _tries(stack: RunningAirflow, run_id: str, task_id: str) -> list[int]:
+def _tries(
+    stack: RunningAirflow, run_id: str, task_id: str, dag_id: str = "dynamodb_backfill"
+) -> list[int]:
     return [
-        ti["try_number"]
-        for ti in stack.task_instances("dynamodb_backfill", run_id)
-        if ti["task_id"] == task_id
+        ti["try_number"] for ti in stack.task_instances(dag_id, run_id) if ti["task_id"] == task_id
     ]
 
 
@@ -613,14 +613,6 @@ def _assert_state_equals_the_lake(stack: RunningAirflow, run_id: str) -> None:
     assert head.live_items == len(state)
 
 
-def _state_tries(stack: RunningAirflow, run_id: str, task_id: str) -> list[int]:
-    return [
-        ti["try_number"]
-        for ti in stack.task_instances(STATE_DAG, run_id)
-        if ti["task_id"] == task_id
-    ]
-
-
 def test_a_bucket_rewrite_killed_mid_write_is_retried_and_the_state_equals_the_lake(
     local_airflow: RunningAirflow,
 ) -> None:
@@ -628,7 +620,9 @@ def test_a_bucket_rewrite_killed_mid_write_is_retried_and_the_state_equals_the_l
     data_write = FaultRule(rate=1.0, methods=frozenset({"PUT"}), path_contains="/_current/data/")
     run_id = _kill_state_task_while_held(stack, "rewrite", data_write)
     _assert_state_equals_the_lake(stack, run_id)
-    assert max(_state_tries(stack, run_id, "rewrite")) >= 2, "the killed rewrite was not retried"
+    assert max(_tries(stack, run_id, "rewrite", STATE_DAG)) >= 2, (
+        "the killed rewrite was not retried"
+    )
 
 
 def test_a_state_commit_killed_at_glue_is_retried_to_one_snapshot(
@@ -639,7 +633,9 @@ def test_a_state_commit_killed_at_glue_is_retried_to_one_snapshot(
     glue_commit = FaultRule(rate=1.0, target_contains="UpdateTable")
     run_id = _kill_state_task_while_held(stack, "commit", glue_commit)
     _assert_state_equals_the_lake(stack, run_id)
-    assert _state_tries(stack, run_id, "commit") == [2], "the killed commit was not retried once"
+    assert _tries(stack, run_id, "commit", STATE_DAG) == [2], (
+        "the killed commit was not retried once"
+    )
     assert len(_state_table(stack).snapshots()) == before + 1, "not exactly one new snapshot"
 
 
