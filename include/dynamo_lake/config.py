@@ -59,6 +59,7 @@ from dynamo_lake.contract import (
     valid_bucket_name,
 )
 from dynamo_lake.errors import ConfigError
+from dynamo_lake.state.columns import TypedColumn, typed_columns
 
 __all__ = [
     "ALL_TABLES",
@@ -171,6 +172,9 @@ class TableConfig:
     #: Buckets of the current-state table (a power of two; None: chosen from the table's
     #: size when the state is first built, then kept).
     state_buckets: int | None = None
+    #: Attributes the current state carries as typed columns (``state_columns:`` in the
+    #: tables file, attribute -> string, bigint or decimal(p,s)).
+    state_columns: tuple[TypedColumn, ...] = ()
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
 
     @property
@@ -757,12 +761,19 @@ def _check_table(
             f"{origin}{_did_you_mean(first, _KNOWN)} (known: {', '.join(sorted(_KNOWN))})"
         )
     values = {key: value for key, value in values.items() if key != "reconcile"}
+    if "state_columns" in values:
+        try:
+            values["state_columns"] = typed_columns(values["state_columns"])
+        except ConfigError as exc:
+            raise error("state_columns", f"is wrong: {exc}") from None
     for field_name in _REQUIRED:
         if not values.get(field_name):
             raise error(
                 field_name, "is required; set it in the table's entry (or under 'defaults:')"
             )
     for field_name, value in values.items():
+        if field_name == "state_columns":
+            continue  # checked above
         expected = str(TableConfig.__dataclass_fields__[field_name].type)
         default = TableConfig.__dataclass_fields__[field_name].default
         if field_name == "aws_conn_id" and (value is None or not str(value).strip()):

@@ -334,6 +334,28 @@ def test_state_buckets_is_kept_when_valid_and_absent_by_default(tmp_path: Path) 
     assert default.table("orders").state_buckets is None
 
 
+def test_state_columns_are_read_typed_and_a_wrong_one_names_its_line(tmp_path: Path) -> None:
+    from dynamo_lake.config import load_tables
+    from dynamo_lake.state.columns import TypedColumn
+
+    spec = {"total": "decimal(38,9)", "status": "string"}
+    chosen = load_tables(_write(tmp_path, {"tables": {"orders": _entry(state_columns=spec)}}))
+    assert chosen.table("orders").state_columns == (
+        TypedColumn("status", "string"),
+        TypedColumn("total", "decimal(38,9)"),
+    )
+    assert (
+        load_tables(_write(tmp_path, {"tables": {"orders": _entry()}}))
+        .table("orders")
+        .state_columns
+        == ()
+    )
+    path = _write(tmp_path, {"tables": {"orders": _entry(state_columns={"total": "float"})}})
+    message = _config_error(path)
+    assert "table 'orders': field 'state_columns' is wrong" in message
+    assert "type 'float' is not one of string, bigint, decimal(p,s)" in message
+
+
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [

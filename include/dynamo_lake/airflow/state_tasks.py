@@ -126,6 +126,7 @@ def _target(plan_json: dict[str, Any]) -> tuple[TableConfig, StateTarget]:
         plan_json["glue_table"],
         tuple(plan_json["key_names"]),
         int(plan_json["buckets"]),
+        config.state_columns,
     )
     return config, target
 
@@ -297,6 +298,7 @@ def verify(config: TableConfig, planned: ReconciliationPlan, options: S3Options)
         config.glue_table,
         tuple(name for name, _ in planned.keys),
         _buckets(config, int(description.get("ItemCount", 0))),
+        config.state_columns,
     )
     rows = lake_dataset(planned.work_uri, options)
     memory = config.reconcile.duckdb_memory_limit_mb

@@ -56,6 +56,7 @@ from dynamo_lake import contract
 from dynamo_lake.cdc import micros_text, micros_to_datetime
 from dynamo_lake.errors import StateConflictError, StateError
 from dynamo_lake.lake.query import LakeDatabase, lake_dataset, time_literal
+from dynamo_lake.state.columns import TypedColumn, with_typed_columns
 from dynamo_lake.state.merge import (
     STATE_SCHEMA,
     bucket_sql,
@@ -96,6 +97,8 @@ BUCKETS_REWRITTEN = "dynamo-lake.buckets-rewritten"
 LIVE_ITEMS = "dynamo-lake.live-items"
 TOMBSTONES = "dynamo-lake.tombstones"
 BUCKETS_PROPERTY = "dynamo-lake.buckets"
+#: The typed columns a snapshot's files hold (``name:type`` joined by commas).
+COLUMNS = "dynamo-lake.columns"
 SUFFIX = "_current"
 #: How often a merge that lost a commit race to another merge starts again on top of it.
 COMMIT_ATTEMPTS = 3
@@ -125,6 +128,7 @@ class StateTarget:
     table: str  # the lake table's catalog name; the state table is ``<table>_current``
     key_names: tuple[str, ...]
     buckets: int
+    columns: tuple[TypedColumn, ...] = ()  # the tables file's state_columns
 
     @property
     def name(self) -> str:
@@ -149,6 +153,7 @@ class StateSnapshot:
     live_items: int
     tombstones: int
     merged_files: str  # the location of the merged-files list
+    columns: str = ""  # the typed columns its files hold (``name:type,...``)
 
     @property
     def watermark(self) -> str:
@@ -236,17 +241,24 @@ def open_catalog(lake_uri: str, s3: S3Options | None = None, glue_client: Any = 
     )
 
 
-def _iceberg_schema() -> Any:
+def _arrow_schema(columns: Sequence[TypedColumn]) -> pa.Schema:
+    return pa.schema(
+        [*STATE_SCHEMA, *(pa.field(column.name, column.arrow_type) for column in columns)]
+    )
+
+
+def _iceberg_schema(columns: Sequence[TypedColumn] = ()) -> Any:
     from pyiceberg.io.pyarrow import pyarrow_to_schema
     from pyiceberg.table.name_mapping import MappedField, NameMapping
 
+    arrow = _arrow_schema(columns)
     mapping = NameMapping(
         [
             MappedField(field_id=index, names=[name])  # type: ignore[call-arg]  # pydantic alias
-            for index, name in enumerate(STATE_SCHEMA.names, 1)
+            for index, name in enumerate(arrow.names, 1)
         ]
     )
-    return pyarrow_to_schema(STATE_SCHEMA, name_mapping=mapping)
+    return pyarrow_to_schema(arrow, name_mapping=mapping)
 
 
 def open_state_table(catalog: Any, target: StateTarget, *, create: bool = True) -> Any:
@@ -271,7 +283,7 @@ def open_state_table(catalog: Any, target: StateTarget, *, create: bool = True) 
         # The lake table's database, as a backfill would create it: a state merged from a
         # lake only the stream has written yet (never backfilled) has none.
         catalog.create_namespace_if_not_exists(target.database)
-        schema = _iceberg_schema()
+        schema = _iceberg_schema(target.columns)
         spec = PartitionSpec(
             PartitionField(
                 source_id=schema.find_field("bucket").field_id,
@@ -295,6 +307,38 @@ def open_state_table(catalog: Any, target: StateTarget, *, create: bool = True) 
         except TableAlreadyExistsError:  # another merge created it first
             table = catalog.load_table(target.identifier)
     _check_table(table, target)
+    return table
+
+
+def _evolve_columns(table: Any, target: StateTarget) -> Any:
+    """Add the typed columns the tables file names and the table lacks; drop those it no
+    longer names. The next merge fills them (a snapshot records which columns its files
+    hold, and a merge rewrites every bucket when that differs). A column whose type changed
+    is refused: Iceberg cannot turn a string into a decimal."""
+    have = {field.name: field for field in table.schema().fields}
+    extra = [name for name in have if name not in STATE_SCHEMA.names]
+    wanted = {column.name: column for column in target.columns}
+    wanted_schema = _iceberg_schema(target.columns)
+    for name, column in wanted.items():
+        if name in have and have[name].field_type != wanted_schema.find_field(name).field_type:
+            raise StateError(
+                f"{table.name()}: column {name} is {have[name].field_type} and the tables file "
+                f"says {column.type}: a column's type cannot change in place; rename it in "
+                "state_columns, or drop the current-state table to rebuild it"
+            )
+    added = [name for name in wanted if name not in have]
+    dropped = [name for name in extra if name not in wanted]
+    if added or dropped:
+        with table.update_schema() as update:
+            for name in added:
+                update.add_column(name, wanted_schema.find_field(name).field_type)
+            for name in dropped:
+                update.delete_column(name)
+        log.info(
+            "current state: columns added %s, dropped %s; the next merge rewrites every bucket",
+            added or "none",
+            dropped or "none",
+        )
     return table
 
 
@@ -328,6 +372,7 @@ def _snapshot_record(snapshot: Any) -> StateSnapshot | None:
         live_items=int(properties.get(LIVE_ITEMS, 0)),
         tombstones=int(properties.get(TOMBSTONES, 0)),
         merged_files=properties.get(MERGED_FILES, ""),
+        columns=properties.get(COLUMNS, ""),
     )
 
 
@@ -536,7 +581,7 @@ def plan_merge(
             "give microseconds since the epoch"
         )
     catalog = catalog or open_catalog(target.lake_uri, s3)
-    table = open_state_table(catalog, target)
+    table = _evolve_columns(open_state_table(catalog, target), target)
     previous = current_snapshot(table)
     if previous is not None and watermark_us < previous.watermark_us:
         raise StateError(
@@ -567,7 +612,10 @@ def plan_merge(
         reread = {
             path for path in listed if path in merged and (_partition_day(path) or "9999") >= since
         }
-    if previous is not None and not new and watermark_us == previous.watermark_us:
+    columns = _columns_text(target.columns)
+    recolumned = previous is not None and previous.columns != columns
+    same = previous is not None and watermark_us == previous.watermark_us
+    if same and not new and not recolumned:
         return None
     for path in sorted(new):
         _check_layout(listed[path], path, target.lake_uri)
@@ -591,7 +639,7 @@ def plan_merge(
         database.close()
     # An empty stretch of time still commits: the snapshot at the new watermark (with the
     # same files) is what a check at that T compares and tags.
-    crowded = _crowded_buckets(table) if previous is not None else set()
+    crowded = _crowded_buckets(table, every=recolumned) if previous is not None else set()
     live_items, tombstones = _counts(previous)
     return MergePlan(
         watermark_us=watermark_us,
@@ -637,6 +685,7 @@ def merge_bucket(
     finally:
         database.close()
     before, after = _count((0, 0), old_rows, 1), _count((0, 0), rows, 1)
+    rows = with_typed_columns(rows, target.columns, table.name())
     files = tuple(data_file.file_path for data_file in _write_bucket(table, rows))
     return BucketMerge(bucket, files, after[0] - before[0], after[1] - before[1])
 
@@ -685,6 +734,7 @@ def commit_merge(
         BUCKETS_REWRITTEN: str(len(plan.buckets)),
         LIVE_ITEMS: str(live_items),
         TOMBSTONES: str(tombstones),
+        COLUMNS: _columns_text(target.columns),
     }
     try:
         with (
@@ -847,10 +897,15 @@ def _bucket_files(table: Any, snapshot_id: int | None, buckets: set[int]) -> lis
     return [task.file for task in tasks if task.file.partition[0] in buckets]
 
 
-def _crowded_buckets(table: Any) -> set[int]:
+def _columns_text(columns: Sequence[TypedColumn]) -> str:
+    return ",".join(column.text for column in columns)
+
+
+def _crowded_buckets(table: Any, *, every: bool = False) -> set[int]:
     """Buckets of the current snapshot with more files than their bytes need (written with
     a smaller target file size, or by another writer): a merge rewrites them even without
-    events, which is the state's compaction."""
+    events, which is the state's compaction. ``every``: all buckets that have files (the
+    typed columns changed)."""
     target = int(table.properties.get("write.target-file-size-bytes", 512 << 20))
     files: dict[int, list[int]] = {}
     for task in table.scan().plan_files():
@@ -858,7 +913,7 @@ def _crowded_buckets(table: Any) -> set[int]:
     return {
         bucket
         for bucket, sizes in files.items()
-        if len(sizes) > CROWDED_FILES * max(1, -(-sum(sizes) // target))
+        if every or len(sizes) > CROWDED_FILES * max(1, -(-sum(sizes) // target))
     }
 
 
