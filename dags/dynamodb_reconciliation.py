@@ -74,6 +74,18 @@ _MARGINS = ", ".join(
 EXPORT_POLL_SECONDS = float(os.environ.get("DYNAMO_LAKE_EXPORT_POLL_SECONDS", "30"))
 
 
+def first_tick_ahead(schedule: str | None) -> Any:
+    """The tables file's schedule, whose first run waits for its next tick. Airflow's
+    default for a cron string runs the tick just past at once when it is less than a tenth
+    of the interval old (before 02:24 UTC for @daily), so a deployment started just after
+    midnight checked at once and one started later did not."""
+    if schedule is None:
+        return None
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return CronTriggerTimetable(schedule, timezone="UTC", run_immediately=timedelta(0))
+
+
 def _alert(context: Any) -> None:
     from dynamo_lake.airflow import reconciliation_tasks
 
@@ -84,7 +96,7 @@ def _alert(context: Any) -> None:
     dag_id="dynamodb_reconciliation",
     description="Prove daily that the S3 lake matches each DynamoDB table as of a cut time",
     doc_md=__doc__,
-    schedule=TABLES.reconciliation_schedule,
+    schedule=first_tick_ahead(TABLES.reconciliation_schedule),
     catchup=False,
     max_active_runs=1,
     tags=["dynamodb", "data-lake", "reconciliation"],

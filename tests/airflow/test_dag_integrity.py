@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +109,18 @@ def test_declares_owner_retries_tags_and_catchup(any_dag: Any) -> None:
 
 def test_the_backfill_is_manual_and_the_reconciliation_scheduled_from_the_file(bag: Any) -> None:
     assert bag.dags["dynamodb_backfill"].schedule is None
-    # The test tables file has no reconciliation section: the default, daily.
-    assert bag.dags["dynamodb_reconciliation"].schedule == "@daily"
+    # The test tables file has no reconciliation section: the default, daily; its first run
+    # waits for the next tick, whatever the time of day the DAG is first seen.
+    from datetime import timedelta
+
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    timetable = bag.dags["dynamodb_reconciliation"].timetable
+    assert isinstance(timetable, CronTriggerTimetable)
+    assert timetable.summary == "0 0 * * *"
+    assert timetable._run_immediately == timedelta(0)
+    first = timetable._calc_first_run()
+    assert first > datetime.now(UTC), f"the first scheduled run is in the past: {first}"
 
 
 def test_doc_md_explains_the_dag(dag: Any) -> None:

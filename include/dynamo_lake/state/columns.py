@@ -23,11 +23,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from dynamo_lake.errors import ConfigError, StateError
+
+if TYPE_CHECKING:  # the tables file's reader imports this module at DAG parse: no pyarrow
+    import pyarrow as pa
 
 __all__ = ["TypedColumn", "typed_columns", "with_typed_columns"]
 
@@ -55,6 +56,8 @@ class TypedColumn:
 
     @property
     def arrow_type(self) -> pa.DataType:
+        import pyarrow as pa
+
         if self.type == "string":
             return pa.string()
         if self.type == "bigint":
@@ -156,6 +159,8 @@ def with_typed_columns(
     rows: pa.Table, columns: Sequence[TypedColumn], table_name: str = "current state"
 ) -> pa.Table:
     """``rows`` (the state's columns) with the typed columns appended, from ``data``."""
+    import pyarrow as pa
+
     if not columns:
         return rows
     values: list[list[Any]] = [[] for _ in columns]
