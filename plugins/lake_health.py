@@ -308,6 +308,39 @@ def _freshness_cell(freshness: dict[str, Any] | None) -> str:
     )
 
 
+def cost_table(history: list[Any]) -> str:
+    """What each key-by-key check of the last 30 days read: its basis (the current state's
+    snapshot and the log since it, or the whole log) and the bytes of the lake and of the
+    export, newest first."""
+    rows = []
+    for point in reversed(history):
+        cost = point.cost or {}
+        if not cost:
+            continue
+        basis = cost.get("basis", "log")
+        if basis == "current state":
+            basis = f"current state at {_moment(str(cost.get('watermark')))}"
+        lake = cost.get("lake_bytes")
+        scanned = cost.get("athena_bytes_scanned")
+        rows.append(
+            f"<tr><td>{_e(_moment(point.as_of))}</td><td>{_e(point.method)}</td>"
+            f"<td>{_e(basis)}</td><td class='n'>{_mb(lake)}</td>"
+            f"<td class='n'>{_mb(cost.get('export_bytes'))}</td><td class='n'>{_mb(scanned)}</td>"
+            f"<td class='n'>{'-' if point.seconds is None else f'{point.seconds:,.0f} s'}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        '<table class="cost"><thead><tr><th>T</th><th>Method</th><th>Read from</th>'
+        "<th>Lake read</th><th>Export</th><th>Athena scanned</th><th>Time</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _mb(value: Any) -> str:
+    return "-" if value is None else f"{float(value) / 1e6:,.1f} MB"
+
+
 def chart(history: list[Any], width: int = 520, height: int = 150) -> str:
     """Table and lake counts over the reports of the last 30 days, drift marked; inline SVG."""
     from dynamo_lake.health import at_a_glance  # the core, only when a page is drawn
@@ -400,6 +433,8 @@ td:first-child { white-space: nowrap; }
   font-size: 12px; word-break: break-all; }
 .empty, .note { color: var(--muted); font-style: italic; }
 .chart { background: var(--card); border-radius: 6px; }
+table.cost { width: auto; margin: 8px 0 16px; font-size: 12px; } table.cost td, table.cost th {
+  padding: 4px 10px; } table.cost td.n { text-align: right; white-space: nowrap; }
 .chart .axis { stroke: var(--line); } .chart .tick { fill: var(--muted); font-size: 11px; }
 .chart polyline { fill: none; stroke-width: 2; } .chart .table { stroke: var(--table); }
 .chart .lake { stroke: var(--lake); stroke-dasharray: 5 3; }
@@ -460,7 +495,7 @@ def render(healths: list[Any], problem: str = "") -> str:
         )
         charts.append(
             f'<h2 class="chart-title">{_e(health.table)}: the last 30 days</h2>'
-            f"{chart(health.history)}"
+            f"{chart(health.history)}{cost_table(health.history)}"
         )
     legend = (
         '<p class="legend"><span class="t">&#9644; table count</span>'

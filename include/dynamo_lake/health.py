@@ -94,6 +94,9 @@ class HistoryPoint:
     run_id: str
     #: The current-state snapshot this check verified (its tag), if it earned one.
     verified: dict[str, Any] | None = None
+    #: What the check read (the report's ``cost``: its basis and bytes), and how long it took.
+    cost: dict[str, Any] | None = None
+    seconds: float | None = None
 
     @property
     def drift(self) -> bool:
@@ -265,6 +268,8 @@ def _history(
             report.method,
             report.run_id,
             report.current_state if (report.current_state or {}).get("tag") else None,
+            report.cost,
+            report.seconds,
         )
         for report in list_reports(lake_uri, s3, since=since)
     ]

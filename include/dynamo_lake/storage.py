@@ -441,6 +441,25 @@ class Location:
         )
         return [self.child(name) for name in names]
 
+    def file_sizes(self) -> dict[str, int]:
+        """Every data file under this folder (one recursive listing) and its bytes, by path;
+        folders and files whose names start with ``_`` or ``.`` are left out, as the lake's
+        readers leave them out."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=True)
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.uri}: {_one_line(exc)}") from None
+        sizes = {}
+        for info in infos:
+            relative = info.path[len(self.path) :].strip("/")
+            if info.type != pafs.FileType.File or any(
+                part.startswith(("_", ".")) for part in relative.split("/")
+            ):
+                continue
+            sizes[info.path] = int(info.size or 0)
+        return sizes
+
     def newest_file(self, suffix: str = "") -> Location | None:
         """The most recently written object directly inside this folder (ending in
         ``suffix``), from one listing; None if there is none."""

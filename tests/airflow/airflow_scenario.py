@@ -69,6 +69,7 @@ RECONCILE_ENTRIES: dict[str, dict[str, Any]] = {
     "rec_foreign": {"method": "export"},
     "rec_sweep": {"method": "export"},
     "rec_leadin": {"method": "changes"},
+    "rec_state": {"method": "export"},
 }
 
 

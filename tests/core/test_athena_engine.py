@@ -156,3 +156,58 @@ def test_a_failed_athena_query_is_one_error_naming_it(
     with pytest.raises(ReconciliationEngineError, match="Athena: EntityNotFoundException"):
         list(athena_engine.findings(sql.count_sql(T, T - HOUR, T)))
     athena_engine.close()
+
+
+def test_from_the_current_state_athena_reads_the_snapshot_and_the_staged_rows(
+    local_aws: LocalAwsControl, world: tuple[Path, Path]
+) -> None:
+    """With a current state, the query reads the Iceberg table at the chosen snapshot and a
+    second temporary table over the staged rows since it (both dropped afterwards), never
+    the Hive-format log table, and asks for exact times (no ambiguity guard)."""
+    lake, snapshot = world
+    local = engine(lake, snapshot)
+    try:
+        expected = list(local.findings(sql.snapshot_diff_sql(T, 1_000_000)))
+    finally:
+        local.close()
+    glue = local_aws.client("glue", max_attempts=3)
+    athena = local_aws.client("athena", max_attempts=3)
+    database = f"it_state_{uuid.uuid4().hex[:8]}"
+    glue.create_database(DatabaseInput={"Name": database})
+    _queue_result(local_aws, _as_athena_rows(expected))
+    athena_engine = AthenaEngine(
+        athena,
+        glue,
+        database=database,
+        lake_table="orders",
+        key_names=["pk", "sk"],
+        snapshot_location="s3://work-bucket/_reconciliation/work/run-2",
+        workgroup="primary",
+        output_location="s3://results/reconcile/",
+        poll_seconds=0.01,
+        state=("orders_current", 7_000_000_000_000_000_001),
+        events_location="s3://work-bucket/_reconciliation/work/run-2-events",
+    )
+    assert athena_engine.precision_us == 1
+    try:
+        found = compare_export(athena_engine, KEYS, T, 1_000_000)
+        events = glue.get_table(DatabaseName=database, Name=athena_engine.events_table)["Table"]
+        columns = {c["Name"]: c["Type"] for c in events["StorageDescriptor"]["Columns"]}
+        assert columns["time_stamp_us"] == "bigint" and columns["k"] == "string"
+    finally:
+        athena_engine.close()
+    assert found.counts and "ambiguous" not in found.counts
+    tables = [table["Name"] for table in glue.get_tables(DatabaseName=database)["TableList"]]
+    assert athena_engine.events_table not in tables and athena_engine.snapshot_table not in tables
+    executions = athena.list_query_executions(WorkGroup="primary")["QueryExecutionIds"]
+    sent = [
+        athena.get_query_execution(QueryExecutionId=execution)["QueryExecution"]["Query"]
+        for execution in executions
+    ]
+    ours = [text for text in sent if athena_engine.events_table in text]
+    assert len(ours) == 1
+    assert "FOR VERSION AS OF 7000000000000000001" in ours[0]  # every digit of the id
+    names = {
+        table.name for table in sqlglot.parse_one(ours[0], read="trino").find_all(sqlglot.exp.Table)
+    }
+    assert "orders" not in names and {"orders_current", athena_engine.events_table} <= names

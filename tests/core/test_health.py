@@ -646,3 +646,37 @@ def test_the_newest_verified_snapshot_shows_with_its_tag_t_and_age(
         "current state: snapshot 780088090183310044 (verified-20260626T120000.000000Z) equals "
         f"the table as of {verified_at:%Y-%m-%d %H:%M:%S} UTC, 3.0 days ago"
     ) in text
+
+
+def test_what_each_check_read_shows_for_the_last_30_days(folder_table: FolderTable) -> None:
+    """Each key-by-key check's basis and bytes, newest first; a check older than the
+    chart's 30 days, and a count (no cost), are not listed."""
+    from dataclasses import replace
+
+    def checked(days: int, cost: dict[str, Any] | None, seconds: float) -> None:
+        made = replace(report(folder_table, NOW - timedelta(days=days)), seconds=seconds)
+        write_report(folder_table.lake_uri, replace(made, cost=cost), None)
+
+    checked(40, {"basis": "log", "lake_bytes": 9_000_000_000, "export_bytes": 1}, 1.0)
+    checked(2, {"basis": "log", "lake_bytes": 3_250_000_000, "export_bytes": 650_000_000}, 410.0)
+    checked(
+        1,
+        {
+            "basis": "current state",
+            "watermark": f"{NOW - timedelta(days=2):%Y-%m-%dT%H:%M:%S.%f}Z",
+            "lake_bytes": 820_000_000,
+            "export_bytes": 651_000_000,
+        },
+        95.0,
+    )
+    checked(0, None, 2.0)
+
+    health = table_health(folder_table, None, NOW)
+    page = page_of(health)
+    costs = page[page.index('<table class="cost">') :]
+    rows = costs[: costs.index("</table>")].split("<tr>")[2:]
+    assert len(rows) == 2
+    assert f"current state at {NOW - timedelta(days=2):%Y-%m-%d %H:%M:%S} UTC" in rows[0]
+    assert "820.0 MB" in rows[0] and "651.0 MB" in rows[0] and "95 s" in rows[0]
+    assert ">log<" in rows[1] and "3,250.0 MB" in rows[1] and "410 s" in rows[1]
+    assert "9,000.0 MB" not in page

@@ -58,9 +58,17 @@ from dynamo_lake.cdc import (
 )
 from dynamo_lake.contract import OP_RANK
 from dynamo_lake.errors import StateError
+from dynamo_lake.lake.keys import KeyAttribute
 from dynamo_lake.lake.query import lake_dataset, latest_state
 from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, publish
+from dynamo_lake.reconciliation.compare import FindingsFile, compare_changes, compare_export
+from dynamo_lake.reconciliation.engines import DuckDBEngine
 from dynamo_lake.reconciliation.run import reconcile_table
+from dynamo_lake.reconciliation.state_basis import (
+    choose_basis,
+    load_state_table,
+    snapshot_bound,
+)
 from dynamo_lake.records import ReconciliationPlan
 from dynamo_lake.state.current import (
     StateTarget,
@@ -68,6 +76,7 @@ from dynamo_lake.state.current import (
     open_catalog,
     open_state_table,
     read_state,
+    state_snapshots,
 )
 from dynamo_lake.state.merge import live
 from dynamo_lake.state.verify import (
@@ -121,6 +130,7 @@ class Scenario:
         self.moments = self.history.quiet_moments(self.rng, 3, margin=2 * EPSILON)
         self.moments.append(self.history.end + 5 * SECOND)
         self.state = StateTarget(str(self.lake), "model", TABLE, tuple(self.schema.names), 4)
+        self.state_comparisons = 0  # comparisons made from a current-state snapshot
         self.catalog = open_catalog(self.state.lake_uri)
 
     # -- what AWS sends ----------------------------------------------------------------------
@@ -229,6 +239,14 @@ class Scenario:
         merge_state(self.state, moment, catalog=self.catalog)
         return self.live_state()
 
+    def merge_midway(self) -> None:
+        """Merges before every file has arrived: at the exact time of an event (a watermark
+        on an edge), then at the first moment checked."""
+        early = [change.time for change in self.history.changes if change.time < self.moments[0]]
+        if early:
+            self.merged_state(self.rng.choice(early))
+        self.merged_state(self.moments[0])
+
     def live_state(self) -> set[str]:
         table = open_state_table(self.catalog, self.state, create=False)
         return set(live(read_state(table)).column("data").to_pylist())
@@ -309,12 +327,90 @@ class Scenario:
         )
 
     def reconcile(self, moment: int) -> Any:
-        return reconcile_table(self.plan(moment, "export", self.snapshot(moment), None), s3=None)
+        plan = self.plan(moment, "export", self.snapshot(moment), None)
+        self.state_agrees_with_log(plan)
+        return reconcile_table(plan, s3=None)
 
     def changes(self, previous: int, moment: int) -> Any:
         start = previous - LEAD_IN
         plan = self.plan(moment, "changes", self.day(start, moment), start)
+        self.state_agrees_with_log(plan)
         return reconcile_table(plan, s3=None)
+
+    def findings(self, plan: Any, basis: Any, bucket: int | None = None) -> tuple[Any, ...]:
+        """Everything a comparison finds, from the log (``basis`` None) or from the state
+        (of one ``bucket`` of its keys, or all)."""
+        keys = [KeyAttribute(name, kind) for name, kind in plan.keys]
+        engine = DuckDBEngine(
+            lake_dataset(plan.lake_uri),
+            lake_dataset(plan.work_uri),
+            key_names=[key.name for key in keys],
+            basis=basis,
+            changed_keys_only=plan.method == "changes",
+            bucket=None if bucket is None else (bucket, basis.buckets),
+        )
+        found = FindingsFile(self.root / f"findings-{next(self._groups)}.parquet")
+        try:
+            if plan.method == "export":
+                result = compare_export(engine, keys, plan.as_of, EPSILON, found)
+            else:
+                result = compare_changes(
+                    engine, keys, plan.as_of, EPSILON, plan.window_start, found
+                )
+        finally:
+            engine.close()
+        found.close()
+        return (
+            result.table_count,
+            result.lake_count,
+            sorted(result.counts.items()),
+            sorted(found, key=repr),
+        )
+
+    def state_agrees_with_log(self, plan: Any) -> None:
+        """The differential test: the comparison from every current-state snapshot early
+        enough (and the log since it) finds exactly what the comparison from the whole log
+        finds: the same keys, kinds, images, times and deciding uuids, and the same counts."""
+        oracle = self.findings(plan, None)
+        bound = snapshot_bound(plan.method, plan.as_of, EPSILON, plan.window_start)
+        table = load_state_table(self.catalog, "model", TABLE)
+        for record in state_snapshots(table) if table is not None else []:
+            if record.watermark_us > bound:
+                continue
+            basis = choose_basis(
+                plan.lake_uri,
+                "model",
+                TABLE,
+                bound=bound,
+                s3=None,
+                catalog=self.catalog,
+                snapshot_id=record.snapshot_id,
+            )
+            assert basis is not None and basis.snapshot == record
+            from_state = self.findings(plan, basis)
+            assert from_state == oracle, (
+                f"{plan.method} at {plan.as_of} from the state at {record.watermark} "
+                f"({basis.describe()}) differs from the log:\n{from_state}\n{oracle}"
+            )
+            self.state_comparisons += 1
+        if table is not None and self.state_comparisons:
+            # Bucket by bucket, the newest snapshot's comparisons add up to the whole.
+            basis = choose_basis(
+                plan.lake_uri, "model", TABLE, bound=bound, s3=None, catalog=self.catalog
+            )
+            if basis is not None:
+                parts = [self.findings(plan, basis, bucket) for bucket in range(basis.buckets)]
+                counts: dict[str, int] = {}
+                for part in parts:
+                    for kind, count in part[2]:
+                        counts[kind] = counts.get(kind, 0) + count
+                whole = (
+                    sum(part[0] for part in parts),
+                    sum(part[1] for part in parts),
+                    sorted(counts.items()),
+                    sorted((finding for part in parts for finding in part[3]), key=repr),
+                )
+                assert whole == oracle, f"{plan.method} at {plan.as_of}: buckets differ"
 
     def compacted(self, start: int, end: int) -> bool:
         """Whether a key was created and deleted inside ``[start, end)`` (absent at both ends,
@@ -349,7 +445,7 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
     try:
         # The current state is merged once before every file has arrived: what arrives
         # after it (late batches, backfills of old windows) is merged by later runs.
-        scenario.deliver_everything(midway=lambda: scenario.merged_state(scenario.moments[0]))
+        scenario.deliver_everything(midway=scenario.merge_midway)
         faulty = scenario.drops or scenario.phantoms_wanted
         previous: int | None = None
         tagged: set[int] = set()  # the moments whose snapshot is tagged verified
@@ -455,5 +551,6 @@ def test_the_lake_follows_the_model_and_verdicts_are_never_wrong(seed: int, tmp_
             previous = moment
         table = open_state_table(scenario.catalog, scenario.state, create=False)
         assert set(verified_tags(table)) == {tag_name(moment) for moment in tagged}
+        assert scenario.state_comparisons, "no comparison was made from the current state"
     except AssertionError as failure:
         raise AssertionError(f"{replay(seed)}\n{failure}") from None

@@ -265,11 +265,13 @@ def check(
     planned = ReconciliationPlan.from_json(plan_json)
     options = s3_options(planned.aws_conn_id, planned.region)
     athena = glue = None
+    if planned.engine == "athena" or planned.lake_uri.startswith("s3://"):
+        # Athena's catalog, and the current state's (a comparison from the state)
+        glue = aws_client("glue", planned.aws_conn_id, planned.region)
     if planned.engine == "athena":
         from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 
         athena = AthenaHook(aws_conn_id=planned.aws_conn_id, region_name=planned.region).conn
-        glue = aws_client("glue", planned.aws_conn_id, planned.region)
     report = reconcile_table(
         planned,
         s3=options,

@@ -79,6 +79,28 @@ def glue_table_input(table: str, location: str, description: str = "") -> dict[s
     }
 
 
+#: The lake's rows since a current-state snapshot, staged for Athena by this project's own
+#: reader: each row's exact key ``k``, whether the stream wrote it, and its time as a bigint
+#: of microseconds (exact on every engine; Athena reads a Hive table's timestamps at ms).
+STAGED_EVENT_COLUMNS = [
+    {"Name": "uuid", "Type": "string"},
+    {"Name": "op", "Type": "string"},
+    {"Name": "data", "Type": "string"},
+    {"Name": "k", "Type": "string"},
+    {"Name": "stream", "Type": "boolean"},
+    {"Name": "time_stamp_us", "Type": "bigint"},
+]
+
+
+def staged_events_table_input(table: str, location: str) -> dict[str, Any]:
+    """The ``TableInput`` of a temporary table over staged events (unpartitioned Parquet)."""
+    wanted = glue_table_input(table, location, "reconciliation work: lake rows since a snapshot")
+    wanted["Parameters"] = {"classification": "parquet", "EXTERNAL": "TRUE"}
+    wanted["PartitionKeys"] = []
+    wanted["StorageDescriptor"]["Columns"] = STAGED_EVENT_COLUMNS
+    return wanted
+
+
 def _matches(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     descriptor = existing.get("StorageDescriptor", {})
     return bool(

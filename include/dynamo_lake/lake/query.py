@@ -172,18 +172,38 @@ class LakeDatabase:
         self.connection.execute("SET preserve_insertion_order = false")
         self.connection.execute("SET enable_progress_bar = false")  # bars in a task log: noise
 
-    def add(self, name: str, dataset: ds.Dataset, key_names: Sequence[str]) -> int:
-        """Copy ``dataset`` into the table ``name``; returns its rows.
+    def add(
+        self,
+        name: str,
+        dataset: ds.Dataset,
+        key_names: Sequence[str],
+        *,
+        where: str | None = None,
+        replace: bool = True,
+    ) -> int:
+        """Copy ``dataset`` into the table ``name`` (its rows meeting ``where``, an SQL
+        condition on the keyed columns); returns the rows copied.
 
         DuckDB pulls the keyed batches through one Arrow stream (an INSERT per batch cost
         four times the whole copy); an error raised while reading a file is re-raised as
-        itself once DuckDB has stopped.
+        itself once DuckDB has stopped. ``replace`` False adds to the table's rows.
         """
+        return self.add_keyed(name, keyed_batches(dataset, key_names), where=where, replace=replace)
+
+    def add_keyed(
+        self,
+        name: str,
+        batches: Iterator[pa.RecordBatch],
+        *,
+        where: str | None = None,
+        replace: bool = True,
+    ) -> int:
+        """Copy batches already in :data:`KEYED_SCHEMA` into ``name`` (see :meth:`add`)."""
         failure: list[BaseException] = []
 
-        def batches() -> Iterator[pa.RecordBatch]:
+        def guarded() -> Iterator[pa.RecordBatch]:
             try:
-                yield from keyed_batches(dataset, key_names)
+                yield from batches
             except BaseException as exc:
                 failure.append(exc)
                 raise
@@ -193,18 +213,20 @@ class LakeDatabase:
             "k VARCHAR",
             "stream BOOLEAN",
         ]
-        self.connection.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({', '.join(columns)})")
-        reader = pa.RecordBatchReader.from_batches(KEYED_SCHEMA, batches())
+        verb = "CREATE OR REPLACE TEMP TABLE" if replace else "CREATE TEMP TABLE IF NOT EXISTS"
+        self.connection.execute(f"{verb} {name} ({', '.join(columns)})")
+        reader = pa.RecordBatchReader.from_batches(KEYED_SCHEMA, guarded())
         self.connection.register("incoming_rows", reader)
         try:
-            self.connection.execute(f"INSERT INTO {name} SELECT * FROM incoming_rows")
+            ((rows,),) = self.connection.execute(
+                f"INSERT INTO {name} SELECT * FROM incoming_rows WHERE {where or 'TRUE'}"
+            ).fetchall()
         except duckdb.Error:
             if failure:
                 raise failure[0] from None
             raise
         finally:
             self.connection.unregister("incoming_rows")
-        ((rows,),) = self.connection.execute(f"SELECT count(*) FROM {name}").fetchall()
         return int(rows)
 
     def close(self) -> None:

@@ -13,23 +13,30 @@ stream back :class:`Finding` rows, so nothing keeps every item in memory:
   that it has ``k`` (from ``json_extract_scalar``, exact text) and ``stream`` (from the
   file's name, ``"$path"``); it polls the query and pages through its results. Athena reads
   the Hive-format table's times at milliseconds (``precision_us`` 1000), so the SQL
-  reports keys it cannot order as ambiguous.
+  reports keys it cannot order as ambiguous. With a current state (``state``), ``lake`` is
+  instead the Iceberg snapshot and the rows since its watermark, staged by this project's
+  reader with exact keys and times in µs (another temporary table): ``precision_us`` 1, and
+  nothing is ambiguous.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from dynamo_lake.cdc import datetime_to_micros
 from dynamo_lake.contract import WRITER_FILE_PATTERN
 from dynamo_lake.errors import DynamoLakeError, aws_error_code
 from dynamo_lake.lake.keys import athena_key_sql
 from dynamo_lake.lake.query import LakeDatabase
+
+if TYPE_CHECKING:
+    from dynamo_lake.reconciliation.state_basis import StateBasis
 
 __all__ = ["AthenaEngine", "DuckDBEngine", "Engine", "Finding", "ReconciliationEngineError"]
 
@@ -72,13 +79,22 @@ def _micros(value: Any) -> int | None:
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return datetime_to_micros(moment)
     text = str(value).strip().removesuffix(" UTC").replace(" ", "T")
+    if "." in text:  # Trino's timestamp(9): nanoseconds, always 0 below the µs here
+        whole, fraction = text.split(".", 1)
+        digits = "".join(itertools.takewhile(str.isdigit, fraction))
+        text = f"{whole}.{digits[:6]}{fraction[len(digits) :]}"
     moment = datetime.fromisoformat(text)
     return datetime_to_micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 class DuckDBEngine:
     """DuckDB on this worker: ``lake`` and ``snapshot`` are pyarrow datasets, copied into
-    DuckDB with each row's key (``key_names``: the key attributes, partition key first)."""
+    DuckDB with each row's key (``key_names``: the key attributes, partition key first).
+    With a ``basis``, ``lake`` is a current-state snapshot and the log since it instead
+    (:mod:`dynamo_lake.reconciliation.state_basis`); ``changed_keys_only`` takes of the
+    snapshot only the keys the table side lists or the log since it holds. ``bucket``
+    ``(b, n)``: only the keys of bucket b of n (the state's count), each side filtered as
+    it is copied, so that the buckets can be compared one by one in bounded memory."""
 
     name = "duckdb"
     precision_us = 1
@@ -92,14 +108,40 @@ class DuckDBEngine:
         key_names: Sequence[str],
         memory_limit_mb: int = 1024,
         spill_folder: str | None = None,
+        basis: StateBasis | None = None,
+        changed_keys_only: bool = False,
+        bucket: tuple[int, int] | None = None,
     ) -> None:
         import duckdb
 
+        from dynamo_lake.reconciliation.state_basis import bucket_filter
+
         self.database = LakeDatabase(memory_limit_mb=memory_limit_mb, spill_folder=spill_folder)
         self.connection = self.database.connection
+        self.basis = basis
+        in_bucket = None if bucket is None else bucket_filter(*bucket)
         try:
-            for name, source in (("lake", lake), ("snapshot", snapshot)):
-                self.database.add(name, source if source is not None else _empty(), key_names)
+            if basis is not None and bucket is not None and bucket[1] != basis.buckets:
+                raise ReconciliationEngineError(
+                    f"bucket {bucket[0]} of {bucket[1]}: the current state has "
+                    f"{basis.buckets} buckets; compare its own buckets"
+                )
+            self.database.add(
+                "snapshot",
+                snapshot if snapshot is not None else _empty(),
+                key_names,
+                where=in_bucket,
+            )
+            if basis is None:
+                self.database.add("lake", lake, key_names, where=in_bucket)
+            else:
+                basis.load(
+                    self.database,
+                    "lake",
+                    key_names,
+                    only_keys_of="snapshot" if changed_keys_only else None,
+                    bucket=None if bucket is None else bucket[0],
+                )
         except duckdb.Error as exc:
             self.database.close()
             raise ReconciliationEngineError(f"DuckDB could not copy the rows: {exc}") from exc
@@ -118,6 +160,8 @@ class DuckDBEngine:
             columns = batch.to_pydict()
             for row in zip(*columns.values(), strict=True):
                 kind, k, n, table_data, lake_data, table_time, lake_time, lake_uuid = row
+                if kind == "lake_count" and self.basis is not None:
+                    n += self.basis.lake_count_offset  # the snapshot's keys not read
                 yield Finding(
                     kind,
                     k,
@@ -165,7 +209,17 @@ class AthenaEngine:
         output_location: str,
         poll_seconds: float = 2.0,
         timeout_seconds: float = 3600.0,
+        state: tuple[str, int] | None = None,
+        events_location: str | None = None,
+        basis: StateBasis | None = None,
     ) -> None:
+        self.state = state
+        self.events_location = events_location
+        self.basis = basis
+        self.events_table = f"tmp_events_{uuid.uuid4().hex[:12]}"
+        # From the current state every time is a bigint of µs: exact, nothing ambiguous.
+        self.precision_us = 1 if state is not None else 1000
+        self.bytes_scanned = 0
         self.athena = athena
         self.glue = glue
         self.database = database
@@ -178,6 +232,7 @@ class AthenaEngine:
         self.timeout_seconds = timeout_seconds
         self.snapshot_table = f"tmp_reconcile_{uuid.uuid4().hex[:12]}"
         self._created = False
+        self._events_created = False
 
     def relation_sql(self, table: str | None) -> str:
         """Trino SQL for a relation in the keyed form over a Glue table (an empty one when
@@ -196,6 +251,20 @@ class AthenaEngine:
             f'FROM "{self.database}"."{table}"'
         )
 
+    def state_relation_sql(self) -> str:
+        """Trino SQL for ``lake`` read from the current state: the snapshot's rows (one per
+        key, exact key and time) and the staged rows since its watermark, both with their
+        time made from a bigint of µs (``from_unixtime_nanos``: exact)."""
+        assert self.state is not None
+        table, snapshot_id = self.state
+        return (
+            "SELECT uuid, op, from_unixtime_nanos(time_stamp_us * 1000) AS time_stamp, "
+            "coalesce(data, '') AS data, key AS k, FALSE AS stream "
+            f'FROM "{self.database}"."{table}" FOR VERSION AS OF {int(snapshot_id)} '
+            "UNION ALL SELECT uuid, op, from_unixtime_nanos(time_stamp_us * 1000) AS "
+            f'time_stamp, data, k, stream FROM "{self.database}"."{self.events_table}"'
+        )
+
     def trino_sql(self, sql: str) -> str:
         """``sql`` in Trino's dialect, ``lake`` and ``snapshot`` defined over the Glue
         tables in its first common table expressions."""
@@ -211,7 +280,12 @@ class AthenaEngine:
         }
         ctes = [
             exp.CTE(
-                this=sqlglot.parse_one(self.relation_sql(table), read="trino"),
+                this=sqlglot.parse_one(
+                    self.state_relation_sql()
+                    if name == "lake" and self.state is not None
+                    else self.relation_sql(table),
+                    read="trino",
+                ),
                 alias=exp.TableAlias(this=exp.to_identifier(name)),
             )
             for name, table in relations.items()
@@ -224,15 +298,18 @@ class AthenaEngine:
         return tree.sql(dialect="trino", pretty=True)
 
     def _ensure_snapshot_table(self) -> None:
-        if self._created or self.snapshot_location is None:
-            return
-        from dynamo_lake.lake.catalog import glue_table_input
+        from dynamo_lake.lake.catalog import glue_table_input, staged_events_table_input
 
-        table = glue_table_input(
-            self.snapshot_table, self.snapshot_location, "reconciliation work (temporary)"
-        )
-        self.glue.create_table(DatabaseName=self.database, TableInput=table)
-        self._created = True
+        if not self._created and self.snapshot_location is not None:
+            table = glue_table_input(
+                self.snapshot_table, self.snapshot_location, "reconciliation work (temporary)"
+            )
+            self.glue.create_table(DatabaseName=self.database, TableInput=table)
+            self._created = True
+        if not self._events_created and self.events_location is not None:
+            events = staged_events_table_input(self.events_table, self.events_location)
+            self.glue.create_table(DatabaseName=self.database, TableInput=events)
+            self._events_created = True
 
     def _wait(self, query_id: str) -> None:
         deadline = time.monotonic() + self.timeout_seconds
@@ -241,6 +318,8 @@ class AthenaEngine:
             status = execution["QueryExecution"]["Status"]
             state = status["State"]
             if state == "SUCCEEDED":
+                statistics = execution["QueryExecution"].get("Statistics", {})
+                self.bytes_scanned += int(statistics.get("DataScannedInBytes", 0) or 0)
                 return
             if state in ("FAILED", "CANCELLED"):
                 reason = status.get("StateChangeReason", "no reason given")
@@ -295,9 +374,14 @@ class AthenaEngine:
             ) from exc
 
     def close(self) -> None:
-        if self._created:
+        for made, name in (
+            (self._created, self.snapshot_table),
+            (self._events_created, self.events_table),
+        ):
+            if not made:
+                continue
             try:
-                self.glue.delete_table(DatabaseName=self.database, Name=self.snapshot_table)
+                self.glue.delete_table(DatabaseName=self.database, Name=name)
             except Exception as exc:  # cleaning up; the comparison's outcome stands
-                log.warning("could not drop %s.%s: %s", self.database, self.snapshot_table, exc)
-            self._created = False
+                log.warning("could not drop %s.%s: %s", self.database, name, exc)
+        self._created = self._events_created = False

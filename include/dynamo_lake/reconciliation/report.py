@@ -13,7 +13,8 @@ its time precision; null for exact engines and the count methods), ``samples`` (
 keys of each kind, each key as canonical JSON), ``findings`` (null, or ``uri`` and ``rows``
 of the Parquet file beside the report holding every finding), ``repair`` (null, or the rows
 written and the re-check), ``export_arn, consumed_read_capacity, run_id, seconds``,
-``window`` (the changes method's ``[from, to)``), ``engine``, ``message``.
+``window`` (the changes method's ``[from, to)``), ``engine``, ``message``, ``cost`` (what the
+comparison read: its basis, the current state's snapshot or the log, and bytes).
 
 ``status``: ``ok`` (the lake matches: every key ruled on), ``drift`` (it does not, and no
 repair made it match), ``repaired`` (drift was found, corrective rows were written and the
@@ -87,6 +88,10 @@ class ReconciliationReport:
     #: (``export`` and ``changes`` checks with a healthy verdict; ``{"error": ...}`` when
     #: none could be made, e.g. a changes check with no verified snapshot to chain to).
     current_state: dict[str, Any] | None = None
+    #: What the comparison read (``export`` and ``changes``): ``basis`` ("current state"
+    #: with its snapshot and watermark, or "log"), ``lake_bytes`` (lake files and state
+    #: files read), ``export_bytes`` (the converted export), ``athena_bytes_scanned``.
+    cost: dict[str, Any] | None = None
 
     @property
     def drift(self) -> int:
@@ -144,11 +149,28 @@ class ReconciliationReport:
             )
         if self.consumed_read_capacity is not None:
             lines.append(f"  read capacity   {self.consumed_read_capacity}")
+        if self.cost:
+            lines.append(f"  read            {_cost_text(self.cost)}")
         if self.repair is not None:
             lines.append(f"  repair          {self.repair}")
         if self.message:
             lines.append(f"  note            {self.message}")
         return "\n".join(lines)
+
+
+def _cost_text(cost: dict[str, Any]) -> str:
+    basis = cost.get("basis", "log")
+    if basis == "current state":
+        basis = f"current state at {cost.get('watermark')} + {cost.get('rows_read')} log rows"
+    parts = [basis]
+    for name, label in (
+        ("lake_bytes", "lake"),
+        ("export_bytes", "export"),
+        ("athena_bytes_scanned", "Athena scanned"),
+    ):
+        if cost.get(name) is not None:
+            parts.append(f"{label} {cost[name] / 1e6:,.1f} MB")
+    return ", ".join(parts)
 
 
 def _text(value: object) -> str:

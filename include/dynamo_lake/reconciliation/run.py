@@ -67,10 +67,28 @@ def open_engine(
     athena: Any = None,
     glue: Any = None,
     with_snapshot: bool = True,
+    from_state: bool = True,
+    catalog: Any = None,
 ) -> Engine:
-    """The engine the table is configured for, over the lake (and the work location)."""
+    """The engine the table is configured for, over the lake (and the work location).
+
+    DuckDB compares an ``export`` or ``changes`` check with the lake's current state (a
+    snapshot and the log since it: :mod:`~dynamo_lake.reconciliation.state_basis`) when the
+    table has one early enough and ``from_state``; with the whole log otherwise."""
     key_names = [name for name, _ in plan.keys]
+    basis = None
+    if from_state and with_snapshot and plan.method in ("export", "changes"):
+        basis = _state_basis(plan, s3, catalog, glue)
     if plan.engine == "athena":
+        state = events = None
+        if basis is not None:
+            from dynamo_lake.reconciliation.state_basis import stage_events
+            from dynamo_lake.state.current import SUFFIX
+
+            events = _events_uri(plan)
+            resolve(events, s3).delete_tree()  # an earlier attempt's
+            stage_events(basis, events, key_names, s3)
+            state = (f"{plan.glue_table}{SUFFIX}", basis.snapshot.snapshot_id)
         return AthenaEngine(
             athena,
             glue,
@@ -80,13 +98,69 @@ def open_engine(
             snapshot_location=plan.work_uri if with_snapshot else None,
             workgroup=plan.athena_workgroup,
             output_location=str(plan.athena_output_location),
+            state=state,
+            events_location=events,
+            basis=basis,
         )
     return DuckDBEngine(
         lake_dataset(plan.lake_uri, s3),
         lake_dataset(plan.work_uri, s3) if with_snapshot else None,
         key_names=key_names,
         memory_limit_mb=plan.duckdb_memory_limit_mb,
+        basis=basis,
+        changed_keys_only=plan.method == "changes",
     )
+
+
+def _state_basis(plan: ReconciliationPlan, s3: S3Options | None, catalog: Any, glue: Any) -> Any:
+    """The current-state basis of the comparison, or None (no state, no snapshot early
+    enough, or a state that cannot be read: the log is then read, which is always right)."""
+    from dynamo_lake.reconciliation.state_basis import choose_basis, snapshot_bound
+
+    bound = snapshot_bound(plan.method, plan.as_of, plan.epsilon_ms * 1000, plan.window_start)
+    try:
+        basis = choose_basis(
+            plan.lake_uri,
+            plan.glue_database,
+            plan.glue_table,
+            bound=bound,
+            s3=s3,
+            catalog=catalog,
+            glue_client=glue,
+        )
+    except Exception as exc:  # any failure of the state: the log gives the same verdict
+        log.warning(
+            "%s: the current state cannot be read (%s: %s); comparing with the whole log",
+            plan.table,
+            type(exc).__name__,
+            " ".join(str(exc).split())[:300],
+        )
+        return None
+    if basis is None:
+        log.info(
+            "%s: no current-state snapshot at or before %s; comparing with the log",
+            plan.table,
+            _iso(bound),
+        )
+    else:
+        log.info(
+            "%s: comparing with the current state at %s and the log since",
+            plan.table,
+            basis.snapshot.watermark,
+        )
+    return basis
+
+
+def _cost(plan: ReconciliationPlan, s3: S3Options | None, engine: Engine) -> dict[str, Any]:
+    """What a key-by-key comparison read: its basis and bytes."""
+    sizes = resolve(plan.lake_uri, s3).file_sizes()
+    basis = getattr(engine, "basis", None)
+    cost: dict[str, Any] = basis.describe() if basis is not None else {"basis": "log"}
+    if plan.engine == "athena":
+        cost["athena_bytes_scanned"] = getattr(engine, "bytes_scanned", None)
+    cost["lake_bytes"] = basis.lake_bytes(sizes) if basis is not None else sum(sizes.values())
+    cost["export_bytes"] = sum(resolve(plan.work_uri, s3).file_sizes().values())
+    return cost
 
 
 def _iso(micros: int) -> str:
@@ -205,8 +279,12 @@ def reconcile_table(
     scan: ScanResult | None = None,
     now: datetime | None = None,
     write: bool = True,
+    from_state: bool = True,
 ) -> ReconciliationReport:
-    """Compare, repair if the plan says so, check again; write and return the report."""
+    """Compare, repair if the plan says so, check again; write and return the report.
+
+    ``from_state`` False compares with the whole log even when the table has a current
+    state (the oracle the state-based comparison is tested against)."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
     base = _base(plan, export_arn)
@@ -227,10 +305,22 @@ def reconcile_table(
                         now,
                         started,
                         write,
+                        from_state,
                     )
             else:
                 report = _reconcile(
-                    plan, base, s3, Path(scratch), dynamodb, athena, glue, scan, now, started, write
+                    plan,
+                    base,
+                    s3,
+                    Path(scratch),
+                    dynamodb,
+                    athena,
+                    glue,
+                    scan,
+                    now,
+                    started,
+                    write,
+                    from_state,
                 )
     except DynamoLakeError as exc:
         report = ReconciliationReport(
@@ -257,15 +347,19 @@ def _reconcile(
     now: datetime,
     started: float,
     write: bool,
+    from_state: bool,
 ) -> ReconciliationReport:
     keys = [KeyAttribute(name, kind) for name, kind in plan.keys]
     by_key = plan.method in ("export", "changes")
     findings = FindingsFile(scratch / "findings.parquet") if by_key else None
-    engine = open_engine(plan, s3, athena=athena, glue=glue, with_snapshot=by_key)
+    engine = open_engine(
+        plan, s3, athena=athena, glue=glue, with_snapshot=by_key, from_state=from_state
+    )
     try:
         comparison = _compare(
             plan, engine, keys, dynamodb=dynamodb, scan=scan, now=now, findings=findings
         )
+        cost = _cost(plan, s3, engine) if by_key else None
     finally:
         engine.close()
     summary = _summary(comparison)
@@ -283,7 +377,9 @@ def _reconcile(
             target.delete()  # an earlier attempt's: this run's report says there are none
     repair: dict[str, Any] | None = None
     if plan.repair and findings is not None:
-        repair = _repair(plan, s3, comparison, findings, keys, dynamodb, athena, glue, scan, now)
+        repair = _repair(
+            plan, s3, comparison, findings, keys, dynamodb, athena, glue, scan, now, from_state
+        )
         if repair["rows"] and comparison.drifted:
             recheck = repair["recheck"] or {}
             summary["status"] = "repaired" if recheck.get("status") == "ok" else "drift"
@@ -313,6 +409,7 @@ def _reconcile(
         repair=repair,
         consumed_read_capacity=scan.consumed_read_capacity if scan else None,
         seconds=round(time.monotonic() - started, 3),
+        cost=cost,
     )
 
 
@@ -327,6 +424,7 @@ def _repair(
     glue: Any,
     scan: ScanResult | None,
     now: datetime,
+    from_state: bool,
 ) -> dict[str, Any]:
     """Corrective rows for the findings (read back from their file), published as their own
     group, then the comparison again."""
@@ -351,7 +449,7 @@ def _repair(
         "recheck": None,
     }
     if paths:
-        again = open_engine(plan, s3, athena=athena, glue=glue)
+        again = open_engine(plan, s3, athena=athena, glue=glue, from_state=from_state)
         try:
             recheck = _compare(plan, again, keys, dynamodb=dynamodb, scan=scan, now=now)
         finally:
@@ -360,10 +458,18 @@ def _repair(
     return repair
 
 
+def _events_uri(plan: ReconciliationPlan) -> str:
+    """Where an Athena comparison from the current state stages the lake rows since the
+    snapshot: beside the work location, in the same ``work/`` folder."""
+    return f"{plan.work_uri}-events"
+
+
 def cleanup_work(plan: ReconciliationPlan, s3: S3Options | None) -> None:
-    """Remove the run's work location (the converted export: a copy of the table), and the
-    ``work/`` folder itself once it is empty, leaving no empty marker behind."""
+    """Remove the run's work location (the converted export: a copy of the table) and its
+    staged events, and the ``work/`` folder itself once it is empty, leaving no empty marker
+    behind."""
     resolve(plan.work_uri, s3).delete_tree()
+    resolve(_events_uri(plan), s3).delete_tree()
     _drop_if_empty(resolve(plan.work_uri.rsplit("/", 1)[0], s3))
 
 

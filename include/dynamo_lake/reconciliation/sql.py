@@ -282,8 +282,12 @@ def changes_diff_sql(t: int, epsilon: int, window_start: int, precision: int = 1
             SELECT r.k, r.op, r.data, r.time_stamp, r.uuid, r.stream, r.rnk,
                 {_live("r")} AS live, {_MARKER.replace("op", "r.op").replace("data", "r.data")}
                     AS marker,
-                lag({_live("r")}) OVER (PARTITION BY r.k ORDER BY r.time_stamp, r.rnk, r.uuid)
-                    AS live_before
+                -- The same event in a backfill's file and the stream's (one uuid): the
+                -- backfill's first, so the stream's copy restates it and is no phantom,
+                -- whichever file the engine happens to scan first.
+                lag({_live("r")}) OVER (
+                    PARTITION BY r.k ORDER BY r.time_stamp, r.rnk, r.uuid, r.stream
+                ) AS live_before
             FROM lake_rows r JOIN candidates c ON r.k = c.k
         ),
         changed AS (

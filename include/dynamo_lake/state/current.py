@@ -72,9 +72,11 @@ __all__ = [
     "MergeResult",
     "StateSnapshot",
     "StateTarget",
+    "after_watermark",
     "commit_merge",
     "current_snapshot",
     "cut_watermark",
+    "list_lake_files",
     "merge_bucket",
     "merge_state",
     "open_catalog",
@@ -436,6 +438,26 @@ def _partition_day(relative: str) -> str | None:
         return None
 
 
+def list_lake_files(
+    lake_uri: str, snapshot: StateSnapshot | None, s3: S3Options | None
+) -> tuple[ds.Dataset, dict[str, Any], set[str]]:
+    """The lake table's dataset, its files (lake-relative path -> fragment) and the paths
+    ``snapshot`` has merged (none without a snapshot)."""
+    merged = _read_merged(snapshot.merged_files, s3) if snapshot else set()
+    lake = lake_dataset(lake_uri, s3)
+    base = resolve(lake_uri, s3).path
+    listed = {_relative(fragment.path, base): fragment for fragment in lake.get_fragments()}
+    return lake, listed, merged
+
+
+def after_watermark(listed: dict[str, Any], merged: set[str], watermark_us: int) -> set[str]:
+    """The merged files that may hold rows after ``watermark_us``: those in the partitions
+    of its day and later (the lake's layout puts a row in its own day's partition, and the
+    merge refused any new file that breaks it)."""
+    since = f"{micros_to_datetime(watermark_us):%Y-%m-%d}"
+    return {path for path in listed if path in merged and (_partition_day(path) or "9999") >= since}
+
+
 def _read_merged(location: str, s3: S3Options | None) -> set[str]:
     if not location:
         return set()
@@ -589,10 +611,7 @@ def plan_merge(
             f"{micros_text(watermark_us)} asked for; a state only moves forward: read snapshot "
             f"{previous.snapshot_id} or an older one instead (`FOR VERSION AS OF`)"
         )
-    merged = _read_merged(previous.merged_files, s3) if previous else set()
-    lake = lake_dataset(target.lake_uri, s3)
-    base = resolve(target.lake_uri, s3).path
-    listed = {_relative(fragment.path, base): fragment for fragment in lake.get_fragments()}
+    lake, listed, merged = list_lake_files(target.lake_uri, previous, s3)
     new = {path for path in listed if path not in merged}
     vanished = merged - set(listed)
     if vanished:
@@ -608,10 +627,7 @@ def plan_merge(
         )
     reread: set[str] = set()
     if previous is not None and watermark_us > previous.watermark_us:
-        since = f"{micros_to_datetime(previous.watermark_us):%Y-%m-%d}"
-        reread = {
-            path for path in listed if path in merged and (_partition_day(path) or "9999") >= since
-        }
+        reread = after_watermark(listed, merged, previous.watermark_us)
     columns = _columns_text(target.columns)
     recolumned = previous is not None and previous.columns != columns
     same = previous is not None and watermark_us == previous.watermark_us
@@ -827,6 +843,7 @@ def _load_events(
         lower = ""
         if name == "reread" and since_us is not None:
             lower = f" AND time_stamp > {time_literal(since_us)}"
+        _refuse_keyless(database, f"{name}_rows", lower, target)
         selects.append(
             f"SELECT k, op, data, time_stamp, uuid, {bucket_sql('k', target.buckets)} AS bucket"
             f" FROM {name}_rows WHERE k IS NOT NULL AND time_stamp IS NOT NULL"
@@ -846,6 +863,21 @@ def _load_events(
             database.connection.execute(f"DROP TABLE {name}_rows")
     ((rows,),) = database.connection.sql("SELECT count(*) FROM events").fetchall()
     return int(rows)
+
+
+def _refuse_keyless(database: LakeDatabase, rows: str, lower: str, target: StateTarget) -> None:
+    """A row without a key cannot be placed in the state, and the reconciliation refuses a
+    lake that holds one: the merge refuses it too, rather than leave it out unseen."""
+    ((count, example),) = database.connection.sql(
+        f"SELECT count(*), max(uuid) FROM {rows} WHERE k IS NULL{lower}"
+    ).fetchall()
+    if count:
+        names = ", ".join(repr(name) for name in target.key_names)
+        raise StateError(
+            f"{target.lake_uri}: {count} lake rows without a key (e.g. the row with uuid "
+            f"{example}): their data is not a JSON object with the key attributes {names}; "
+            "find them by uuid and move their files out of the lake table's folder"
+        )
 
 
 def _check_layout(fragment: Any, relative: str, lake_uri: str) -> None:

@@ -1,0 +1,211 @@
+"""Reconciliation from the current state: a snapshot at W and the log since it give the
+verdict and the findings the whole log gives (the log-based comparison is the oracle), late
+files and tombstones included; a table without a state, or without a snapshot early
+enough, or with a state that cannot be read, is compared with the log; the report says
+which basis it read and how many bytes.
+
+The model-based scenarios (tests/model/test_scenarios.py) run the same differential on 200
+generated histories, from every snapshot early enough and bucket by bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_reconciliation import HOUR, KEYS, SECOND, T, item, plan_for, row, write
+
+from dynamo_lake.errors import StateError
+from dynamo_lake.lake.query import lake_dataset
+from dynamo_lake.reconciliation.compare import compare_changes
+from dynamo_lake.reconciliation.engines import DuckDBEngine, ReconciliationEngineError
+from dynamo_lake.reconciliation.run import reconcile_table
+from dynamo_lake.reconciliation.state_basis import choose_basis, snapshot_bound
+from dynamo_lake.state.current import (
+    StateTarget,
+    current_snapshot,
+    merge_state,
+    open_catalog,
+    open_state_table,
+)
+from dynamo_lake.storage import resolve
+
+MINUTE = 60 * SECOND
+
+
+def target(lake: Path) -> StateTarget:
+    return StateTarget(str(lake), "shop", "orders", ("pk", "sk"), 4)
+
+
+def history(lake: Path) -> None:
+    """Four keys before W = T - 1 h, one of them deleted (a tombstone in the state)."""
+    write(lake, [row("I", T - 3 * HOUR, item(pk, n)) for n, pk in enumerate("abcd", 1)])
+    write(lake, [row("D", T - 2 * HOUR, item("d", 4))])
+
+
+def both(plan: Any) -> tuple[Any, Any]:
+    """The report from the state and the report from the whole log."""
+    from_state = reconcile_table(plan, s3=None, write=False)
+    from_log = reconcile_table(plan, s3=None, write=False, from_state=False)
+    return from_state, from_log
+
+
+def verdict(report: Any) -> tuple[Any, ...]:
+    return (
+        report.status,
+        report.table_count,
+        report.lake_count,
+        report.missing,
+        report.extra,
+        report.different,
+        report.phantoms,
+        report.samples,
+    )
+
+
+def test_a_check_reads_the_snapshot_and_the_log_since_its_watermark(tmp_path: Path) -> None:
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    merge_state(target(lake), T - HOUR)
+    # After the merge: a change after W, a late file with a change before W (not merged:
+    # it must be read whole), and a delete of a key the state holds live.
+    write(lake, [row("U", T - 30 * MINUTE, item("a", 1, "v2"))])
+    write(lake, [row("U", T - 90 * MINUTE, item("b", 2, "late"))])
+    write(lake, [row("D", T - 10 * MINUTE, item("c", 3))])
+    # The table: a v2, b late, c deleted, e inserted (its record lost on the stream).
+    write(
+        export,
+        [row("I", T, data) for data in (item("a", 1, "v2"), item("b", 2, "late"), item("e", 5))],
+    )
+
+    from_state, from_log = both(plan_for(lake, export, "r1"))
+
+    assert verdict(from_state) == verdict(from_log)
+    assert (from_state.status, from_state.missing, from_state.lake_count) == ("drift", 1, 2)
+    assert from_state.cost["basis"] == "current state"
+    assert from_state.cost["watermark"] == "2024-06-01T11:00:00.000000Z"
+    assert from_state.cost["rows_read"] == 3  # the three files written after the merge
+    assert from_state.cost["unmerged_files"] == 3
+    assert from_log.cost["basis"] == "log"
+    for report in (from_state, from_log):
+        assert report.cost["lake_bytes"] > 0 and report.cost["export_bytes"] > 0
+
+
+def test_the_repair_and_its_recheck_read_the_state_too(tmp_path: Path) -> None:
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    merge_state(target(lake), T - HOUR)
+    write(export, [row("I", T, item(pk, n)) for n, pk in enumerate("abce", 1)])
+
+    report = reconcile_table(plan_for(lake, export, "r2", repair=True), s3=None, write=False)
+
+    assert report.status == "repaired" and report.missing == 1
+    assert report.repair["recheck"]["status"] == "ok"
+    assert report.cost["basis"] == "current state"
+
+
+def test_without_a_snapshot_early_enough_the_log_is_read(tmp_path: Path) -> None:
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    write(export, [row("I", T, item(pk, n)) for n, pk in enumerate("abc", 1)])
+    plan = plan_for(lake, export, "r3")
+
+    never_merged = reconcile_table(plan, s3=None, write=False)
+    assert never_merged.cost["basis"] == "log" and never_merged.status == "ok"
+    assert not (lake / "_current").exists()  # looking for a state made none
+
+    merge_state(target(lake), T - SECOND + 1)  # after T - ε: it cannot stand in for T - ε
+    too_late = reconcile_table(plan, s3=None, write=False)
+    assert too_late.cost["basis"] == "log" and too_late.status == "ok"
+
+    # The bound is inclusive: a snapshot exactly at it stands in (its rows are those at or
+    # before every cut).
+    catalog = open_catalog(str(lake))
+    assert choose_basis(str(lake), "shop", "orders", bound=T - SECOND + 1, s3=None, catalog=catalog)
+    assert not choose_basis(str(lake), "shop", "orders", bound=T - SECOND, s3=None, catalog=catalog)
+
+
+def test_a_state_that_cannot_be_read_falls_back_to_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    merge_state(target(lake), T - HOUR)
+    table = open_state_table(open_catalog(str(lake)), target(lake), create=False)
+    snapshot = current_snapshot(table)
+    assert snapshot is not None
+    os.remove(resolve(snapshot.merged_files).path)  # its list of merged files is gone
+    write(export, [row("I", T, item(pk, n)) for n, pk in enumerate("abc", 1)])
+
+    with caplog.at_level(logging.WARNING):
+        report = reconcile_table(plan_for(lake, export, "r4"), s3=None, write=False)
+
+    assert report.cost["basis"] == "log" and report.status == "ok"
+    assert "the current state cannot be read" in caplog.text
+    assert "merged" in caplog.text  # the reason, named
+
+
+def test_changes_from_the_state_find_phantoms_and_count_the_whole_lake(tmp_path: Path) -> None:
+    lake, day = tmp_path / "lake", tmp_path / "day"
+    history(lake)
+    start = T - 20 * MINUTE
+    merge_state(target(lake), start - 2 * SECOND)  # before start - ε
+    write(lake, [row("U", T - 15 * MINUTE, item("a", 1, "v2"))])  # listed by the export
+    write(lake, [row("U", T - 5 * MINUTE, item("b", 2, "invented"))])  # a phantom
+    write(day, [row("U", T - 15 * MINUTE, item("a", 1, "v2"))])
+
+    def changes(basis: Any) -> Any:
+        engine = DuckDBEngine(
+            lake_dataset(str(lake)),
+            lake_dataset(str(day)),
+            key_names=["pk", "sk"],
+            basis=basis,
+            changed_keys_only=True,
+        )
+        try:
+            return compare_changes(engine, KEYS, T, SECOND, start)
+        finally:
+            engine.close()
+
+    bound = snapshot_bound("changes", T, SECOND, start)
+    basis = choose_basis(str(lake), "shop", "orders", bound=bound, s3=None)
+    assert basis is not None
+    from_state, from_log = changes(basis), changes(None)
+
+    assert from_state.counts == from_log.counts == {"phantom": 1}
+    assert from_state.samples == from_log.samples
+    # Only the keys the export lists or the log since W holds were taken from the state,
+    # and the live count is still the whole lake's.
+    assert basis.lake_count_offset == 1  # c: live, unchanged, not read
+    assert from_state.lake_count == from_log.lake_count == 3
+
+
+def test_a_bucket_of_another_count_is_refused(tmp_path: Path) -> None:
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    merge_state(target(lake), T - HOUR)
+    basis = choose_basis(str(lake), "shop", "orders", bound=T - SECOND, s3=None)
+    with pytest.raises(ReconciliationEngineError, match="the current state has 4 buckets"):
+        DuckDBEngine(
+            lake_dataset(str(lake)),
+            lake_dataset(str(export)),
+            key_names=["pk", "sk"],
+            basis=basis,
+            bucket=(0, 8),
+        )
+
+
+def test_a_merge_refuses_rows_without_a_key(tmp_path: Path) -> None:
+    """The reconciliation refuses a lake with a row it cannot key; the merge does too, so
+    that a comparison from the state can never pass over one the log would refuse."""
+    from dynamo_lake.codec import item_to_data
+
+    lake = tmp_path / "lake"
+    history(lake)
+    keyless = item_to_data({"pk": {"S": "x"}, "value": {"S": "no sk"}})
+    write(lake, [row("I", T - 2 * HOUR, keyless)])
+    with pytest.raises(StateError, match="1 lake rows without a key .*uuid"):
+        merge_state(target(lake), T - HOUR)
