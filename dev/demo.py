@@ -12,7 +12,8 @@
 7. Runs the reconciliation DAG (the export method, as of now): the report says ok, and the
    current state's snapshot at T, compared with the export, is tagged verified-<T>.
 8. Loses three changes on the stream (an insert, an update, a delete), and runs the
-   reconciliation again with repair on: it names the three keys, writes three corrective
+   reconciliation again with repair on: it compares with the snapshot step 7 verified and
+   the lake rows since (not the whole log), names the three keys, writes three corrective
    rows, and its re-check is clean.
 9. Runs the current-state DAG: the lake merged into the Iceberg table `orders_current`
    (the emulator's Glue catalog), whose live items equal the table.
@@ -131,6 +132,19 @@ def show_report(report: ReconciliationReport | None) -> ReconciliationReport:
     for kind in ("missing", "extra", "different"):
         for key in report.samples.get(kind, []):
             print(f"  {kind:<9} {key}")
+    cost = report.cost or {}
+    if cost.get("basis") == "current state":
+        read = (
+            f"the current state at {cost['watermark']} (snapshot {cost['snapshot_id']}) and "
+            f"the {cost['rows_read']} lake rows since"
+        )
+    else:
+        read = "the whole log (no current-state snapshot before T yet)"
+    if cost:
+        print(
+            f"compared with {read}: {cost.get('lake_bytes', 0) / 1e3:,.1f} kB of the lake, "
+            f"{cost.get('export_bytes', 0) / 1e3:,.1f} kB of the export"
+        )
     if report.repair and report.repair.get("rows"):
         recheck = report.repair["recheck"]
         print(

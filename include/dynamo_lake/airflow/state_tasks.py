@@ -206,6 +206,7 @@ def rewrite(work: dict[str, Any], prepared: Sequence[dict[str, Any]]) -> dict[st
     catalog = _catalog(config)
     options = s3_options(config.aws_conn_id, config.region)
     planned = MergePlan.from_json(item["merge"])
+    table = open_state_table(catalog, target, create=False)
     merges = []
     for bucket in work["buckets"]:
         merged = merge_bucket(
@@ -215,6 +216,7 @@ def rewrite(work: dict[str, Any], prepared: Sequence[dict[str, Any]]) -> dict[st
             s3=options,
             catalog=catalog,
             memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
+            table=table,
         )
         log.info(
             "bucket %d: %d files, live items %+d, tombstones %+d",
@@ -238,7 +240,10 @@ def commit(prepared: dict[str, Any], rewrites: Sequence[dict[str, Any]]) -> dict
     catalog = _catalog(config)
     options = s3_options(config.aws_conn_id, config.region)
     result: MergeResult | None = None
-    if prepared["merge"] is not None:
+    if prepared["merge"] is None:  # prepare found nothing new: nothing to commit
+        table = open_state_table(catalog, target)
+        result = MergeResult(None, _watermark(table, prepared), 0, 0, 0)
+    else:
         planned = MergePlan.from_json(prepared["merge"])
         merges = [
             BucketMerge.from_json(merged)
@@ -250,7 +255,7 @@ def commit(prepared: dict[str, Any], rewrites: Sequence[dict[str, Any]]) -> dict
             result = commit_merge(target, planned, merges, s3=options, catalog=catalog)
         except StateConflictError as exc:
             log.warning("%s; merging again in this task", exc)
-    if result is None:
+    if result is None:  # another merge committed after this run planned
         table = open_state_table(catalog, target)
         result = merge_state(
             target,
@@ -259,7 +264,7 @@ def commit(prepared: dict[str, Any], rewrites: Sequence[dict[str, Any]]) -> dict
             catalog=catalog,
             memory_limit_mb=config.reconcile.duckdb_memory_limit_mb,
         )
-    else:
+    elif prepared["merge"] is not None:
         removed = remove_orphans(
             open_state_table(catalog, target), target, options, older_than=ORPHAN_AGE
         )

@@ -152,14 +152,19 @@ def _state_basis(plan: ReconciliationPlan, s3: S3Options | None, catalog: Any, g
 
 
 def _cost(plan: ReconciliationPlan, s3: S3Options | None, engine: Engine) -> dict[str, Any]:
-    """What a key-by-key comparison read: its basis and bytes."""
-    sizes = resolve(plan.lake_uri, s3).file_sizes()
+    """What a key-by-key comparison read: its basis and bytes (the bytes are listed after
+    the verdict: a listing that fails leaves them out, never the verdict)."""
     basis = getattr(engine, "basis", None)
     cost: dict[str, Any] = basis.describe() if basis is not None else {"basis": "log"}
     if plan.engine == "athena":
         cost["athena_bytes_scanned"] = getattr(engine, "bytes_scanned", None)
-    cost["lake_bytes"] = basis.lake_bytes(sizes) if basis is not None else sum(sizes.values())
-    cost["export_bytes"] = sum(resolve(plan.work_uri, s3).file_sizes().values())
+    try:
+        sizes = resolve(plan.lake_uri, s3).file_sizes()
+        cost["lake_bytes"] = basis.lake_bytes(sizes) if basis is not None else sum(sizes.values())
+        cost["export_bytes"] = sum(resolve(plan.work_uri, s3).file_sizes().values())
+    except (DynamoLakeError, OSError) as exc:
+        log.warning("%s: could not add up the bytes read: %s", plan.table, exc)
+        cost["note"] = f"bytes not known: {exc}"
     return cost
 
 

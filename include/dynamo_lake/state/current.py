@@ -563,9 +563,16 @@ def merge_state(
         if plan is None:
             result = MergeResult(None, watermark_us, 0, 0, 0)
             break
+        table = open_state_table(catalog, target, create=False) if plan.buckets else None
         merges = [
             merge_bucket(
-                target, plan, bucket, s3=s3, catalog=catalog, memory_limit_mb=memory_limit_mb
+                target,
+                plan,
+                bucket,
+                s3=s3,
+                catalog=catalog,
+                memory_limit_mb=memory_limit_mb,
+                table=table,
             )
             for bucket in plan.buckets
         ]
@@ -678,14 +685,17 @@ def merge_bucket(
     s3: S3Options | None = None,
     catalog: Any = None,
     memory_limit_mb: int = 1024,
+    table: Any = None,
 ) -> BucketMerge:
     """Rewrite one bucket of the plan: its rows in the plan's base snapshot merged with its
     staged events, written as new data files (not yet committed). Memory: one bucket's rows.
-    Run again, it writes other files; those of an attempt never committed are orphans."""
+    Run again, it writes other files; those of an attempt never committed are orphans.
+    ``table``: the state table already loaded (one catalog read for many buckets)."""
     if bucket not in plan.buckets:
         raise StateError(f"bucket {bucket} is not one the plan rewrites ({len(plan.buckets)})")
-    catalog = catalog or open_catalog(target.lake_uri, s3)
-    table = open_state_table(catalog, target, create=False)
+    if table is None:
+        catalog = catalog or open_catalog(target.lake_uri, s3)
+        table = open_state_table(catalog, target, create=False)
     if plan.base_snapshot_id is None:
         old_rows = STATE_SCHEMA.empty_table()
     else:
