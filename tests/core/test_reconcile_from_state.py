@@ -209,3 +209,27 @@ def test_a_merge_refuses_rows_without_a_key(tmp_path: Path) -> None:
     write(lake, [row("I", T - 2 * HOUR, keyless)])
     with pytest.raises(StateError, match="1 lake rows without a key .*uuid"):
         merge_state(target(lake), T - HOUR)
+
+
+def test_a_state_keyed_by_other_attributes_is_not_compared_nor_merged_into(
+    tmp_path: Path,
+) -> None:
+    """A state's keys are made of the key attributes its merges were given, recorded in
+    each snapshot; a check with other key attributes (the table's key schema changed) reads
+    the log, and a merge with them is refused rather than mix two kinds of keys."""
+    from dataclasses import replace
+
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    merge_state(target(lake), T - HOUR)
+    write(export, [row("I", T, item(pk, n)) for n, pk in enumerate("abc", 1)])
+    plan = replace(plan_for(lake, export, "r5"), keys=(("sk", "N"), ("pk", "S")))
+
+    report = reconcile_table(plan, s3=None, write=False)
+
+    assert report.cost["basis"] == "log"
+    same = choose_basis(str(lake), "shop", "orders", bound=T, s3=None, key_names=["pk", "sk"])
+    assert same is not None and same.snapshot.key_names == ("pk", "sk")
+    swapped = StateTarget(str(lake), "shop", "orders", ("sk", "pk"), 4)
+    with pytest.raises(StateError, match=r"its keys are made of \['pk', 'sk'\]"):
+        merge_state(swapped, T)

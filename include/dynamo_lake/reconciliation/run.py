@@ -125,6 +125,7 @@ def _state_basis(plan: ReconciliationPlan, s3: S3Options | None, catalog: Any, g
             plan.glue_table,
             bound=bound,
             s3=s3,
+            key_names=[name for name, _ in plan.keys],
             catalog=catalog,
             glue_client=glue,
         )

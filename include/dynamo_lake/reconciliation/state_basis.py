@@ -83,6 +83,7 @@ class StateBasis:
     table: Any  # the Iceberg table
     snapshot: StateSnapshot
     lake: ds.Dataset
+    filesystem: Any  # the lake's (the state's files are under its _current/)
     unmerged: list[Any]  # fragments: read whole
     after: list[Any]  # fragments of merged files: their rows after the watermark
     lake_count_offset: int = 0  # live items of the keys not read (changes)
@@ -170,7 +171,7 @@ class StateBasis:
 
     def files(self, fragments: list[Any]) -> ds.Dataset:
         return ds.FileSystemDataset(
-            fragments, self.lake.schema, ds.ParquetFileFormat(), self.lake.filesystem
+            fragments, self.lake.schema, ds.ParquetFileFormat(), self.filesystem
         )
 
     def _snapshot_rows(self, bucket: int | None = None) -> Iterator[pa.RecordBatch]:
@@ -286,13 +287,15 @@ def choose_basis(
     *,
     bound: int,
     s3: S3Options | None,
+    key_names: Sequence[str] | None = None,
     catalog: Any = None,
     glue_client: Any = None,
     snapshot_id: int | None = None,
 ) -> StateBasis | None:
     """The newest readable snapshot with a watermark at or before ``bound`` (or the one
-    named ``snapshot_id``, if within it), and the lake files to read beside it; None when
-    the table has no current state or no such snapshot (the comparison then reads the log)."""
+    named ``snapshot_id``, if within it) whose keys are made of ``key_names`` (when given),
+    and the lake files to read beside it; None when the table has no current state or no
+    such snapshot (the comparison then reads the log)."""
     from dynamo_lake.state.current import open_catalog
 
     location = resolve(lake_uri, s3)
@@ -302,9 +305,14 @@ def choose_basis(
     state = load_state_table(catalog, database, table)
     if state is None:
         return None
+    records = state_snapshots(state)
+    if key_names is not None:
+        # Keys made of other attributes (a state keyed before they were recorded, or by
+        # another key schema) would be compared as other keys.
+        records = [record for record in records if record.key_names == tuple(key_names)]
     candidates = [
         record
-        for record in state_snapshots(state)
+        for record in records
         if record.watermark_us <= bound and snapshot_id in (None, record.snapshot_id)
     ]
     if not candidates:
@@ -316,6 +324,7 @@ def choose_basis(
         table=state,
         snapshot=snapshot,
         lake=lake,
+        filesystem=location.filesystem,
         unmerged=[listed[path] for path in sorted(listed) if path not in merged],
         after=[listed[path] for path in sorted(later)],
     )

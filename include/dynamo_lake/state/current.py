@@ -39,6 +39,7 @@ tests only: pyiceberg says so, and nothing but this process can read it).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import uuid
@@ -81,6 +82,7 @@ __all__ = [
     "merge_state",
     "open_catalog",
     "open_state_table",
+    "plain_path",
     "plan_merge",
     "read_state",
     "remove_orphans",
@@ -101,6 +103,8 @@ TOMBSTONES = "dynamo-lake.tombstones"
 BUCKETS_PROPERTY = "dynamo-lake.buckets"
 #: The typed columns a snapshot's files hold (``name:type`` joined by commas).
 COLUMNS = "dynamo-lake.columns"
+#: The key attributes a snapshot's keys are made of (a JSON array, partition key first).
+KEY_NAMES = "dynamo-lake.key-names"
 SUFFIX = "_current"
 #: How often a merge that lost a commit race to another merge starts again on top of it.
 COMMIT_ATTEMPTS = 3
@@ -156,6 +160,7 @@ class StateSnapshot:
     tombstones: int
     merged_files: str  # the location of the merged-files list
     columns: str = ""  # the typed columns its files hold (``name:type,...``)
+    key_names: tuple[str, ...] | None = None  # None: written before they were recorded
 
     @property
     def watermark(self) -> str:
@@ -375,6 +380,7 @@ def _snapshot_record(snapshot: Any) -> StateSnapshot | None:
         tombstones=int(properties.get(TOMBSTONES, 0)),
         merged_files=properties.get(MERGED_FILES, ""),
         columns=properties.get(COLUMNS, ""),
+        key_names=tuple(json.loads(properties[KEY_NAMES])) if KEY_NAMES in properties else None,
     )
 
 
@@ -618,6 +624,12 @@ def plan_merge(
             f"{micros_text(watermark_us)} asked for; a state only moves forward: read snapshot "
             f"{previous.snapshot_id} or an older one instead (`FOR VERSION AS OF`)"
         )
+    if previous is not None and previous.key_names not in (None, target.key_names):
+        raise StateError(
+            f"{table.name()}: its keys are made of {list(previous.key_names)}, and this merge's "
+            f"of {list(target.key_names)}: a state is keyed once (the table's key schema "
+            "changed?); drop the current-state table to rebuild it from the log"
+        )
     lake, listed, merged = list_lake_files(target.lake_uri, previous, s3)
     new = {path for path in listed if path not in merged}
     vanished = merged - set(listed)
@@ -761,6 +773,7 @@ def commit_merge(
         LIVE_ITEMS: str(live_items),
         TOMBSTONES: str(tombstones),
         COLUMNS: _columns_text(target.columns),
+        KEY_NAMES: json.dumps(list(target.key_names)),
     }
     try:
         with (
@@ -783,7 +796,7 @@ def commit_merge(
     )
 
 
-def _plain(path: str) -> str:
+def plain_path(path: str) -> str:
     """A file's path as the filesystem lists it (no ``s3://`` or ``file://``)."""
     for scheme in ("s3://", "s3a://", "file://"):
         if path.startswith(scheme):
@@ -800,7 +813,7 @@ def _referenced_files(table: Any) -> set[str]:
     for snapshot in table.snapshots():
         for manifest in snapshot.manifests(table.io):
             for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-                found.add(_plain(entry.data_file.file_path))
+                found.add(plain_path(entry.data_file.file_path))
     return found
 
 
@@ -813,14 +826,14 @@ def remove_orphans(
     import pyarrow.fs as pafs
 
     referenced = _referenced_files(table)
-    referenced |= {_plain(record.merged_files) for record in state_snapshots(table)}
+    referenced |= {plain_path(record.merged_files) for record in state_snapshots(table)}
     folder = resolve(target.location, s3)
     cutoff = datetime.now(UTC) - older_than
     removed = 0
     for sub in ("data", "merged", "staging"):
         selector = pafs.FileSelector(f"{folder.path}/{sub}", allow_not_found=True, recursive=True)
         for info in folder.filesystem.get_file_info(selector):
-            if info.type != pafs.FileType.File or _plain(info.path) in referenced:
+            if info.type != pafs.FileType.File or plain_path(info.path) in referenced:
                 continue
             written = info.mtime
             if written is not None and written.replace(tzinfo=written.tzinfo or UTC) > cutoff:
