@@ -393,8 +393,9 @@ class Scenario:
                 f"({basis.describe()}) differs from the log:\n{from_state}\n{oracle}"
             )
             self.state_comparisons += 1
-        if table is not None and self.state_comparisons:
-            # Bucket by bucket, the newest snapshot's comparisons add up to the whole.
+        if table is not None and self.state_comparisons and self.seed % 16 < 4:
+            # Bucket by bucket, the newest snapshot's comparisons add up to the whole (a
+            # quarter of the seeds, every key schema among them: CI time).
             basis = choose_basis(
                 plan.lake_uri, "model", TABLE, bound=bound, s3=None, catalog=self.catalog
             )

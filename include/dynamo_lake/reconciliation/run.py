@@ -10,6 +10,7 @@ so two runs never correct the same drift twice. The report is written under the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -296,38 +297,22 @@ def reconcile_table(
     base = _base(plan, export_arn)
     by_key = plan.method in ("export", "changes")
     try:
-        with tempfile.TemporaryDirectory(prefix="reconcile-findings-") as scratch:
-            if plan.repair and by_key:
-                with _repair_lease(plan, s3):
-                    report = _reconcile(
-                        plan,
-                        base,
-                        s3,
-                        Path(scratch),
-                        dynamodb,
-                        athena,
-                        glue,
-                        scan,
-                        now,
-                        started,
-                        write,
-                        from_state,
-                    )
-            else:
-                report = _reconcile(
-                    plan,
-                    base,
-                    s3,
-                    Path(scratch),
-                    dynamodb,
-                    athena,
-                    glue,
-                    scan,
-                    now,
-                    started,
-                    write,
-                    from_state,
-                )
+        lease = _repair_lease(plan, s3) if plan.repair and by_key else contextlib.nullcontext()
+        with tempfile.TemporaryDirectory(prefix="reconcile-findings-") as scratch, lease:
+            report = _reconcile(
+                plan,
+                base,
+                s3,
+                Path(scratch),
+                dynamodb,
+                athena,
+                glue,
+                scan,
+                now,
+                started,
+                write,
+                from_state,
+            )
     except DynamoLakeError as exc:
         report = ReconciliationReport(
             **base, status="error", message=str(exc), seconds=round(time.monotonic() - started, 3)
