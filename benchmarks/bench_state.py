@@ -461,8 +461,9 @@ def _child(mode: str, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _measure(mode: str, work: Path, **params: Any) -> dict[str, Any]:
-    """Run ``mode`` in a fresh process (its own TMPDIR, for DuckDB's spill)."""
+def _measure(mode: str, work: Path, script: Path | None = None, **params: Any) -> dict[str, Any]:
+    """Run ``mode`` of ``script`` (this one by default) in a fresh process (its own TMPDIR,
+    for DuckDB's spill)."""
     spill = work / "tmp"
     shutil.rmtree(spill, ignore_errors=True)
     spill.mkdir(parents=True)
@@ -471,7 +472,7 @@ def _measure(mode: str, work: Path, **params: Any) -> dict[str, Any]:
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "dev"), str(ROOT / "include"), env.get("PYTHONPATH", "")]
     ).rstrip(os.pathsep)
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode]
+    command = [sys.executable, str((script or Path(__file__)).resolve()), "--child", mode]
     command += ["--params", json.dumps(params)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     shutil.rmtree(spill, ignore_errors=True)

@@ -248,11 +248,11 @@ def test_from_the_current_state_athena_rules_on_every_key_exactly(tmp_path: Path
         assert engine.precision_us == 1
         state_rows = read_state(open_state_table(catalog, target), basis.snapshot.snapshot_id)
         for method, snapshot, query in (
-            ("export", full, sql.snapshot_diff_sql(T, EPSILON, engine.precision_us)),
+            ("export", full, sql.snapshot_diff_sql(T, EPSILON, 1, base=engine.has_base)),
             (
                 "changes",
                 day,
-                sql.changes_diff_sql(T, EPSILON, WINDOW_START, engine.precision_us),
+                sql.changes_diff_sql(T, EPSILON, WINDOW_START, 1, base=engine.has_base),
             ),
         ):
             tree = sqlglot.parse_one(engine.trino_sql(query), read="trino")

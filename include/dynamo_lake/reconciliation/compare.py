@@ -254,7 +254,7 @@ def compare_export(
     findings: FindingsFile | None = None,
 ) -> Comparison:
     """A full export at ``as_of`` (the engine's ``snapshot``) against the lake."""
-    query = sql.snapshot_diff_sql(as_of, epsilon, engine.precision_us)
+    query = sql.snapshot_diff_sql(as_of, epsilon, engine.precision_us, base=engine.has_base)
     return _collect(engine, query, keys, "export", findings)
 
 
@@ -267,7 +267,9 @@ def compare_changes(
     findings: FindingsFile | None = None,
 ) -> Comparison:
     """An incremental export of ``[window_start, as_of)`` (the ``snapshot``) against the lake."""
-    query = sql.changes_diff_sql(as_of, epsilon, window_start, engine.precision_us)
+    query = sql.changes_diff_sql(
+        as_of, epsilon, window_start, engine.precision_us, base=engine.has_base
+    )
     return _collect(engine, query, keys, "changes", findings)
 
 

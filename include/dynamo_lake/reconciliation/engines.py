@@ -66,6 +66,9 @@ class Engine(Protocol):
     name: str
     #: The finest time step the engine sees in ``time_stamp``, in µs.
     precision_us: int
+    #: Whether the lake side is a current-state snapshot (the relation ``base``) and the
+    #: rows beside it (``lake``), rather than the whole log (``lake``).
+    has_base: bool
 
     def findings(self, sql: str) -> Iterator[Finding]: ...
 
@@ -98,6 +101,7 @@ class DuckDBEngine:
 
     name = "duckdb"
     precision_us = 1
+    has_base = False
     BATCH_ROWS = 10_000
 
     def __init__(
@@ -119,6 +123,7 @@ class DuckDBEngine:
         self.database = LakeDatabase(memory_limit_mb=memory_limit_mb, spill_folder=spill_folder)
         self.connection = self.database.connection
         self.basis = basis
+        self.has_base = basis is not None
         in_bucket = None if bucket is None else bucket_filter(*bucket)
         try:
             if basis is not None and bucket is not None and bucket[1] != basis.buckets:
@@ -137,7 +142,6 @@ class DuckDBEngine:
             else:
                 basis.load(
                     self.database,
-                    "lake",
                     key_names,
                     only_keys_of="snapshot" if changed_keys_only else None,
                     bucket=None if bucket is None else bucket[0],
@@ -195,6 +199,7 @@ class AthenaEngine:
 
     name = "athena"
     precision_us = 1000
+    has_base = False
 
     def __init__(
         self,
@@ -216,6 +221,7 @@ class AthenaEngine:
         self.state = state
         self.events_location = events_location
         self.basis = basis
+        self.has_base = state is not None
         self.events_table = f"tmp_events_{uuid.uuid4().hex[:12]}"
         # From the current state every time is a bigint of µs: exact, nothing ambiguous.
         self.precision_us = 1 if state is not None else 1000
@@ -251,18 +257,21 @@ class AthenaEngine:
             f'FROM "{self.database}"."{table}"'
         )
 
-    def state_relation_sql(self) -> str:
-        """Trino SQL for ``lake`` read from the current state: the snapshot's rows (one per
-        key, exact key and time) and the staged rows since its watermark, both with their
-        time made from a bigint of µs (``from_unixtime_nanos``: exact)."""
+    def state_relation_sql(self, name: str) -> str:
+        """Trino SQL for ``base`` (the current state's snapshot: one row per key, exact key
+        and time) or ``lake`` (the staged rows since its watermark), each time made from a
+        bigint of µs (``from_unixtime_nanos``: exact)."""
         assert self.state is not None
         table, snapshot_id = self.state
+        if name == "base":
+            return (
+                "SELECT uuid, op, from_unixtime_nanos(time_stamp_us * 1000) AS time_stamp, "
+                "coalesce(data, '') AS data, key AS k, FALSE AS stream "
+                f'FROM "{self.database}"."{table}" FOR VERSION AS OF {int(snapshot_id)}'
+            )
         return (
-            "SELECT uuid, op, from_unixtime_nanos(time_stamp_us * 1000) AS time_stamp, "
-            "coalesce(data, '') AS data, key AS k, FALSE AS stream "
-            f'FROM "{self.database}"."{table}" FOR VERSION AS OF {int(snapshot_id)} '
-            "UNION ALL SELECT uuid, op, from_unixtime_nanos(time_stamp_us * 1000) AS "
-            f'time_stamp, data, k, stream FROM "{self.database}"."{self.events_table}"'
+            "SELECT uuid, op, from_unixtime_nanos(time_stamp_us * 1000) AS time_stamp, data, "
+            f'k, stream FROM "{self.database}"."{self.events_table}"'
         )
 
     def trino_sql(self, sql: str) -> str:
@@ -274,21 +283,20 @@ class AthenaEngine:
         from dynamo_lake.reconciliation.sql import to_trino
 
         tree = sqlglot.parse_one(to_trino(sql), read="trino")
-        relations = {
-            "lake": self.lake_table,
-            "snapshot": self.snapshot_table if self.snapshot_location else None,
+        snapshot = self.snapshot_table if self.snapshot_location else None
+        texts = {
+            "lake": self.relation_sql(self.lake_table),
+            "snapshot": self.relation_sql(snapshot),
         }
+        if self.state is not None:
+            texts["lake"] = self.state_relation_sql("lake")
+            texts["base"] = self.state_relation_sql("base")
         ctes = [
             exp.CTE(
-                this=sqlglot.parse_one(
-                    self.state_relation_sql()
-                    if name == "lake" and self.state is not None
-                    else self.relation_sql(table),
-                    read="trino",
-                ),
+                this=sqlglot.parse_one(text, read="trino"),
                 alias=exp.TableAlias(this=exp.to_identifier(name)),
             )
-            for name, table in relations.items()
+            for name, text in texts.items()
         ]
         with_ = tree.args.get("with_")
         if with_ is None:  # every comparison starts with its CTEs; keep any other query whole

@@ -82,16 +82,42 @@ def _count_row(
     )
 
 
-def state_sql(lo: int, t: int, hi: int, precision: int = 1) -> str:
+def state_sql(lo: int, t: int, hi: int, precision: int = 1, *, base: bool = False) -> str:
     """CTEs ending in ``state(k, data_lo, data_t, data_hi, time_t, uuid_t, amb_lo, amb_t,
     amb_hi)``: each key's live data (NULL if absent or deleted) at the three cuts, the time
     and uuid of its latest row at T, and whether each cut is ambiguous at ``precision`` µs
-    (always false at 1). Also defines ``lake_rows``: the keyed lake rows up to ``hi``."""
-    rows = f"lake_rows AS ({keyed_rows_sql('lake', f'time_stamp <= {time_literal(hi)}')})"
+    (always false at 1). Also defines ``lake_rows``: the keyed lake rows up to ``hi``.
+
+    ``base``: the lake side is a current-state snapshot (the relation ``base``: one row per
+    key, every one at or before ``lo``) and ``lake`` holds only the rows beside it. Then
+    ``lake_rows`` is both, and the latest row at ``hi`` is aggregated only for the keys
+    ``lake`` touches; every other key's is its ``base`` row as it stands (the same rows the
+    aggregation would pick, without aggregating the whole state)."""
+    cut = f"time_stamp <= {time_literal(hi)}"
+    if not base:
+        rows = f"lake_rows AS ({keyed_rows_sql('lake', cut)})"
+        at_hi = f"at_hi AS ({latest_of_sql('lake_rows')})"
+    else:
+        if precision > 1:
+            raise ValueError("a current-state base is read at microseconds (precision 1)")
+        rows = f"""base_rows AS ({keyed_rows_sql("base", cut)}),
+        event_rows AS ({keyed_rows_sql("lake", cut)}),
+        lake_rows AS (SELECT * FROM base_rows UNION ALL SELECT * FROM event_rows),
+        touched AS (SELECT DISTINCT k FROM event_rows),
+        touched_rows AS (
+            SELECT b.* FROM base_rows b JOIN touched t ON b.k = t.k
+            UNION ALL SELECT * FROM event_rows
+        )"""
+        at_hi = f"""at_hi AS (
+            {latest_of_sql("touched_rows")}
+            UNION ALL
+            SELECT b.k, b.op, b.data, b.time_stamp, {_NO_TEXT} AS uuid
+            FROM base_rows b LEFT JOIN touched t ON b.k = t.k WHERE t.k IS NULL
+        )"""
     if precision <= 1:
         return f"""
         {rows},
-        at_hi AS ({latest_of_sql("lake_rows")}),
+        {at_hi},
         moved AS (SELECT DISTINCT k FROM lake_rows WHERE time_stamp > {time_literal(lo)}),
         near AS (SELECT r.* FROM lake_rows r JOIN moved m ON r.k = m.k),
         at_t AS ({latest_of_sql("near", f"time_stamp <= {time_literal(t)}", with_uuid=True)}),
@@ -204,11 +230,11 @@ def _keyless() -> str:
             UNION ALL {_count_row("keyless_table", "snapshot", "k IS NULL", sample="max(uuid)")}"""
 
 
-def snapshot_diff_sql(t: int, epsilon: int, precision: int = 1) -> str:
+def snapshot_diff_sql(t: int, epsilon: int, precision: int = 1, *, base: bool = False) -> str:
     """Findings of a full export at T against the lake: missing, extra, different keys
-    (and ambiguous ones at a coarse ``precision``)."""
+    (and ambiguous ones at a coarse ``precision``). ``base``: see :func:`state_sql`."""
     return f"""
-        WITH {state_sql(t - epsilon, t, t + epsilon, precision)},
+        WITH {state_sql(t - epsilon, t, t + epsilon, precision, base=base)},
         table_state AS (
             SELECT k, data, {_NO_TIME} AS write_time, TRUE AS listed
             FROM snapshot WHERE op <> 'D' AND k IS NOT NULL
@@ -224,7 +250,9 @@ def snapshot_diff_sql(t: int, epsilon: int, precision: int = 1) -> str:
     """
 
 
-def changes_diff_sql(t: int, epsilon: int, window_start: int, precision: int = 1) -> str:
+def changes_diff_sql(
+    t: int, epsilon: int, window_start: int, precision: int = 1, *, base: bool = False
+) -> str:
     """Findings of an incremental export of ``[W, T)`` (``W`` = ``window_start``) against
     the lake.
 
@@ -266,7 +294,7 @@ def changes_diff_sql(t: int, epsilon: int, window_start: int, precision: int = 1
             )
         )"""
     return f"""
-        WITH {state_sql(t - epsilon, t, t + epsilon, precision)},
+        WITH {state_sql(t - epsilon, t, t + epsilon, precision, base=base)},
         table_state AS (
             -- A key two exports list (the lead-in's and the day's): its latest change.
             SELECT k, CASE WHEN op = 'D' THEN NULL ELSE data END AS data,

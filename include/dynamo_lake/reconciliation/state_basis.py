@@ -49,6 +49,7 @@ from dynamo_lake.state.current import (
     StateSnapshot,
     after_watermark,
     list_lake_files,
+    plain_path,
     state_snapshots,
 )
 from dynamo_lake.state.merge import bucket_sql, check_buckets
@@ -114,22 +115,21 @@ class StateBasis:
     def load(
         self,
         database: LakeDatabase,
-        name: str,
         key_names: Sequence[str],
         *,
         only_keys_of: str | None = None,
         bucket: int | None = None,
     ) -> int:
-        """Copy the basis into the DuckDB table ``name`` in the keyed form; returns the lake
-        rows read beside the snapshot. The snapshot's rows are not the stream's, and a
-        tombstone's data is empty text, never NULL, so that the latest-row aggregation
-        keeps it. ``only_keys_of``: a table with column ``k``; of the snapshot, only its
-        keys and the keys of the rows read are taken. ``bucket``: only that bucket's keys
-        (and rows without a key in bucket 0, which counts them)."""
+        """Copy the basis into DuckDB in the keyed form: the snapshot's rows into ``base``
+        (not the stream's; a tombstone's data is empty text, never NULL, so that the
+        latest-row aggregation keeps it) and the lake rows read beside it into ``lake``;
+        returns the latter's count. ``only_keys_of``: a table with column ``k``; of the
+        snapshot, only its keys and the keys of the rows read are taken. ``bucket``: only
+        that bucket's keys (and rows without a key in bucket 0, which counts them)."""
         in_bucket = "TRUE" if bucket is None else bucket_filter(bucket, self.buckets)
-        rows = database.add(name, self.files(self.unmerged), key_names, where=in_bucket)
+        rows = database.add("lake", self.files(self.unmerged), key_names, where=in_bucket)
         rows += database.add(
-            name,
+            "lake",
             self.files(self.after),
             key_names,
             where=f"time_stamp > {time_literal(self.snapshot.watermark_us)} AND {in_bucket}",
@@ -137,22 +137,20 @@ class StateBasis:
         )
         self.rows_read = rows
         if only_keys_of is None:
-            database.add_keyed(name, self._snapshot_rows(bucket), replace=False)
+            database.add_keyed("base", self._snapshot_rows(bucket))
             return rows
         connection = database.connection
         connection.execute(
-            f"CREATE OR REPLACE TEMP TABLE basis_keys AS SELECT DISTINCT k FROM {name} "
+            "CREATE OR REPLACE TEMP TABLE basis_keys AS SELECT DISTINCT k FROM lake "
             f"WHERE k IS NOT NULL UNION SELECT k FROM {only_keys_of} WHERE k IS NOT NULL"
         )
         database.add_keyed(
-            "basis_state", self._snapshot_rows(bucket), where="k IN (SELECT k FROM basis_keys)"
+            "base", self._snapshot_rows(bucket), where="k IN (SELECT k FROM basis_keys)"
         )
-        ((live_taken,),) = connection.execute(
-            "SELECT count(*) FROM basis_state WHERE op <> 'D'"
-        ).fetchall()
-        connection.execute(f"INSERT INTO {name} SELECT * FROM basis_state")
-        connection.execute("DROP TABLE basis_state")
         connection.execute("DROP TABLE basis_keys")
+        ((live_taken,),) = connection.execute(
+            "SELECT count(*) FROM base WHERE op <> 'D'"
+        ).fetchall()
         live = self.snapshot.live_items if bucket is None else self._live_in(bucket)
         self.lake_count_offset = live - int(live_taken)
         return rows
@@ -175,14 +173,25 @@ class StateBasis:
         )
 
     def _snapshot_rows(self, bucket: int | None = None) -> Iterator[pa.RecordBatch]:
+        """The snapshot's rows (of one bucket) in the keyed form, a batch at a time. Its
+        data files are read straight with pyarrow, one at a time (pyiceberg's reader holds a
+        whole file's rows at once); a snapshot with delete files (another engine's commit:
+        this project's merges write none) is read through pyiceberg, which applies them."""
         from pyiceberg.expressions import AlwaysTrue
 
-        reader = self.table.scan(
+        columns = ["key", "op", "time_stamp", "uuid", "data"]
+        scan = self.table.scan(
             row_filter=AlwaysTrue() if bucket is None else _in_bucket(bucket),
             snapshot_id=self.snapshot.snapshot_id,
-            selected_fields=("key", "op", "time_stamp", "uuid", "data"),
-        ).to_arrow_batch_reader()
-        for batch in reader:
+            selected_fields=tuple(columns),
+        )
+        tasks = list(scan.plan_files())
+        batches: Iterator[pa.RecordBatch]
+        if any(task.delete_files for task in tasks):
+            batches = iter(scan.to_arrow_batch_reader())
+        else:
+            batches = self._file_batches([plain_path(task.file.file_path) for task in tasks])
+        for batch in batches:
             if not batch.num_rows:
                 continue
             yield pa.RecordBatch.from_arrays(
@@ -196,6 +205,13 @@ class StateBasis:
                 ],
                 schema=KEYED_SCHEMA,
             )
+
+    def _file_batches(self, paths: list[str]) -> Iterator[pa.RecordBatch]:
+        for path in paths:
+            with self.filesystem.open_input_file(path) as handle:
+                yield from pq.ParquetFile(handle).iter_batches(
+                    batch_size=65_536, columns=["key", "op", "time_stamp", "uuid", "data"]
+                )
 
 
 #: The staged events' columns (see :data:`dynamo_lake.lake.catalog.STAGED_EVENT_COLUMNS`).

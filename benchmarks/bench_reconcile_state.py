@@ -1,0 +1,632 @@
+"""Reconciliation benchmark: comparisons read from the current state against the log-based ones.
+
+A reconciliation compares a DynamoDB export at a cut time T with the lake. The log-based
+comparison (the oracle) copies the whole lake log into DuckDB; the state-based one reads a
+current-state snapshot at a watermark W (``choose_basis``) and only the log rows since W
+(``DuckDBEngine(..., basis=...)``). This benchmark measures both on the CDC log of
+``bench_state.py`` (imported, not copied: the same generator, cached under
+``bench-data/state-v1-<items>i-<changes>c-<days>d/log/``), each comparison in a fresh
+process whose peak RSS (``VmHWM``) is its own, DuckDB spilling to a folder of its own whose
+peak size is watched (every 0.2 s).
+
+1. ``export`` method, for each day d of ``--days-list`` (default 1, 10, 30): the lake holds
+   days 0..d, the state is merged to W = the end of day d-1 (midnight), T = the end of day
+   d minus 1 s, ε = 1 s; the table side is a converted full export at T (the log's latest
+   state at T, live items only, in the lake's CDC schema: op ``I``, time_stamp T), made
+   from the log with DuckDB and cached under ``exports/``. State-based and log-based must
+   find the same counts (table_count, lake_count, findings by kind): the run says so, and
+   exits with status 1 if they differ.
+2. ``changes`` method against 1M changes, on a ``--items`` table and a ``--big-items``
+   table (a second log of 2 days): the state merged to the end of day 0, the lake holding
+   days 0..2, T = the end of day 2, window_start = T - 24 h 15 min (so W < window_start - ε);
+   the incremental export lists every key changed in [window_start, T) with its final
+   state (the latest row: op I/U with data, or D), stamped with its last change's time.
+   The log-based comparison runs too, as the oracle of the counts (``--no-changes-log``:
+   skip it).
+3. The peak memory of one bucket's export comparison (``DuckDBEngine(..., bucket=(0, n))``,
+   n the state's bucket count) at the last day, when the engine accepts ``bucket``.
+
+The state is merged by ``bench_state``'s own ``merge`` step (``merge_state`` in a fresh
+process): to the end of day 0, then straight to each W the days need (a merge rewrites
+every bucket it touches, so the state's rows and files are those of daily merges;
+``--merge-every-day`` merges day by day as the DAG does, slower). The run's lake is a
+folder of hard links to the log, each day's files added as the days pass; it and the state
+stay in ``bench-data/reconcile-state-v1-<...>/run/`` until the next run.
+
+Times cover the work only (imports excluded): choosing the basis (opening the catalog,
+listing the lake), copying into DuckDB, the comparison, closing. CPU seconds are the
+process's, all threads. Nothing is asserted but the equal counts (timings on a shared
+machine are noisy); the goals are printed next to what was measured. Results are also
+written as JSON to ``bench-data/bench_reconcile_state-<...>.json`` after each measurement.
+
+Usage::
+
+    python benchmarks/bench_reconcile_state.py     # = make bench-reconcile: 10M items, 30M
+    python benchmarks/bench_reconcile_state.py --items 200000 --changes 20000 \\
+        --big-items 600000 --days-list 1,3,5                                      # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for _extra in (Path(__file__).resolve().parent, ROOT / "dev", ROOT / "include"):
+    if str(_extra) not in sys.path:
+        sys.path.insert(0, str(_extra))
+
+import bench_state  # noqa: E402  (the log's generator and the merge step, reused)
+from bench_state import BENCH_DATA, DATABASE, DAY, START, TABLE  # noqa: E402
+
+SECOND = 1_000_000
+EPSILON = SECOND
+CHANGES_DAY = 2  # the changes method's day: the state at the end of day 0, two days of log
+LEAD = DAY + 15 * 60 * SECOND  # window_start = T - 24 h 15 min
+EXPORT_FILE_ROWS = 1_000_000
+KEYS = ("pk",)
+RUN = "v1"  # bump when what the run builds changes
+
+
+# --- the table side: converted exports made from the log ------------------------------------
+
+
+def _uuid_sql(text: str) -> str:
+    digest = f"md5({text})"
+    return (
+        f"substr({digest}, 1, 8) || '-' || substr({digest}, 9, 4) || '-' || "
+        f"substr({digest}, 13, 4) || '-' || substr({digest}, 17, 4) || '-' || "
+        f"substr({digest}, 21, 12)"
+    )
+
+
+def _write_export(connection: Any, sql: str, folder: Path, partition: str) -> int:
+    """The rows of ``sql`` (uuid, op, time_stamp, data) in CDC_SCHEMA, as files of
+    EXPORT_FILE_ROWS rows in one partition folder; returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dynamo_lake.lake.writer import CDC_SCHEMA
+
+    target = folder / partition
+    target.mkdir(parents=True, exist_ok=True)
+    reader = connection.sql(sql).to_arrow_reader(65_536)
+    writer, written, total, files = None, 0, 0, 0
+    for batch in reader:
+        if writer is None or written >= EXPORT_FILE_ROWS:
+            if writer is not None:
+                writer.close()
+            writer = pq.ParquetWriter(
+                target / f"export-{files:05d}.parquet", CDC_SCHEMA, compression="zstd"
+            )
+            files, written = files + 1, 0
+        writer.write_table(pa.Table.from_batches([batch]).cast(CDC_SCHEMA))
+        written += batch.num_rows
+        total += batch.num_rows
+    if writer is not None:
+        writer.close()
+    return total
+
+
+def _make_export(params: dict[str, Any]) -> dict[str, Any]:
+    """A full export at T: the log's latest state at T, live items only (op I, time T)."""
+    from dynamo_lake.contract import partition_of
+    from dynamo_lake.lake.query import LakeDatabase, lake_dataset, latest_state_sql, time_literal
+
+    as_of = params["as_of"]
+    database = LakeDatabase(memory_limit_mb=params["memory_limit_mb"])
+    log_rows = database.add("lake_log", lake_dataset(params["lake"]), list(KEYS))
+    sql = (
+        f"SELECT {_uuid_sql('k')} AS uuid, 'I' AS op, {time_literal(as_of)} AS time_stamp, data "
+        f"FROM ({latest_state_sql('lake_log', as_of)}) live"
+    )
+    rows = _write_export(database.connection, sql, Path(params["out"]), partition_of(as_of))
+    database.close()
+    return {"log_rows": log_rows, "rows": rows}
+
+
+def _make_changes(params: dict[str, Any]) -> dict[str, Any]:
+    """An incremental export of [window_start, T): each key changed in it, its latest row
+    (a key's final state at T is its latest row, which lies in the window)."""
+    from dynamo_lake.contract import partition_of
+    from dynamo_lake.lake.query import (
+        LakeDatabase,
+        keyed_rows_sql,
+        lake_dataset,
+        latest_of_sql,
+        time_literal,
+    )
+
+    start, as_of = params["window_start"], params["as_of"]
+    database = LakeDatabase(memory_limit_mb=params["memory_limit_mb"])
+    window = f"time_stamp >= {time_literal(start)} AND time_stamp < {time_literal(as_of)}"
+    log_rows = database.add("lake_log", lake_dataset(params["lake"]), list(KEYS), where=window)
+    keyed = f"({keyed_rows_sql('lake_log')}) keyed"
+    sql = f"SELECT uuid, op, time_stamp, data FROM ({latest_of_sql(keyed, with_uuid=True)}) final"
+    rows = _write_export(database.connection, sql, Path(params["out"]), partition_of(as_of - 1))
+    ((deletes,),) = database.connection.execute(
+        f"SELECT count(*) FROM ({latest_of_sql(keyed)}) final WHERE op = 'D'"
+    ).fetchall()
+    database.close()
+    return {"log_rows": log_rows, "rows": rows, "deletes": int(deletes)}
+
+
+# --- one comparison, in a fresh process -----------------------------------------------------
+
+
+def _compare(params: dict[str, Any], spill: Path, peak_spill: list[int]) -> dict[str, Any]:
+    import duckdb  # noqa: F401
+    import pyarrow.dataset  # noqa: F401
+    import pyiceberg.catalog.sql
+    import pyiceberg.expressions
+    import pyiceberg.io.pyarrow
+    import pyiceberg.table  # noqa: F401
+
+    from dynamo_lake.lake.keys import KeyAttribute
+    from dynamo_lake.lake.query import lake_dataset
+    from dynamo_lake.reconciliation.compare import compare_changes, compare_export
+    from dynamo_lake.reconciliation.engines import DuckDBEngine
+    from dynamo_lake.reconciliation.state_basis import choose_basis, snapshot_bound
+    from dynamo_lake.state.current import open_catalog
+
+    lake, method = params["lake"], params["method"]
+    as_of, window_start = params["as_of"], params.get("window_start")
+    keys = [KeyAttribute(name, "S") for name in KEYS]
+    base = bench_state._status("VmRSS")
+    peak_spill[0] = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    basis = None
+    if params["basis"] == "state":
+        bound = snapshot_bound(method, as_of, EPSILON, window_start)
+        catalog = open_catalog(lake)
+        basis = choose_basis(lake, DATABASE, TABLE, bound=bound, s3=None, catalog=catalog)
+        if basis is None:
+            raise SystemExit(f"no current-state snapshot at or before {bound} in {lake}")
+    extra: dict[str, Any] = {}
+    if params.get("bucket") is not None:
+        assert basis is not None
+        extra["bucket"] = (params["bucket"], basis.buckets)
+    engine = DuckDBEngine(
+        lake_dataset(lake),
+        lake_dataset(params["export"]),
+        key_names=list(KEYS),
+        memory_limit_mb=params["memory_limit_mb"],
+        spill_folder=str(spill),
+        basis=basis,
+        changed_keys_only=method == "changes",
+        **extra,
+    )
+    loaded = time.perf_counter() - started
+    try:
+        # The lake side's rows in DuckDB: ``lake``, and the snapshot's rows in ``base``
+        # when the engine keeps them apart (else they are in ``lake``).
+        tables = {name for (name,) in engine.connection.execute("SHOW TABLES").fetchall()}
+        lake_rows = sum(
+            engine.connection.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+            for name in ("lake", "base")
+            if name in tables
+        )
+        ((table_rows,),) = engine.connection.execute("SELECT count(*) FROM snapshot").fetchall()
+        if method == "export":
+            found = compare_export(engine, keys, as_of, EPSILON)
+        else:
+            found = compare_changes(engine, keys, as_of, EPSILON, window_start)
+    finally:
+        engine.close()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    peak = bench_state._status("VmHWM")
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "load_seconds": loaded,
+        "peak_mb": peak,
+        "base_mb": base,
+        "spill_mb": peak_spill[0] / (1 << 20),
+        "duckdb_lake_rows": int(lake_rows),
+        "duckdb_table_rows": int(table_rows),
+        "table_count": found.table_count,
+        "lake_count": found.lake_count,
+        "counts": dict(sorted(found.counts.items())),
+        "samples": {kind: sample[:3] for kind, sample in found.samples.items()},
+        "basis": basis.describe() if basis is not None else None,
+        "buckets": basis.buckets if basis is not None else None,
+    }
+
+
+def _child(mode: str, params: dict[str, Any]) -> dict[str, Any]:
+    spill = Path(os.environ["TMPDIR"])
+    peak_spill = [0]
+
+    def watch() -> None:
+        while True:
+            try:
+                size = sum(f.stat().st_size for f in spill.rglob("*") if f.is_file())
+            except OSError:  # a file removed while listed
+                continue
+            peak_spill[0] = max(peak_spill[0], size)
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, daemon=True).start()
+    if mode == "export":
+        return _make_export(params)
+    if mode == "changes":
+        return _make_changes(params)
+    if mode == "compare":
+        return _compare(params, spill, peak_spill)
+    raise SystemExit(f"unknown mode {mode}")
+
+
+def _measure(mode: str, work: Path, **params: Any) -> dict[str, Any]:
+    """Run ``mode`` of this script in a fresh process, its TMPDIR (DuckDB's spill) its own."""
+    return bench_state._measure(mode, work, script=Path(__file__), **params)
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+class Run:
+    """One generated log, its run's lake (hard links) and current state, and its exports."""
+
+    def __init__(self, args: argparse.Namespace, items: int, days: int) -> None:
+        self.items, self.changes, self.days = items, args.changes, days
+        log_args = argparse.Namespace(
+            items=items, changes=args.changes, days=days, files_per_day=8, seed=1
+        )
+        self.log = bench_state._log(log_args)
+        self.folder = BENCH_DATA / f"reconcile-state-{RUN}-{bench_state._params(log_args)}"
+        self.lake, self.work = self.folder / "run", self.folder / "work"
+        self.exports = self.folder / "exports"
+        for path in (self.lake, self.work):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+        self.exports.mkdir(exist_ok=True)
+        from dynamo_lake.state.merge import default_buckets
+
+        self.buckets = default_buckets(items)
+        self.memory = args.memory_mb
+        self.added = -1
+        self.watermark = 0
+
+    def add_through(self, day: int) -> None:
+        while self.added < day:
+            self.added += 1
+            bench_state._add_day(self.log, self.lake, self.added)
+
+    def merge(self, watermark: int) -> dict[str, Any]:
+        merged = bench_state._measure(
+            "merge",
+            self.work,
+            lake=str(self.lake),
+            buckets=self.buckets,
+            memory_limit_mb=self.memory,
+            watermark_us=watermark,
+        )
+        self.watermark = watermark
+        print(
+            f"  merged to {_moment(watermark)}: {merged['events_read']:,} events read, "
+            f"{merged['seconds']:.0f} s; state {merged['live']:,} live + "
+            f"{merged['tombstones']:,} tombstones",
+            flush=True,
+        )
+        return merged
+
+    def export(self, mode: str, name: str, **params: Any) -> Path:
+        """A cached converted export (``mode`` export or changes) of the lake as it is."""
+        folder = self.exports / name
+        if not folder.exists():
+            temporary = folder.with_name(name + ".tmp")
+            shutil.rmtree(temporary, ignore_errors=True)
+            started = time.perf_counter()
+            made = _measure(
+                mode,
+                self.work,
+                lake=str(self.lake),
+                out=str(temporary),
+                memory_limit_mb=self.memory,
+                **params,
+            )
+            temporary.rename(folder)
+            print(
+                f"  made {name}: {made['rows']:,} rows from {made['log_rows']:,} log rows "
+                f"in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+        return folder
+
+    def compare(self, basis: str, method: str, export: Path, **params: Any) -> dict[str, Any]:
+        found = _measure(
+            "compare",
+            self.work,
+            lake=str(self.lake),
+            export=str(export),
+            basis=basis,
+            method=method,
+            memory_limit_mb=self.memory,
+            **params,
+        )
+        read = found["basis"]["rows_read"] if found["basis"] else None
+        bucket = "" if params.get("bucket") is None else f" bucket {params['bucket']}"
+        print(
+            f"  {method} {basis}-based{bucket}: {found['seconds']:.1f} s (cpu "
+            f"{found['cpu_seconds']:.1f} s, load {found['load_seconds']:.1f} s), peak RSS "
+            f"{found['peak_mb']} MB, spill {found['spill_mb']:.0f} MB; DuckDB lake rows "
+            f"{found['duckdb_lake_rows']:,}" + (f" ({read:,} from the log)" if read else "") + "; "
+            f"table {found['table_count']:,}, lake {found['lake_count']:,}, "
+            f"findings {found['counts'] or 'none'}",
+            flush=True,
+        )
+        return found
+
+
+def _moment(micros: int) -> str:
+    from dynamo_lake.cdc import micros_text
+
+    return micros_text(micros)
+
+
+def _same(state: dict[str, Any], log: dict[str, Any]) -> bool:
+    return all(state[name] == log[name] for name in ("table_count", "lake_count", "counts"))
+
+
+def _row(label: str, found: dict[str, Any] | None) -> str:
+    if found is None:
+        return f"{label:<30} {'(not measured)':>10}"
+    read = found["basis"]["rows_read"] if found.get("basis") else found["duckdb_lake_rows"]
+    drift = ", ".join(f"{kind} {n}" for kind, n in found["counts"].items()) or "none"
+    return (
+        f"{label:<30} {found['duckdb_lake_rows']:>12,} {read:>12,} {found['seconds']:>8.1f} "
+        f"{found['cpu_seconds']:>7.1f} {found['peak_mb']:>7} {found['spill_mb']:>8.0f} "
+        f"{found['table_count']:>11,} {found['lake_count']:>11,}  {drift}"
+    )
+
+
+HEADER = (
+    f"{'':<30} {'DuckDB lake':>12} {'log rows':>12} {'seconds':>8} {'cpu s':>7} "
+    f"{'RSS MB':>7} {'spill MB':>8} {'table_count':>11} {'lake_count':>11}  findings"
+)
+
+
+def _ratio(top: dict[str, Any], bottom: dict[str, Any], goal: float, at_most: bool) -> str:
+    parts = []
+    for name, field in (("wall", "seconds"), ("cpu", "cpu_seconds")):
+        value = top[field] / bottom[field]
+        met = value <= goal if at_most else value >= goal
+        parts.append(f"{name} {value:.2f}x ({'met' if met else 'NOT met'})")
+    return f"{', '.join(parts)}; goal {'≤' if at_most else '≥'} {goal:g}x"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=10_000_000, help="items of the backfill")
+    parser.add_argument("--changes", type=int, default=1_000_000, help="events a day")
+    parser.add_argument("--days-list", default="1,10,30", help="days of the export comparisons")
+    parser.add_argument("--big-items", type=int, default=30_000_000, help="the changes' big table")
+    parser.add_argument("--memory-mb", type=int, default=1024, help="DuckDB's memory limit")
+    parser.add_argument("--merge-every-day", action="store_true", help="as the DAG merges")
+    parser.add_argument("--no-changes-log", action="store_true", help="no log-based changes")
+    parser.add_argument("--json", type=Path, help="default: bench-data/bench_reconcile_state-...")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--params", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(_child(args.child, json.loads(args.params))), flush=True)
+        return 0
+
+    days_list = sorted({int(day) for day in args.days_list.split(",") if day.strip()})
+    if not days_list or days_list[0] < 1:
+        parser.error("--days-list: days >= 1")
+    last = days_list[-1]
+    log_days = max(last, CHANGES_DAY)
+    _, _, deletes = bench_state._shares(args.changes)
+    if deletes * log_days >= min(args.items, args.big_items):
+        parser.error("deletes (10 % of changes) * days must stay below the items")
+    BENCH_DATA.mkdir(exist_ok=True)
+    out = args.json or BENCH_DATA / (
+        f"bench_reconcile_state-{args.items}i-{args.changes}c-{'_'.join(map(str, days_list))}d"
+        f"-{args.big_items}b.json"
+    )
+    report: dict[str, Any] = {
+        "params": {k: v for k, v in vars(args).items() if k not in ("child", "params", "json")},
+        "export": {},
+        "changes": {},
+        "bucket": None,
+        "mismatches": [],
+    }
+    report["params"]["cores"] = os.cpu_count()
+
+    def save() -> None:
+        out.write_text(json.dumps(report, indent=1, default=str))
+
+    def check(what: str, state: dict[str, Any], log: dict[str, Any]) -> None:
+        if not _same(state, log):
+            keys = ("table_count", "lake_count", "counts", "samples", "basis")
+            text = (
+                f"MISMATCH: {what}: state-based {json.dumps({k: state[k] for k in keys})} "
+                f"!= log-based {json.dumps({k: log[k] for k in keys})}"
+            )
+            report["mismatches"].append(text)
+            print("!" * 80 + "\n" + text + "\n" + "!" * 80, flush=True)
+
+    began = time.perf_counter()
+    from dynamo_lake.reconciliation.engines import DuckDBEngine
+
+    has_bucket = "bucket" in inspect.signature(DuckDBEngine).parameters
+    print(
+        f"reconciliation from the current state: {args.items:,} items, {args.changes:,} "
+        f"changes a day, export days {days_list}; changes on {args.items:,} and "
+        f"{args.big_items:,} items; DuckDB memory limit {args.memory_mb} MB, "
+        f"{os.cpu_count()} cores",
+        flush=True,
+    )
+
+    run = Run(args, args.items, log_days)
+    print(f"{run.items:,}-item lake in {run.lake} ({run.buckets} buckets)", flush=True)
+    changes_done = False
+    for day in range(log_days + 1):
+        # Before day d's files arrive: the state to the end of day d-1 if day d is measured
+        # (or every day with --merge-every-day); the initial build before day 1.
+        wanted = START + day * DAY
+        due = day == 1 or day in days_list or args.merge_every_day
+        if day >= 1 and run.watermark < wanted and due:
+            run.add_through(day - 1)
+            run.merge(wanted)
+        if day not in days_list and day != CHANGES_DAY:
+            continue
+        run.add_through(day)
+        if day in days_list:
+            as_of = START + (day + 1) * DAY - SECOND
+            print(
+                f"day {day}: export at {_moment(as_of)}, state at {_moment(run.watermark)}",
+                flush=True,
+            )
+            export = run.export("export", f"full-day{day}", as_of=as_of)
+            state = run.compare("state", "export", export, as_of=as_of)
+            log = run.compare("log", "export", export, as_of=as_of)
+            entry = {"as_of": as_of, "state": state, "log": log, "lake_rows_generated": None}
+            entry["lake_rows_generated"] = run.items + day * run.changes
+            report["export"][str(day)] = entry
+            check(f"export day {day} (as_of {as_of}, lake {run.lake})", state, log)
+            if day == last:
+                if has_bucket:
+                    entry["bucket"] = run.compare("state", "export", export, as_of=as_of, bucket=0)
+                    report["bucket"] = {"day": day, **entry["bucket"]}
+                else:
+                    print("  per-bucket comparison: DuckDBEngine takes no bucket=; not measured")
+            save()
+        if day == CHANGES_DAY and not changes_done:
+            changes_done = True
+            report["changes"][str(run.items)] = _changes(run, args, check)
+            save()
+
+    big = Run(args, args.big_items, CHANGES_DAY)
+    print(f"{big.items:,}-item lake in {big.lake} ({big.buckets} buckets)", flush=True)
+    big.add_through(0)
+    big.merge(START + DAY)
+    big.add_through(CHANGES_DAY)
+    report["changes"][str(big.items)] = _changes(big, args, check)
+    save()
+    total = time.perf_counter() - began
+    report["total_seconds"] = total
+    save()
+    _summary(report, args, days_list, run, big)
+    print(f"\ntotal {total / 60:.1f} min; results: {out}")
+    if report["mismatches"]:
+        print(f"\n{len(report['mismatches'])} MISMATCH(ES) between state- and log-based counts:")
+        for text in report["mismatches"]:
+            print("  " + text)
+        return 1
+    return 0
+
+
+def _changes(run: Run, args: argparse.Namespace, check: Any) -> dict[str, Any]:
+    as_of = START + (CHANGES_DAY + 1) * DAY
+    window_start = as_of - LEAD
+    print(
+        f"changes on {run.items:,} items: window [{_moment(window_start)}, {_moment(as_of)}), "
+        f"lake days 0..{CHANGES_DAY}",
+        flush=True,
+    )
+    export = run.export(
+        "changes", f"changes-day{CHANGES_DAY}", as_of=as_of, window_start=window_start
+    )
+    found: dict[str, Any] = {"as_of": as_of, "window_start": window_start}
+    found["state"] = run.compare("state", "changes", export, as_of=as_of, window_start=window_start)
+    if not args.no_changes_log:
+        found["log"] = run.compare("log", "changes", export, as_of=as_of, window_start=window_start)
+        check(
+            f"changes on {run.items} items (as_of {as_of}, lake {run.lake})",
+            found["state"],
+            found["log"],
+        )
+    return found
+
+
+def _summary(
+    report: dict[str, Any], args: argparse.Namespace, days_list: list[int], run: Run, big: Run
+) -> None:
+    exports = report["export"]
+    first, last = str(days_list[0]), str(days_list[-1])
+    print(
+        f"\n1. export method: {args.items:,} items, {args.changes:,} changes a day; the lake "
+        "holds days 0..d, the state W = end of day d-1, T = end of day d - 1 s, ε = 1 s; "
+        "fresh process each, work seconds (imports excluded), CPU seconds of all threads, "
+        "peak RSS (VmHWM), peak spill folder"
+    )
+    print(HEADER)
+    for day in days_list:
+        entry = exports[str(day)]
+        for basis in ("state", "log"):
+            print(_row(f"day {day:>2} {basis}-based", entry[basis]))
+    if last in exports and first in exports:
+        state_first, state_last = exports[first]["state"], exports[last]["state"]
+        print(
+            f"state-based day {last} / day {first}: "
+            + _ratio(state_last, state_first, 1.3, at_most=True)
+        )
+        print(
+            f"log-based / state-based at day {last}: "
+            + _ratio(exports[last]["log"], state_last, 2, at_most=False)
+        )
+        spills = ", ".join(
+            f"day {day} {exports[str(day)]['state']['spill_mb']:.0f} MB" for day in days_list
+        )
+        logs = ", ".join(
+            f"day {day} {exports[str(day)]['log']['spill_mb']:.0f} MB" for day in days_list
+        )
+        print(f"spill, state-based: {spills} (must not grow with history); log-based: {logs}")
+        same = all(_same(exports[str(day)]["state"], exports[str(day)]["log"]) for day in days_list)
+        print(
+            f"state-based counts equal the log-based ones on every day: {'yes' if same else 'NO'}"
+        )
+
+    print(
+        f"\n2. changes method: {args.changes:,} changes a day; the lake holds days 0..2, the "
+        "state W = end of day 0, T = end of day 2, window_start = T - 24 h 15 min"
+    )
+    print(HEADER)
+    changes = report["changes"]
+    for items in (run.items, big.items):
+        entry = changes.get(str(items))
+        if entry is None:
+            continue
+        print(_row(f"{items:>11,} items state-based", entry["state"]))
+        if "log" in entry:
+            print(_row(f"{items:>11,} items log-based", entry["log"]))
+    small, large = changes.get(str(run.items)), changes.get(str(big.items))
+    if small and large:
+        print(
+            f"state-based, {big.items:,} / {run.items:,} items: "
+            + _ratio(large["state"], small["state"], 1.3, at_most=True)
+            + f"; peak RSS {large['state']['peak_mb']} / {small['state']['peak_mb']} MB, spill "
+            f"{large['state']['spill_mb']:.0f} / {small['state']['spill_mb']:.0f} MB"
+        )
+        if "log" in small and "log" in large:
+            same = _same(small["state"], small["log"]) and _same(large["state"], large["log"])
+            print(f"state-based counts equal the log-based ones: {'yes' if same else 'NO'}")
+
+    bucket = report["bucket"]
+    print("\n3. per-bucket memory")
+    if bucket is None:
+        print("  not measured: DuckDBEngine takes no bucket= (or the last day was not reached)")
+    else:
+        whole = exports[str(bucket["day"])]["state"]
+        print(
+            f"  export, day {bucket['day']}, bucket 0 of {bucket['buckets']}, state-based: "
+            f"peak RSS {bucket['peak_mb']} MB (whole table {whole['peak_mb']} MB, imports "
+            f"{bucket['base_mb']} MB), {bucket['seconds']:.1f} s (cpu "
+            f"{bucket['cpu_seconds']:.1f} s), spill {bucket['spill_mb']:.0f} MB; table "
+            f"{bucket['table_count']:,}, lake {bucket['lake_count']:,} items, findings "
+            f"{bucket['counts'] or 'none'}"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
