@@ -83,7 +83,7 @@ lambda-zip: venv
 bench: venv
 	$(BIN)/python benchmarks/bench_convert.py
 
-# About an hour at the default scale (see benchmarks/README.md).
+# About 50 minutes at the default scale the first time, 30 once its exports are cached.
 bench-reconcile: venv
 	$(BIN)/python benchmarks/bench_reconcile_state.py
 
