@@ -30,10 +30,12 @@ Mapped tasks are named by table.
 
 **What a run does**: plan (check the table, PITR, the times) → export (deferred) → convert
 into a work location readers never see → scan (scan method) → settle (wait until the lake has
-settled past the scan) → check (compare; repair if asked; report and a Parquet file of every
-finding; asset event) → judge (red on drift; an SNS message when the table has
-`reconcile.sns_topic_arn`, also for a repaired or inconclusive table) → clean_work (a teardown:
-removes the work location whatever happened).
+settled past the scan) → for a table with a current state: split (the export and the lake's
+rows since the state's snapshot into its buckets) → compare (mapped, a few buckets per task,
+each in bounded memory) → check (compare, or gather the buckets' findings; repair if asked;
+report and a Parquet file of every finding; asset event) → judge (red on drift; an SNS
+message when the table has `reconcile.sns_topic_arn`, also for a repaired or inconclusive
+table) → clean_work (a teardown: removes the work location whatever happened).
 
 **On drift**: read the report (`samples` names up to 20 keys of each kind). Missing keys and
 phantoms usually mean the stream lost or invented records (Firehose errors in the
@@ -173,6 +175,42 @@ def dynamodb_reconciliation() -> None:
             plans, tasks.materialize(exports), list(batches or []), run_id
         )
 
+    @task(trigger_rule="none_failed")
+    def plan_split(plans: list[dict[str, Any]], published: Any) -> list[dict[str, Any]]:
+        from dynamo_lake.airflow import reconciliation_tasks
+
+        return reconciliation_tasks.plan_split(plans, published)
+
+    @task
+    def split_units(plans: list[dict[str, Any]], splits: list[dict[str, Any]]) -> Any:
+        from dynamo_lake.airflow import reconciliation_tasks
+
+        return reconciliation_tasks.split_units(plans, splits)
+
+    @task(max_active_tis_per_dagrun=8, map_index_template="{{ part_name }}")
+    def split(
+        plan_json: dict[str, Any], split: dict[str, Any], part: dict[str, Any]
+    ) -> dict[str, Any]:
+        from dynamo_lake.airflow import reconciliation_tasks
+
+        context = get_current_context()
+        context["part_name"] = f"{plan_json['table']} part {part['part']}"  # type: ignore[typeddict-unknown-key]
+        return reconciliation_tasks.split(plan_json, split, part)
+
+    @task(trigger_rule="none_failed")
+    def compare_units(plans: list[dict[str, Any]], splits: list[dict[str, Any]]) -> Any:
+        from dynamo_lake.airflow import reconciliation_tasks
+
+        return reconciliation_tasks.compare_units(plans, splits)
+
+    @task(max_active_tis_per_dagrun=8, map_index_template="{{ buckets_name }}")
+    def compare(plan_json: dict[str, Any], split: dict[str, Any], task: int) -> dict[str, Any]:
+        from dynamo_lake.airflow import reconciliation_tasks
+
+        context = get_current_context()
+        context["buckets_name"] = f"{plan_json['table']} buckets {split['tasks'][task]}"  # type: ignore[typeddict-unknown-key]
+        return reconciliation_tasks.compare(plan_json, split, task)
+
     @task(map_index_template="{{ table_name }}")
     def scan(plan: dict[str, Any]) -> dict[str, Any]:
         from dynamo_lake.airflow import reconciliation_tasks
@@ -187,16 +225,25 @@ def dynamodb_reconciliation() -> None:
         return reconciliation_tasks.settle_until(plans, tasks.materialize(scans))
 
     @task(trigger_rule="none_failed")
-    def to_check(plans: list[dict[str, Any]], scans: Any, published: Any) -> list[dict[str, Any]]:
+    def to_check(
+        plans: list[dict[str, Any]], scans: Any, published: Any, splits: Any, compared: Any
+    ) -> list[dict[str, Any]]:
         from dynamo_lake.airflow import reconciliation_tasks, tasks
 
-        return reconciliation_tasks.check_inputs(plans, tasks.materialize(scans), published)
+        return reconciliation_tasks.check_inputs(
+            plans,
+            tasks.materialize(scans),
+            published,
+            splits,
+            tasks.materialize(compared or []),
+        )
 
     @task(outlets=[LAKE_TABLES], map_index_template="{{ table_name }}")
     def check(
         plan_json: dict[str, Any],
         scan_json: dict[str, Any] | None,
         published: dict[str, str],
+        by_bucket: dict[str, Any] | None = None,
         outlet_events: Any = None,
     ) -> dict[str, Any]:
         from airflow.sdk import Asset
@@ -204,7 +251,7 @@ def dynamodb_reconciliation() -> None:
         from dynamo_lake.airflow import reconciliation_tasks
 
         get_current_context()["table_name"] = plan_json["table"]  # type: ignore[literal-required]
-        checked = reconciliation_tasks.check(plan_json, published, scan_json)
+        checked = reconciliation_tasks.check(plan_json, published, scan_json, by_bucket)
         name, uri, extra = reconciliation_tasks.asset_event(checked)
         outlet_events[LAKE_TABLES].add(Asset(name=name, uri=uri), extra=extra)
         return checked
@@ -237,7 +284,12 @@ def dynamodb_reconciliation() -> None:
     settle = LakeSettleOperator(
         task_id="settle", until=settle_until(plans, scans), trigger_rule="none_failed"
     )
-    inputs = to_check(plans, scans, published)
+    splits = plan_split(plans, published)
+    parts = split.expand_kwargs(split_units(plans, splits))
+    units = compare_units(plans, splits)
+    parts >> units
+    compared = compare.expand_kwargs(units)
+    inputs = to_check(plans, scans, published, splits, compared)
     settle >> inputs
     checked = check.expand_kwargs(inputs)
     judge.expand(checked=checked)

@@ -88,6 +88,8 @@ def tables_yaml() -> dict[str, Any]:
             tables[name]["reconcile"] = RECONCILE_ENTRIES[name]
         if name == "state":
             tables[name]["state_buckets"] = 2
+        if name == "rec_state":  # its checks from the state are split into 4 buckets
+            tables[name]["state_buckets"] = 4
     return {
         "defaults": {"aws_conn_id": "aws_default", "region": "us-east-1"},
         "reconciliation": {"schedule": None},

@@ -221,8 +221,9 @@ def test_a_check_after_a_verified_one_reads_the_current_state_not_the_whole_log(
     backfill_dag: Any, reconciliation_dag: Any, scenario: Scenario
 ) -> None:
     """The first check merges the current state to its T1 and tags it; the next check, at
-    T2, reads that snapshot (through the Glue catalog) and the log since T1, and finds
-    exactly what the log-based check finds (the test above)."""
+    T2, reads that snapshot (through the Glue catalog) and the log since T1, split into the
+    state's four buckets and compared by mapped tasks, and finds exactly what the log-based
+    check finds (the test above)."""
     before_changes = scenario.changes_from - timedelta(minutes=1)
     after_changes = scenario.changes_to + timedelta(minutes=1)
     backfill(backfill_dag, "rec_state", before_changes)
@@ -234,11 +235,16 @@ def test_a_check_after_a_verified_one_reads_the_current_state_not_the_whole_log(
     assert (report.current_state or {}).get("tag"), report.current_state
     expected = expected_drift(table_at(scenario, before_changes), table_at(scenario, after_changes))
 
-    reconcile(reconciliation_dag, table="rec_state", as_of=_iso(after_changes))
+    assert TaskInstanceState.SUCCESS not in states(first).get("compare", [])  # no state yet
 
+    second = reconcile(reconciliation_dag, table="rec_state", as_of=_iso(after_changes))
+
+    assert states(second)["compare"] == [TaskInstanceState.SUCCESS] * 4
+    assert TaskInstanceState.SUCCESS in states(second)["split"]
     report = latest_report(_lake("rec_state"), _options(scenario))
     assert report is not None and report.status == "drift" and report.cost is not None
     assert report.cost["basis"] == "current state"
+    assert (report.cost["buckets"], report.cost["bucket_tasks"]) == (4, 4)
     assert report.cost["watermark"] == f"{before_changes:%Y-%m-%dT%H:%M:%S.%f}Z"
     assert report.cost["lake_bytes"] > 0 and report.cost["export_bytes"] > 0
     for kind in ("missing", "extra", "different"):

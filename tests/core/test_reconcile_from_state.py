@@ -233,3 +233,97 @@ def test_a_state_keyed_by_other_attributes_is_not_compared_nor_merged_into(
     swapped = StateTarget(str(lake), "shop", "orders", ("sk", "pk"), 4)
     with pytest.raises(StateError, match=r"its keys are made of \['pk', 'sk'\]"):
         merge_state(swapped, T)
+
+
+@pytest.mark.parametrize("method", ["export", "changes"])
+def test_bucket_tasks_gather_the_findings_of_one_whole_check(tmp_path: Path, method: str) -> None:
+    """Split into the state's buckets (in parts of one file, compared by three tasks), the
+    check gathers the counts, the samples in key order and every finding that one check
+    of the whole table finds, from the state and from the log."""
+    from dataclasses import replace
+
+    import pyarrow.parquet as pq
+
+    from dynamo_lake.reconciliation import buckets
+    from dynamo_lake.reconciliation.compare import FindingsFile
+
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    keys = [(f"k{n:02d}", n) for n in range(40)]
+    write(lake, [row("I", T - 3 * HOUR, item(pk, n)) for pk, n in keys])
+    write(lake, [row("D", T - 2 * HOUR, item(pk, n)) for pk, n in keys[:5]])
+    start = T - 20 * MINUTE
+    merge_state(target(lake), start - 2 * SECOND)
+    write(lake, [row("U", T - 10 * MINUTE, item(pk, n, "v2")) for pk, n in keys[5:15]])
+    write(lake, [row("U", T - 3 * HOUR, item(pk, n, "late")) for pk, n in keys[15:18]])
+    write(lake, [row("D", T - 5 * MINUTE, item(pk, n)) for pk, n in keys[18:20]])
+    # The table: half the updates (others: different), a key the lake never saw (missing),
+    # the deleted keys 18, 19 still there (missing), key 39 gone (extra).
+    changed = [item(pk, n, "v2") for pk, n in keys[5:10]]
+    changed += [item(pk, n, "other") for pk, n in keys[10:15]]
+    changed += [item(pk, n, "late") for pk, n in keys[15:18]]
+    changed += [item(pk, n) for pk, n in keys[18:20]] + [item("new", 99)]
+    if method == "export":
+        write(
+            export, [row("I", T, data) for data in changed + [item(pk, n) for pk, n in keys[20:39]]]
+        )
+    else:
+        write(export, [row("U", T - 10 * MINUTE, data) for data in changed])
+    plan = replace(plan_for(lake, export, f"b-{method}"), method=method)
+    if method == "changes":
+        plan = replace(plan, window_start=start)
+
+    basis = choose_basis(
+        str(lake),
+        "shop",
+        "orders",
+        bound=snapshot_bound(method, T, SECOND, plan.window_start),
+        s3=None,
+    )
+    assert basis is not None and basis.buckets == 4
+    split = buckets.plan_split(plan, basis, None, part_bytes=1, max_tasks=3)
+    assert len(split["parts"]) > 3 and split["tasks"] == [[0, 3], [1], [2]]
+    for part in split["parts"]:
+        buckets.split_part(plan, split, part, None)
+    light = {key: value for key, value in split.items() if key != "parts"}
+    compared = [buckets.compare_buckets(plan, light, task, s3=None) for task in (2, 0, 1)]
+
+    gathered = reconcile_table(
+        plan, s3=None, write=False, by_bucket={"split": light, "compared": compared}
+    )
+    from_state, from_log = both(plan)
+
+    assert verdict(gathered) == verdict(from_state) == verdict(from_log)
+    assert gathered.status == "drift" and gathered.different == 5
+    assert gathered.findings["rows"] == from_log.findings["rows"]
+    assert gathered.cost["buckets"] == 4 and gathered.cost["bucket_tasks"] == 3
+    assert gathered.cost["basis"] == "current state"
+    # Every finding, once: the tasks' files hold the whole table's findings.
+    files = [item["findings"] for item in compared if item["findings"]]
+    keys_found = sorted(
+        key
+        for path in files
+        for key in pq.read_table(path, columns=["key"]).column("key").to_pylist()
+    )
+    assert len(keys_found) == len(set(keys_found)) == from_log.findings["rows"]
+    assert FindingsFile.SCHEMA.names == pq.read_schema(files[0]).names
+
+
+def test_a_bucket_check_missing_a_task_is_refused(tmp_path: Path) -> None:
+    from dynamo_lake.reconciliation import buckets
+
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    merge_state(target(lake), T - HOUR)
+    write(export, [row("I", T, item(pk, n)) for n, pk in enumerate("abc", 1)])
+    plan = plan_for(lake, export, "b-missing")
+    basis = choose_basis(str(lake), "shop", "orders", bound=T - SECOND, s3=None)
+    assert basis is not None
+    split = buckets.plan_split(plan, basis, None, max_tasks=2)
+    for part in split["parts"]:
+        buckets.split_part(plan, split, part, None)
+    light = {key: value for key, value in split.items() if key != "parts"}
+    only_one = [buckets.compare_buckets(plan, light, 1, s3=None)]
+    with pytest.raises(StateError, match=r"bucket comparisons \[1\] are not the whole table"):
+        reconcile_table(
+            plan, s3=None, write=False, by_bucket={"split": light, "compared": only_one}
+        )

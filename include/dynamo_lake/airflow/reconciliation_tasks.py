@@ -31,13 +31,18 @@ __all__ = [
     "check",
     "check_inputs",
     "clean_work",
+    "compare",
+    "compare_units",
     "exports_to_start",
     "judge",
     "plan",
     "plan_conversion",
+    "plan_split",
     "publish_work",
     "scan",
     "settle_until",
+    "split",
+    "split_units",
 ]
 
 log = logging.getLogger(__name__)
@@ -235,6 +240,110 @@ def scan(plan_json: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@fails_fast
+def plan_split(plans_json: list[dict[str, Any]], published: Any) -> list[dict[str, Any]]:
+    """Per table compared from its current state (an ``export`` or ``changes`` check whose
+    export was published, on DuckDB): its rows split into the state's buckets, compared
+    bucket by bucket across workers. Tables not listed are compared whole by ``check``."""
+    from dynamo_lake.reconciliation.run import plan_buckets
+
+    splits = []
+    for plan_json in plans_json:
+        planned = ReconciliationPlan.from_json(plan_json)
+        if planned.table not in (published or {}):
+            continue
+        split = plan_buckets(
+            planned,
+            s3_options(planned.aws_conn_id, planned.region),
+            glue=_glue(planned),
+        )
+        if split is not None:
+            log.info(
+                "%s: %d buckets in %d compare tasks, split by %d tasks",
+                planned.table,
+                split["buckets"],
+                len(split["tasks"]),
+                len(split["parts"]),
+            )
+            splits.append(split)
+    return splits
+
+
+def _light(split: dict[str, Any]) -> dict[str, Any]:
+    """A split without its file lists (what each compare task and the check need)."""
+    return {key: value for key, value in split.items() if key != "parts"}
+
+
+def _plan_json(plans_json: list[dict[str, Any]], table: str) -> dict[str, Any]:
+    (found,) = [item for item in plans_json if item["table"] == table]
+    return found
+
+
+def split_units(
+    plans_json: list[dict[str, Any]], splits: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The split tasks to map: one per part of each table's rows."""
+    return [
+        {"plan_json": _plan_json(plans_json, split["table"]), "split": _light(split), "part": part}
+        for split in splits
+        for part in split["parts"]
+    ]
+
+
+@fails_fast
+def split(plan_json: dict[str, Any], split: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Write one part of a table's rows (the export's, the lake's since the snapshot) into
+    the state's buckets."""
+    from dynamo_lake.reconciliation.buckets import split_part
+
+    planned = ReconciliationPlan.from_json(plan_json)
+    written = split_part(planned, split, part, s3_options(planned.aws_conn_id, planned.region))
+    log.info("%s part %d: %s rows split", planned.table, part["part"], written)
+    return {"table": planned.table, "part": part["part"], **written}
+
+
+def compare_units(
+    plans_json: list[dict[str, Any]], splits: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The compare tasks to map: each some buckets of one table."""
+    return [
+        {"plan_json": _plan_json(plans_json, split["table"]), "split": _light(split), "task": task}
+        for split in splits
+        for task in range(len(split["tasks"]))
+    ]
+
+
+@fails_fast
+def compare(plan_json: dict[str, Any], split: dict[str, Any], task: int) -> dict[str, Any]:
+    """Compare some buckets of one table, one at a time; their counts, samples and the
+    file of their findings, for the table's check to gather."""
+    from dynamo_lake.reconciliation.buckets import compare_buckets
+
+    planned = ReconciliationPlan.from_json(plan_json)
+    found = compare_buckets(
+        planned,
+        split,
+        task,
+        s3=s3_options(planned.aws_conn_id, planned.region),
+        glue=_glue(planned),
+    )
+    log.info(
+        "%s buckets %s: %s; peak memory %.0f MB",
+        planned.table,
+        found["buckets"],
+        found["comparison"]["counts"] or "no finding",
+        found["peak_memory_mb"],
+    )
+    return found
+
+
+def _glue(planned: ReconciliationPlan) -> Any:
+    """Glue, where the current state's catalog is (a lake in S3), else None."""
+    if not planned.lake_uri.startswith("s3://"):
+        return None
+    return aws_client("glue", planned.aws_conn_id, planned.region)
+
+
 def settle_until(plans_json: list[dict[str, Any]], scans: list[dict[str, Any]]) -> int | None:
     """When the lake has settled past every scan's end (µs), or None if nothing was scanned."""
     margins = {item["table"]: item["settle_margin_minutes"] for item in plans_json}
@@ -247,21 +356,43 @@ def settle_until(plans_json: list[dict[str, Any]], scans: list[dict[str, Any]]) 
 
 
 def check_inputs(
-    plans_json: list[dict[str, Any]], scans: list[dict[str, Any]], published: Any
+    plans_json: list[dict[str, Any]],
+    scans: list[dict[str, Any]],
+    published: Any,
+    splits: list[dict[str, Any]] | None = None,
+    compared: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The arguments of each table's check: its plan, its scan, the exports published."""
+    """The arguments of each table's check: its plan, its scan, the exports published, and
+    (a table compared bucket by bucket) its split and the compare tasks' results."""
     by_table = {found["table"]: found.get("scan") for found in scans}
+    split_of = {split["table"]: _light(split) for split in splits or []}
     return [
-        {"plan_json": plan, "scan_json": by_table.get(plan["table"]), "published": published or {}}
+        {
+            "plan_json": plan,
+            "scan_json": by_table.get(plan["table"]),
+            "published": published or {},
+            "by_bucket": (
+                {
+                    "split": split_of[plan["table"]],
+                    "compared": [item for item in compared or [] if item["table"] == plan["table"]],
+                }
+                if plan["table"] in split_of
+                else None
+            ),
+        }
         for plan in plans_json
     ]
 
 
 @fails_fast
 def check(
-    plan_json: dict[str, Any], published: dict[str, str] | None, scan_json: dict[str, Any] | None
+    plan_json: dict[str, Any],
+    published: dict[str, str] | None,
+    scan_json: dict[str, Any] | None,
+    by_bucket: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Compare one table with its lake; repair if planned; write the report; return it."""
+    """Compare one table with its lake (or gather its buckets' comparisons); repair if
+    planned; write the report; return it."""
     planned = ReconciliationPlan.from_json(plan_json)
     options = s3_options(planned.aws_conn_id, planned.region)
     athena = glue = None
@@ -280,6 +411,7 @@ def check(
         glue=glue,
         export_arn=(published or {}).get(planned.table),
         scan=ScanResult(**scan_json) if scan_json else None,
+        by_bucket=by_bucket,
     )
     if planned.method in ("export", "changes") and report.healthy:
         report = _verify_current_state(planned, report, options)

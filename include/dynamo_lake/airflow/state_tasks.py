@@ -39,7 +39,7 @@ from dynamo_lake.state.current import (
     remove_orphans,
 )
 from dynamo_lake.state.maintenance import expire_state
-from dynamo_lake.state.merge import default_buckets
+from dynamo_lake.state.merge import deal_buckets, default_buckets
 from dynamo_lake.state.verify import Verification, verify_changes_check, verify_export_check
 from dynamo_lake.storage import S3Options
 
@@ -184,10 +184,9 @@ def bucket_work(prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in prepared:
         if item["merge"] is None:
             continue
-        buckets = list(item["merge"]["buckets"])
-        tasks = min(len(buckets), MAX_BUCKET_TASKS)
         work.extend(
-            {"table": item["table"], "buckets": buckets[index::tasks]} for index in range(tasks)
+            {"table": item["table"], "buckets": dealt}
+            for dealt in deal_buckets(item["merge"]["buckets"], MAX_BUCKET_TASKS)
         )
     return work
 

@@ -122,6 +122,22 @@ class FindingsFile:
         self.rows += len(findings)
         self._pending = []
 
+    def append(self, other: pq.ParquetFile) -> None:
+        """Add every finding of another findings file (one of a bucket task's)."""
+        self._flush()
+        for batch in other.iter_batches(batch_size=self.BATCH):
+            batch = pa.RecordBatch.from_arrays(
+                [
+                    batch.column(name).cast(field.type)
+                    for name, field in zip(self.SCHEMA.names, self.SCHEMA, strict=True)
+                ],
+                schema=self.SCHEMA,
+            )
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(str(self.path), self.SCHEMA, compression="zstd")
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+
     def close(self) -> int:
         """Finish the file; the number of findings in it (no file when there are none)."""
         self._flush()
@@ -166,6 +182,8 @@ class Comparison:
     lake_count: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
+    #: The samples' keys as the engine orders them (``k``), to merge samples of buckets.
+    sample_keys: dict[str, list[str]] = field(default_factory=dict)
     events: int | None = None
     bound: int | None = None
     ambiguous_at_t: int = 0
@@ -211,6 +229,7 @@ def _collect(
             sample = result.samples.setdefault(finding.kind, [])
             if len(sample) < SAMPLES:
                 sample.append(key)
+                result.sample_keys.setdefault(finding.kind, []).append(finding.k or "")
             if findings is not None:
                 findings.add(finding, key)
     if result.lake_count is None:

@@ -97,7 +97,10 @@ class DuckDBEngine:
     (:mod:`dynamo_lake.reconciliation.state_basis`); ``changed_keys_only`` takes of the
     snapshot only the keys the table side lists or the log since it holds. ``bucket``
     ``(b, n)``: only the keys of bucket b of n (the state's count), each side filtered as
-    it is copied, so that the buckets can be compared one by one in bounded memory."""
+    it is copied, so that the buckets can be compared one by one in bounded memory.
+    ``prepared`` (the table side's rows, the lake rows since the snapshot): one bucket's
+    rows already keyed and split (:mod:`~dynamo_lake.reconciliation.buckets`), read instead
+    of ``snapshot`` and the basis's lake files."""
 
     name = "duckdb"
     precision_us = 1
@@ -115,6 +118,7 @@ class DuckDBEngine:
         basis: StateBasis | None = None,
         changed_keys_only: bool = False,
         bucket: tuple[int, int] | None = None,
+        prepared: tuple[Iterator[Any], Iterator[Any]] | None = None,
     ) -> None:
         import duckdb
 
@@ -131,12 +135,17 @@ class DuckDBEngine:
                     f"bucket {bucket[0]} of {bucket[1]}: the current state has "
                     f"{basis.buckets} buckets; compare its own buckets"
                 )
-            self.database.add(
-                "snapshot",
-                snapshot if snapshot is not None else _empty(),
-                key_names,
-                where=in_bucket,
-            )
+            if prepared is not None:
+                if basis is None:
+                    raise ReconciliationEngineError("split rows are compared from a state only")
+                self.database.add_keyed("snapshot", prepared[0])
+            else:
+                self.database.add(
+                    "snapshot",
+                    snapshot if snapshot is not None else _empty(),
+                    key_names,
+                    where=in_bucket,
+                )
             if basis is None:
                 self.database.add("lake", lake, key_names, where=in_bucket)
             else:
@@ -145,6 +154,7 @@ class DuckDBEngine:
                     key_names,
                     only_keys_of="snapshot" if changed_keys_only else None,
                     bucket=None if bucket is None else bucket[0],
+                    events=None if prepared is None else prepared[1],
                 )
         except duckdb.Error as exc:
             self.database.close()

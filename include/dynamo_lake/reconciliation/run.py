@@ -48,6 +48,7 @@ __all__ = [
     "WORK_TTL",
     "cleanup_work",
     "open_engine",
+    "plan_buckets",
     "reconcile_export",
     "reconcile_table",
     "sweep_work",
@@ -111,6 +112,22 @@ def open_engine(
         basis=basis,
         changed_keys_only=plan.method == "changes",
     )
+
+
+def plan_buckets(
+    plan: ReconciliationPlan, s3: S3Options | None, *, glue: Any = None, catalog: Any = None
+) -> dict[str, Any] | None:
+    """How a check from the current state is split into buckets across workers
+    (:func:`~dynamo_lake.reconciliation.buckets.plan_split`), or None when the check compares
+    whole: not ``export``/``changes`` on DuckDB, or no state early enough (the log)."""
+    if plan.engine != "duckdb" or plan.method not in ("export", "changes"):
+        return None
+    basis = _state_basis(plan, s3, catalog, glue)
+    if basis is None:
+        return None
+    from dynamo_lake.reconciliation.buckets import plan_split
+
+    return plan_split(plan, basis, s3)
 
 
 def _state_basis(plan: ReconciliationPlan, s3: S3Options | None, catalog: Any, glue: Any) -> Any:
@@ -287,11 +304,14 @@ def reconcile_table(
     now: datetime | None = None,
     write: bool = True,
     from_state: bool = True,
+    by_bucket: dict[str, Any] | None = None,
 ) -> ReconciliationReport:
     """Compare, repair if the plan says so, check again; write and return the report.
 
     ``from_state`` False compares with the whole log even when the table has a current
-    state (the oracle the state-based comparison is tested against)."""
+    state (the oracle the state-based comparison is tested against). ``by_bucket``: the
+    comparison was made bucket by bucket (``{"split": ..., "compared": [...]}``, see
+    :mod:`~dynamo_lake.reconciliation.buckets`); its results are gathered here."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
     base = _base(plan, export_arn)
@@ -312,6 +332,7 @@ def reconcile_table(
                 started,
                 write,
                 from_state,
+                by_bucket,
             )
     except DynamoLakeError as exc:
         report = ReconciliationReport(
@@ -339,20 +360,35 @@ def _reconcile(
     started: float,
     write: bool,
     from_state: bool,
+    by_bucket: dict[str, Any] | None,
 ) -> ReconciliationReport:
     keys = [KeyAttribute(name, kind) for name, kind in plan.keys]
     by_key = plan.method in ("export", "changes")
     findings = FindingsFile(scratch / "findings.parquet") if by_key else None
-    engine = open_engine(
-        plan, s3, athena=athena, glue=glue, with_snapshot=by_key, from_state=from_state
-    )
-    try:
-        comparison = _compare(
-            plan, engine, keys, dynamodb=dynamodb, scan=scan, now=now, findings=findings
+    cost: dict[str, Any] | None
+    if by_bucket is not None and findings is not None:
+        from dynamo_lake.reconciliation.buckets import gather
+
+        compared = by_bucket["compared"]
+        comparison = gather(plan, compared, findings, s3)
+        cost = {
+            **by_bucket["split"]["cost"],
+            "rows_read": sum(int(item["rows_read"]) for item in compared),
+            "buckets": by_bucket["split"]["buckets"],
+            "bucket_tasks": len(compared),
+            "bucket_task_peak_memory_mb": max(item["peak_memory_mb"] for item in compared),
+        }
+    else:
+        engine = open_engine(
+            plan, s3, athena=athena, glue=glue, with_snapshot=by_key, from_state=from_state
         )
-        cost = _cost(plan, s3, engine) if by_key else None
-    finally:
-        engine.close()
+        try:
+            comparison = _compare(
+                plan, engine, keys, dynamodb=dynamodb, scan=scan, now=now, findings=findings
+            )
+            cost = _cost(plan, s3, engine) if by_key else None
+        finally:
+            engine.close()
     summary = _summary(comparison)
     found: dict[str, Any] | None = None
     if findings is not None:
@@ -456,11 +492,14 @@ def _events_uri(plan: ReconciliationPlan) -> str:
 
 
 def cleanup_work(plan: ReconciliationPlan, s3: S3Options | None) -> None:
-    """Remove the run's work location (the converted export: a copy of the table) and its
-    staged events, and the ``work/`` folder itself once it is empty, leaving no empty marker
-    behind."""
+    """Remove the run's work location (the converted export: a copy of the table), its
+    staged events and its rows split into buckets, and the ``work/`` folder itself once it
+    is empty, leaving no empty marker behind."""
+    from dynamo_lake.reconciliation.buckets import split_uri
+
     resolve(plan.work_uri, s3).delete_tree()
     resolve(_events_uri(plan), s3).delete_tree()
+    resolve(split_uri(plan.work_uri), s3).delete_tree()
     _drop_if_empty(resolve(plan.work_uri.rsplit("/", 1)[0], s3))
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "bucket_filter",
     "choose_basis",
     "load_state_table",
+    "open_snapshot",
     "snapshot_bound",
     "stage_events",
 ]
@@ -119,22 +120,28 @@ class StateBasis:
         *,
         only_keys_of: str | None = None,
         bucket: int | None = None,
+        events: Iterator[pa.RecordBatch] | None = None,
     ) -> int:
         """Copy the basis into DuckDB in the keyed form: the snapshot's rows into ``base``
         (not the stream's; a tombstone's data is empty text, never NULL, so that the
         latest-row aggregation keeps it) and the lake rows read beside it into ``lake``;
         returns the latter's count. ``only_keys_of``: a table with column ``k``; of the
         snapshot, only its keys and the keys of the rows read are taken. ``bucket``: only
-        that bucket's keys (and rows without a key in bucket 0, which counts them)."""
+        that bucket's keys (and rows without a key in bucket 0, which counts them).
+        ``events``: those lake rows already read, in the keyed form (one bucket's, split by
+        :mod:`~dynamo_lake.reconciliation.buckets`), instead of the basis's files."""
         in_bucket = "TRUE" if bucket is None else bucket_filter(bucket, self.buckets)
-        rows = database.add("lake", self.files(self.unmerged), key_names, where=in_bucket)
-        rows += database.add(
-            "lake",
-            self.files(self.after),
-            key_names,
-            where=f"time_stamp > {time_literal(self.snapshot.watermark_us)} AND {in_bucket}",
-            replace=False,
-        )
+        if events is not None:
+            rows = database.add_keyed("lake", events)
+        else:
+            rows = database.add("lake", self.files(self.unmerged), key_names, where=in_bucket)
+            rows += database.add(
+                "lake",
+                self.files(self.after),
+                key_names,
+                where=f"time_stamp > {time_literal(self.snapshot.watermark_us)} AND {in_bucket}",
+                replace=False,
+            )
         self.rows_read = rows
         if only_keys_of is None:
             database.add_keyed("base", self._snapshot_rows(bucket))
@@ -343,4 +350,43 @@ def choose_basis(
         filesystem=location.filesystem,
         unmerged=[listed[path] for path in sorted(listed) if path not in merged],
         after=[listed[path] for path in sorted(later)],
+    )
+
+
+def open_snapshot(
+    lake_uri: str,
+    database: str,
+    table: str,
+    snapshot_id: int,
+    *,
+    s3: S3Options | None,
+    catalog: Any = None,
+    glue_client: Any = None,
+) -> StateBasis:
+    """The snapshot ``snapshot_id`` of the table's current state, with no lake files beside
+    it (a bucket comparison reads the rows split for it instead); a
+    :class:`~dynamo_lake.errors.StateError` when it is gone."""
+    from dynamo_lake.state.current import open_catalog
+
+    location = resolve(lake_uri, s3)
+    catalog = catalog or open_catalog(lake_uri, s3, glue_client=glue_client)
+    state = load_state_table(catalog, database, table)
+    found = [
+        record
+        for record in (state_snapshots(state) if state is not None else [])
+        if record.snapshot_id == snapshot_id
+    ]
+    if not found:
+        raise StateError(
+            f"{database}.{table}{SUFFIX} has no snapshot {snapshot_id} any more (expired or "
+            "the state was rebuilt since this run planned): run the check again, which "
+            "chooses a snapshot anew"
+        )
+    return StateBasis(
+        table=state,
+        snapshot=found[0],
+        lake=None,
+        filesystem=location.filesystem,
+        unmerged=[],
+        after=[],
     )

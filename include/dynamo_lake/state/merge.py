@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Iterable
 
 import duckdb
 import pyarrow as pa
@@ -40,6 +41,7 @@ __all__ = [
     "bucket_of",
     "bucket_sql",
     "check_buckets",
+    "deal_buckets",
     "default_buckets",
     "live",
     "merge_rows",
@@ -98,6 +100,14 @@ def bucket_of(key: str, buckets: int) -> int:
     """The bucket of ``key`` among ``buckets`` (a power of two): the reference definition."""
     digest = hashlib.md5(key.encode("utf-8"), usedforsecurity=False).digest()
     return int.from_bytes(digest[:4], "big") & (buckets - 1)
+
+
+def deal_buckets(buckets: Iterable[int], tasks: int) -> list[list[int]]:
+    """``buckets`` dealt into at most ``tasks`` lists, round robin (each task then takes its
+    buckets one at a time, so its memory stays one bucket's)."""
+    chosen = list(buckets)
+    count = min(len(chosen), max(1, tasks))
+    return [chosen[index::count] for index in range(count)]
 
 
 def bucket_sql(key: str, buckets: int) -> str:
