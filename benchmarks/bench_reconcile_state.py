@@ -261,7 +261,148 @@ def _child(mode: str, params: dict[str, Any]) -> dict[str, Any]:
         return _make_changes(params)
     if mode == "compare":
         return _compare(params, spill, peak_spill)
+    if mode in ("split", "compare_task"):
+        return _bucket_task(mode, params, peak_spill)
     raise SystemExit(f"unknown mode {mode}")
+
+
+def _bucket_plan(lake: str, work_uri: str, as_of: int, memory_limit_mb: int) -> Any:
+    from dynamo_lake.records import ReconciliationPlan
+
+    return ReconciliationPlan(
+        table=TABLE,
+        dynamodb_table=TABLE,
+        table_arn="",
+        lake_uri=lake,
+        work_uri=work_uri,
+        method="export",
+        as_of=as_of,
+        epsilon_ms=EPSILON // 1000,
+        repair=False,
+        engine="duckdb",
+        keys=tuple((name, "S") for name in KEYS),
+        run_id="bench",
+        aws_conn_id="",
+        region=None,
+        glue_database=DATABASE,
+        glue_table=TABLE,
+        duckdb_memory_limit_mb=memory_limit_mb,
+    )
+
+
+def _bucket_task(mode: str, params: dict[str, Any], peak_spill: list[int]) -> dict[str, Any]:
+    """The DAG's split task (some parts) or compare task, as its worker runs it."""
+    import duckdb  # noqa: F401
+    import pyiceberg.catalog.sql  # noqa: F401
+
+    from dynamo_lake.reconciliation import buckets
+
+    plan = _bucket_plan(
+        params["lake"], params["work_uri"], params["as_of"], params["memory_limit_mb"]
+    )
+    split = json.loads(Path(params["split"]).read_text())
+    base = bench_state._status("VmRSS")
+    peak_spill[0] = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    found: dict[str, Any] = {}
+    if mode == "split":
+        rows = {"table": 0, "lake": 0}
+        for index in params["parts"]:
+            written = buckets.split_part(plan, split, split["parts"][index], None)
+            rows = {side: rows[side] + written[side] for side in rows}
+        found["rows"] = rows
+    else:
+        light = {key: value for key, value in split.items() if key != "parts"}
+        compared = buckets.compare_buckets(plan, light, params["task"], s3=None)
+        out = Path(params["out"])
+        out.write_text(json.dumps(compared))
+        found["comparison"] = compared["comparison"]
+        found["buckets"] = compared["buckets"]
+    return {
+        **found,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+        "peak_mb": bench_state._status("VmHWM"),
+        "base_mb": base,
+        "spill_mb": peak_spill[0] / (1 << 20),
+    }
+
+
+def _bucket_tasks(run: Run, export: Path, as_of: int, whole: dict[str, Any]) -> dict[str, Any]:
+    """The check as the DAG maps it: the split tasks (each part in its own process) and
+    the compare tasks (one per bucket: each its own process), their results gathered as the
+    check gathers them; counts must equal the whole-table check's."""
+    from dynamo_lake.reconciliation import buckets
+    from dynamo_lake.reconciliation.compare import Comparison
+    from dynamo_lake.reconciliation.state_basis import choose_basis, snapshot_bound
+
+    work_uri = run.work / "checked"
+    shutil.rmtree(work_uri, ignore_errors=True)
+    shutil.rmtree(f"{work_uri}-buckets", ignore_errors=True)
+    shutil.copytree(export, work_uri, copy_function=os.link)  # the converted export, linked
+    plan = _bucket_plan(str(run.lake), str(work_uri), as_of, run.memory)
+    basis = choose_basis(
+        str(run.lake),
+        DATABASE,
+        TABLE,
+        bound=snapshot_bound("export", as_of, EPSILON, None),
+        s3=None,
+    )
+    assert basis is not None
+    split = buckets.plan_split(plan, basis, None, max_tasks=basis.buckets)
+    split_file = run.work / "split.json"
+    split_file.write_text(json.dumps(split))
+    common = {
+        "lake": str(run.lake),
+        "work_uri": str(work_uri),
+        "as_of": as_of,
+        "memory_limit_mb": run.memory,
+        "split": str(split_file),
+    }
+    splits = [
+        _measure("split", run.work, **common, parts=[index]) for index in range(len(split["parts"]))
+    ]
+    compares = [
+        _measure("compare_task", run.work, **common, task=task, out=str(run.work / f"t{task}.json"))
+        for task in range(len(split["tasks"]))
+    ]
+    results = [
+        json.loads((run.work / f"t{task}.json").read_text()) for task in range(len(compares))
+    ]
+    merged: Comparison = buckets.merge_comparisons(
+        "export", [Comparison(**item["comparison"]) for item in results]
+    )
+    shutil.rmtree(work_uri, ignore_errors=True)
+    shutil.rmtree(f"{work_uri}-buckets", ignore_errors=True)
+    found = {
+        "buckets": split["buckets"],
+        "parts": len(split["parts"]),
+        "split": splits,
+        "compare": compares,
+        "table_count": merged.table_count,
+        "lake_count": merged.lake_count,
+        "counts": dict(sorted(merged.counts.items())),
+        "same_as_whole": _same(
+            {
+                "table_count": merged.table_count,
+                "lake_count": merged.lake_count,
+                "counts": dict(sorted(merged.counts.items())),
+            },
+            whole,
+        ),
+    }
+    top = max(compares, key=lambda item: item["peak_mb"])
+    print(
+        f"  bucket tasks: {len(splits)} split tasks, {sum(i['seconds'] for i in splits):.0f} s "
+        f"(cpu {sum(i['cpu_seconds'] for i in splits):.0f} s), peak RSS "
+        f"{max(i['peak_mb'] for i in splits)} MB; {len(compares)} compare tasks of one bucket, "
+        f"{sum(i['seconds'] for i in compares):.0f} s (cpu "
+        f"{sum(i['cpu_seconds'] for i in compares):.0f} s), peak RSS {top['peak_mb']} MB, "
+        f"spill {max(i['spill_mb'] for i in compares):.0f} MB; counts equal the whole check's: "
+        f"{'yes' if found['same_as_whole'] else 'NO'}",
+        flush=True,
+    )
+    return found
 
 
 def _measure(mode: str, work: Path, **params: Any) -> dict[str, Any]:
@@ -395,12 +536,10 @@ HEADER = (
 
 
 def _ratio(top: dict[str, Any], bottom: dict[str, Any], goal: float, at_most: bool) -> str:
-    parts = []
-    for name, field in (("wall", "seconds"), ("cpu", "cpu_seconds")):
-        value = top[field] / bottom[field]
-        met = value <= goal if at_most else value >= goal
-        parts.append(f"{name} {value:.2f}x ({'met' if met else 'NOT met'})")
-    return f"{', '.join(parts)}; goal {'≤' if at_most else '≥'} {goal:g}x"
+    """``top`` / ``bottom`` in work seconds and CPU seconds, against the goal."""
+    wall = top["seconds"] / bottom["seconds"]
+    cpu = top["cpu_seconds"] / bottom["cpu_seconds"]
+    return bench_state._goal("", wall, cpu, goal, at_most=at_most).removeprefix(": ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=1024, help="DuckDB's memory limit")
     parser.add_argument("--merge-every-day", action="store_true", help="as the DAG merges")
     parser.add_argument("--no-changes-log", action="store_true", help="no log-based changes")
+    parser.add_argument(
+        "--bucket-tasks-only",
+        action="store_true",
+        help="only the whole state-based check and its bucket tasks, on the last run's lake",
+    )
     parser.add_argument("--json", type=Path, help="default: bench-data/bench_reconcile_state-...")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
@@ -455,8 +599,17 @@ def main(argv: list[str] | None = None) -> int:
             report["mismatches"].append(text)
             print("!" * 80 + "\n" + text + "\n" + "!" * 80, flush=True)
 
+    def check_tasks(found: dict[str, Any]) -> None:
+        if not found["same_as_whole"]:
+            text = f"MISMATCH: bucket tasks {found['counts']} != the whole check's"
+            report["mismatches"].append(text)
+            print("!" * 80 + "\n" + text + "\n" + "!" * 80, flush=True)
+
     began = time.perf_counter()
     from dynamo_lake.reconciliation.engines import DuckDBEngine
+
+    if args.bucket_tasks_only:
+        return _bucket_tasks_only(args, days_list[-1], check_tasks)
 
     has_bucket = "bucket" in inspect.signature(DuckDBEngine).parameters
     print(
@@ -498,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
                 if has_bucket:
                     entry["bucket"] = run.compare("state", "export", export, as_of=as_of, bucket=0)
                     report["bucket"] = {"day": day, **entry["bucket"]}
+                    report["bucket_tasks"] = _bucket_tasks(run, export, as_of, state)
+                    check_tasks(report["bucket_tasks"])
                 else:
                     print("  per-bucket comparison: DuckDBEngine takes no bucket=; not measured")
             save()
@@ -524,6 +679,51 @@ def main(argv: list[str] | None = None) -> int:
             print("  " + text)
         return 1
     return 0
+
+
+def _bucket_tasks_only(args: argparse.Namespace, day: int, check_tasks: Any) -> int:
+    """Section 3 alone, on the lake, state and export a full run left (its last day)."""
+    run = Run.__new__(Run)
+    log_args = argparse.Namespace(
+        items=args.items, changes=args.changes, days=max(day, CHANGES_DAY), files_per_day=8, seed=1
+    )
+    run.items, run.memory = args.items, args.memory_mb
+    run.folder = BENCH_DATA / f"reconcile-state-{RUN}-{bench_state._params(log_args)}"
+    run.lake, run.work = run.folder / "run", run.folder / "work"
+    run.exports = run.folder / "exports"
+    export = run.exports / f"full-day{day}"
+    if not (run.lake / "_current").exists() or not export.exists():
+        raise SystemExit(f"no full run's lake and export day {day} in {run.folder}: run it first")
+    as_of = START + (day + 1) * DAY - SECOND
+    print(f"bucket tasks on {run.lake}, export day {day} at {_moment(as_of)}", flush=True)
+    whole = run.compare("state", "export", export, as_of=as_of)
+    found = _bucket_tasks(run, export, as_of, whole)
+    check_tasks(found)
+    _print_bucket_tasks(found, whole)
+    return 0 if found["same_as_whole"] else 1
+
+
+def _print_bucket_tasks(found: dict[str, Any], whole: dict[str, Any]) -> None:
+    splits, compares = found["split"], found["compare"]
+    cpu = sum(i["cpu_seconds"] for i in splits) + sum(i["cpu_seconds"] for i in compares)
+    seconds = sum(i["seconds"] for i in splits) + sum(i["seconds"] for i in compares)
+    one = max(compares, key=lambda item: item["peak_mb"])
+    print(
+        f"  whole state-based check in one process: {whole['seconds']:.1f} s (cpu "
+        f"{whole['cpu_seconds']:.1f} s), peak RSS {whole['peak_mb']} MB, spill "
+        f"{whole['spill_mb']:.0f} MB\n"
+        f"  split: {len(splits)} tasks, each at most {max(i['seconds'] for i in splits):.1f} s, "
+        f"peak RSS {max(i['peak_mb'] for i in splits)} MB, spill "
+        f"{max(i['spill_mb'] for i in splits):.0f} MB\n"
+        f"  compare: {len(compares)} tasks of one bucket of {found['buckets']}, each at most "
+        f"{max(i['seconds'] for i in compares):.1f} s (cpu "
+        f"{max(i['cpu_seconds'] for i in compares):.1f} s), peak RSS {one['peak_mb']} MB "
+        f"(imports {one['base_mb']} MB), spill {max(i['spill_mb'] for i in compares):.0f} MB\n"
+        f"  all tasks / whole check: wall {seconds / whole['seconds']:.2f}x, cpu "
+        f"{cpu / whole['cpu_seconds']:.2f}x; peak RSS per compare task / whole: "
+        f"{one['peak_mb'] / whole['peak_mb']:.2f}x; counts equal: "
+        f"{'yes' if found['same_as_whole'] else 'NO'}"
+    )
 
 
 def _changes(run: Run, args: argparse.Namespace, check: Any) -> dict[str, Any]:
@@ -612,8 +812,11 @@ def _summary(
             same = _same(small["state"], small["log"]) and _same(large["state"], large["log"])
             print(f"state-based counts equal the log-based ones: {'yes' if same else 'NO'}")
 
+    if report.get("bucket_tasks"):
+        print("\n3. bucket tasks, as the DAG maps them (each task its own process)")
+        _print_bucket_tasks(report["bucket_tasks"], exports[last]["state"])
     bucket = report["bucket"]
-    print("\n3. per-bucket memory")
+    print("\n   one bucket filtered while copied (DuckDBEngine(bucket=...))")
     if bucket is None:
         print("  not measured: DuckDBEngine takes no bucket= (or the last day was not reached)")
     else:
