@@ -556,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the whole state-based check and its bucket tasks, on the last run's lake",
     )
+    parser.add_argument("--changes-only", action="store_true", help="only the changes method")
     parser.add_argument("--json", type=Path, help="default: bench-data/bench_reconcile_state-...")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
@@ -610,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.bucket_tasks_only:
         return _bucket_tasks_only(args, days_list[-1], check_tasks)
+    if args.changes_only:
+        return _changes_only(args, check)
 
     has_bucket = "bucket" in inspect.signature(DuckDBEngine).parameters
     print(
@@ -696,14 +699,35 @@ def _bucket_tasks_only(args: argparse.Namespace, day: int, check_tasks: Any) -> 
         raise SystemExit(f"no full run's lake and export day {day} in {run.folder}: run it first")
     as_of = START + (day + 1) * DAY - SECOND
     print(f"bucket tasks on {run.lake}, export day {day} at {_moment(as_of)}", flush=True)
+    log = run.compare("log", "export", export, as_of=as_of)
     whole = run.compare("state", "export", export, as_of=as_of)
     found = _bucket_tasks(run, export, as_of, whole)
     check_tasks(found)
-    _print_bucket_tasks(found, whole)
-    return 0 if found["same_as_whole"] else 1
+    _print_bucket_tasks(found, whole, log)
+    return 0 if found["same_as_whole"] and _same(whole, log) else 1
 
 
-def _print_bucket_tasks(found: dict[str, Any], whole: dict[str, Any]) -> None:
+def _changes_only(args: argparse.Namespace, check: Any) -> int:
+    """Section 2 alone: the changes method on the two tables (each run rebuilt)."""
+    found = {}
+    for items in (args.items, args.big_items):
+        run = Run(args, items, CHANGES_DAY)
+        print(f"{run.items:,}-item lake in {run.lake} ({run.buckets} buckets)", flush=True)
+        run.add_through(0)
+        run.merge(START + DAY)
+        run.add_through(CHANGES_DAY)
+        found[items] = _changes(run, args, check)
+    small, large = found[args.items]["state"], found[args.big_items]["state"]
+    print(
+        f"state-based changes, {args.big_items:,} / {args.items:,} items: "
+        + _ratio(large, small, 1.3, at_most=True)
+    )
+    return 0
+
+
+def _print_bucket_tasks(
+    found: dict[str, Any], whole: dict[str, Any], log: dict[str, Any] | None = None
+) -> None:
     splits, compares = found["split"], found["compare"]
     cpu = sum(i["cpu_seconds"] for i in splits) + sum(i["cpu_seconds"] for i in compares)
     seconds = sum(i["seconds"] for i in splits) + sum(i["seconds"] for i in compares)
@@ -724,6 +748,12 @@ def _print_bucket_tasks(found: dict[str, Any], whole: dict[str, Any]) -> None:
         f"{one['peak_mb'] / whole['peak_mb']:.2f}x; counts equal: "
         f"{'yes' if found['same_as_whole'] else 'NO'}"
     )
+    if log is not None:
+        tasks = {"seconds": seconds, "cpu_seconds": cpu}
+        print(
+            f"  log-based check: {log['seconds']:.1f} s (cpu {log['cpu_seconds']:.1f} s); "
+            "log-based / all bucket tasks: " + _ratio(log, tasks, 2, at_most=False)
+        )
 
 
 def _changes(run: Run, args: argparse.Namespace, check: Any) -> dict[str, Any]:
@@ -814,7 +844,7 @@ def _summary(
 
     if report.get("bucket_tasks"):
         print("\n3. bucket tasks, as the DAG maps them (each task its own process)")
-        _print_bucket_tasks(report["bucket_tasks"], exports[last]["state"])
+        _print_bucket_tasks(report["bucket_tasks"], exports[last]["state"], exports[last]["log"])
     bucket = report["bucket"]
     print("\n   one bucket filtered while copied (DuckDBEngine(bucket=...))")
     if bucket is None:

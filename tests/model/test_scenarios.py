@@ -33,7 +33,9 @@ import hashlib
 import itertools
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ from dynamo_lake.errors import StateError
 from dynamo_lake.lake.keys import KeyAttribute
 from dynamo_lake.lake.query import lake_dataset, latest_state
 from dynamo_lake.lake.writer import LakeTable, Stage, StagedWriter, publish
+from dynamo_lake.reconciliation import buckets
 from dynamo_lake.reconciliation.compare import FindingsFile, compare_changes, compare_export
 from dynamo_lake.reconciliation.engines import DuckDBEngine
 from dynamo_lake.reconciliation.run import reconcile_table
@@ -337,9 +340,8 @@ class Scenario:
         self.state_agrees_with_log(plan)
         return reconcile_table(plan, s3=None)
 
-    def findings(self, plan: Any, basis: Any, bucket: int | None = None) -> tuple[Any, ...]:
-        """Everything a comparison finds, from the log (``basis`` None) or from the state
-        (of one ``bucket`` of its keys, or all)."""
+    def findings(self, plan: Any, basis: Any) -> tuple[Any, ...]:
+        """Everything a comparison finds, from the log (``basis`` None) or from the state."""
         keys = [KeyAttribute(name, kind) for name, kind in plan.keys]
         engine = DuckDBEngine(
             lake_dataset(plan.lake_uri),
@@ -347,7 +349,6 @@ class Scenario:
             key_names=[key.name for key in keys],
             basis=basis,
             changed_keys_only=plan.method == "changes",
-            bucket=None if bucket is None else (bucket, basis.buckets),
         )
         found = FindingsFile(self.root / f"findings-{next(self._groups)}.parquet")
         try:
@@ -394,24 +395,37 @@ class Scenario:
             )
             self.state_comparisons += 1
         if table is not None and self.state_comparisons and self.seed % 16 < 4:
-            # Bucket by bucket, the newest snapshot's comparisons add up to the whole (a
-            # quarter of the seeds, every key schema among them: CI time).
+            # Bucket by bucket as the DAG's tasks do it (split into parts, compared by a few
+            # tasks, gathered), the newest snapshot's comparison is the whole's (a quarter of
+            # the seeds, every key schema among them: CI time).
             basis = choose_basis(
                 plan.lake_uri, "model", TABLE, bound=bound, s3=None, catalog=self.catalog
             )
             if basis is not None:
-                parts = [self.findings(plan, basis, bucket) for bucket in range(basis.buckets)]
-                counts: dict[str, int] = {}
-                for part in parts:
-                    for kind, count in part[2]:
-                        counts[kind] = counts.get(kind, 0) + count
-                whole = (
-                    sum(part[0] for part in parts),
-                    sum(part[1] for part in parts),
-                    sorted(counts.items()),
-                    sorted((finding for part in parts for finding in part[3]), key=repr),
-                )
+                whole = self.bucket_findings(plan, basis)
                 assert whole == oracle, f"{plan.method} at {plan.as_of}: buckets differ"
+
+    def bucket_findings(self, plan: Any, basis: Any) -> tuple[Any, ...]:
+        """:meth:`findings` through the bucket tasks: split, compare, gather."""
+        plan = replace(plan, glue_database="model")  # the state's database
+        split = buckets.plan_split(plan, basis, None, part_bytes=16 << 10, max_tasks=3)
+        for part in split["parts"]:
+            buckets.split_part(plan, split, part, None)
+        light = {key: value for key, value in split.items() if key != "parts"}
+        compared = [
+            buckets.compare_buckets(plan, light, task, s3=None, catalog=self.catalog)
+            for task in range(len(split["tasks"]))
+        ]
+        found = FindingsFile(self.root / f"findings-{next(self._groups)}.parquet")
+        result = buckets.gather(plan, compared, found, None)
+        found.close()
+        shutil.rmtree(buckets.split_uri(plan.work_uri))
+        return (
+            result.table_count,
+            result.lake_count,
+            sorted(result.counts.items()),
+            sorted(found, key=repr),
+        )
 
     def compacted(self, start: int, end: int) -> bool:
         """Whether a key was created and deleted inside ``[start, end)`` (absent at both ends,

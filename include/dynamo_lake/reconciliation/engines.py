@@ -34,6 +34,7 @@ from dynamo_lake.contract import WRITER_FILE_PATTERN
 from dynamo_lake.errors import DynamoLakeError, aws_error_code
 from dynamo_lake.lake.keys import athena_key_sql
 from dynamo_lake.lake.query import LakeDatabase
+from dynamo_lake.state.merge import bucket_filter
 
 if TYPE_CHECKING:
     from dynamo_lake.reconciliation.state_basis import StateBasis
@@ -121,8 +122,6 @@ class DuckDBEngine:
         prepared: tuple[Iterator[Any], Iterator[Any]] | None = None,
     ) -> None:
         import duckdb
-
-        from dynamo_lake.reconciliation.state_basis import bucket_filter
 
         self.database = LakeDatabase(memory_limit_mb=memory_limit_mb, spill_folder=spill_folder)
         self.connection = self.database.connection

@@ -52,12 +52,11 @@ from dynamo_lake.state.current import (
     plain_path,
     state_snapshots,
 )
-from dynamo_lake.state.merge import bucket_sql, check_buckets
+from dynamo_lake.state.merge import bucket_filter, bucket_sql
 from dynamo_lake.storage import S3Options, resolve
 
 __all__ = [
     "StateBasis",
-    "bucket_filter",
     "choose_basis",
     "load_state_table",
     "open_snapshot",
@@ -151,10 +150,11 @@ class StateBasis:
             "CREATE OR REPLACE TEMP TABLE basis_keys AS SELECT DISTINCT k FROM lake "
             f"WHERE k IS NOT NULL UNION SELECT k FROM {only_keys_of} WHERE k IS NOT NULL"
         )
-        database.add_keyed(
-            "base", self._snapshot_rows(bucket), where="k IN (SELECT k FROM basis_keys)"
-        )
+        wanted = connection.sql(
+            f"SELECT {bucket_sql('k', self.buckets)} AS b, k FROM basis_keys"
+        ).to_arrow_table()
         connection.execute("DROP TABLE basis_keys")
+        database.add_keyed("base", self._snapshot_rows(bucket, only=_by_bucket(wanted)))
         ((live_taken,),) = connection.execute(
             "SELECT count(*) FROM base WHERE op <> 'D'"
         ).fetchall()
@@ -179,11 +179,17 @@ class StateBasis:
             fragments, self.lake.schema, ds.ParquetFileFormat(), self.filesystem
         )
 
-    def _snapshot_rows(self, bucket: int | None = None) -> Iterator[pa.RecordBatch]:
-        """The snapshot's rows (of one bucket) in the keyed form, a batch at a time. Its
-        data files are read straight with pyarrow, one at a time (pyiceberg's reader holds a
-        whole file's rows at once); a snapshot with delete files (another engine's commit:
-        this project's merges write none) is read through pyiceberg, which applies them."""
+    def _snapshot_rows(
+        self, bucket: int | None = None, *, only: dict[int, pa.Array] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The snapshot's rows (of one bucket; of the keys ``only``, when given) in the keyed
+        form, a batch at a time. Its data files are read straight with pyarrow, one at a
+        time (pyiceberg's reader holds a whole file's rows at once); a snapshot with delete
+        files (another engine's commit: this project's merges write none) is read through
+        pyiceberg, which applies them. ``only`` (the keys wanted, by bucket) is applied to
+        each file as it is read, so that the rows of other keys never reach DuckDB; a data
+        file holds one bucket (the state is partitioned by it), matched against that
+        bucket's keys only, and skipped when it has none."""
         from pyiceberg.expressions import AlwaysTrue
 
         columns = ["key", "op", "time_stamp", "uuid", "data"]
@@ -196,8 +202,22 @@ class StateBasis:
         batches: Iterator[pa.RecordBatch]
         if any(task.delete_files for task in tasks):
             batches = iter(scan.to_arrow_batch_reader())
+            if only is not None:
+                every = pa.concat_arrays(list(only.values())) if only else pa.array([], pa.string())
+                batches = (batch.filter(_among(batch.column("key"), every)) for batch in batches)
         else:
-            batches = self._file_batches([plain_path(task.file.file_path) for task in tasks])
+            files = []
+            for task in tasks:
+                path = plain_path(task.file.file_path)
+                if only is None:
+                    files.append((path, None))
+                    continue
+                held = _file_bucket(task)
+                if held is None:  # not ours to know: match against every key wanted
+                    files.append((path, pa.concat_arrays(list(only.values())) if only else None))
+                elif held in only:
+                    files.append((path, only[held]))
+            batches = self._file_batches(files)
         for batch in batches:
             if not batch.num_rows:
                 continue
@@ -213,12 +233,53 @@ class StateBasis:
                 schema=KEYED_SCHEMA,
             )
 
-    def _file_batches(self, paths: list[str]) -> Iterator[pa.RecordBatch]:
-        for path in paths:
+    def _file_batches(self, files: list[tuple[str, pa.Array | None]]) -> Iterator[pa.RecordBatch]:
+        """Each file's rows; with keys ``only``, a file's keys are read first and matched at
+        once (one lookup set per file, not per batch), and a file without one is skipped."""
+        columns = ["key", "op", "time_stamp", "uuid", "data"]
+        for path, only in files:
             with self.filesystem.open_input_file(path) as handle:
-                yield from pq.ParquetFile(handle).iter_batches(
-                    batch_size=65_536, columns=["key", "op", "time_stamp", "uuid", "data"]
-                )
+                file = pq.ParquetFile(handle)
+                if only is None:
+                    yield from file.iter_batches(batch_size=65_536, columns=columns)
+                    continue
+                keys = file.read(columns=["key"]).column("key").combine_chunks()
+                keep = _among(keys, only)
+                if not pc.any(keep).as_py():
+                    continue
+                offset = 0
+                for batch in file.iter_batches(batch_size=65_536, columns=columns[1:]):
+                    rows = batch.num_rows
+                    mask = keep.slice(offset, rows)
+                    yield pa.RecordBatch.from_arrays(
+                        [keys.slice(offset, rows).filter(mask), *batch.filter(mask).columns],
+                        names=columns,
+                    )
+                    offset += rows
+
+
+def _by_bucket(wanted: pa.Table) -> dict[int, pa.Array]:
+    """Keys (column ``k``) by their bucket (column ``b``)."""
+    grouped = wanted.group_by("b").aggregate([("k", "list")])
+    return {
+        int(bucket): grouped.column("k_list")[index].values
+        for index, bucket in enumerate(grouped.column("b").to_pylist())
+        if bucket is not None
+    }
+
+
+def _file_bucket(task: Any) -> int | None:
+    """The bucket a state data file holds (its partition), or None if it does not say."""
+    try:
+        value = task.file.partition[0]
+    except (IndexError, KeyError, TypeError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _among(keys: pa.Array, only: pa.Array) -> pa.Array:
+    """Which of ``keys`` are among ``only`` (a mask)."""
+    return pc.is_in(keys, value_set=only.cast(keys.type))
 
 
 #: The staged events' columns (see :data:`dynamo_lake.lake.catalog.STAGED_EVENT_COLUMNS`).
@@ -276,15 +337,6 @@ def stage_events(
                 rows += batch.num_rows
     basis.rows_read = rows
     return rows
-
-
-def bucket_filter(bucket: int, buckets: int) -> str:
-    """SQL over the keyed columns: the row's key is in ``bucket`` of ``buckets``; rows
-    without a key count in bucket 0 (so that some bucket refuses them)."""
-    check_buckets(buckets)
-    if not 0 <= bucket < buckets:
-        raise StateError(f"bucket {bucket} is not one of the state's {buckets} buckets")
-    return f"(({bucket_sql('k', buckets)}) = {bucket} OR (k IS NULL AND {bucket} = 0))"
 
 
 def _in_bucket(bucket: int) -> Any:

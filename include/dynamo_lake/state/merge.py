@@ -32,12 +32,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dynamo_lake.errors import ConfigError
+from dynamo_lake.errors import ConfigError, StateError
 from dynamo_lake.lake.query import LATEST_ORDER, OP_RANK
 
 __all__ = [
     "MAX_BUCKETS",
     "STATE_SCHEMA",
+    "bucket_filter",
     "bucket_of",
     "bucket_sql",
     "check_buckets",
@@ -113,6 +114,15 @@ def deal_buckets(buckets: Iterable[int], tasks: int) -> list[list[int]]:
 def bucket_sql(key: str, buckets: int) -> str:
     """DuckDB SQL for :func:`bucket_of` of the string expression ``key``."""
     return f"(CAST('0x' || substr(md5({key}), 1, 8) AS UBIGINT) & {int(buckets) - 1})::INTEGER"
+
+
+def bucket_filter(bucket: int, buckets: int) -> str:
+    """SQL over the keyed columns: the row's key is in ``bucket`` of ``buckets``; rows
+    without a key count in bucket 0 (so that some bucket refuses them)."""
+    check_buckets(buckets)
+    if not 0 <= bucket < buckets:
+        raise StateError(f"bucket {bucket} is not one of the state's {buckets} buckets")
+    return f"(({bucket_sql('k', buckets)}) = {bucket} OR (k IS NULL AND {bucket} = 0))"
 
 
 def merge_rows(
