@@ -23,8 +23,12 @@ peak size is watched (every 0.2 s).
    state (the latest row: op I/U with data, or D), stamped with its last change's time.
    The log-based comparison runs too, as the oracle of the counts (``--no-changes-log``:
    skip it).
-3. The peak memory of one bucket's export comparison (``DuckDBEngine(..., bucket=(0, n))``,
-   n the state's bucket count) at the last day, when the engine accepts ``bucket``.
+3. At the last day, the bucket tasks as the DAG maps them (:mod:`dynamo_lake.reconciliation.
+   buckets`): each ``split`` part and each one-bucket ``compare`` task in its own process,
+   their counts gathered and checked against the whole check's, printed beside the whole
+   state-based check and the log-based one (``--bucket-tasks-only``: just these, on the
+   lake, state and export a full run left); and one bucket's comparison filtered while
+   copied (``DuckDBEngine(..., bucket=(0, n))``). ``--changes-only``: section 2 alone.
 
 The state is merged by ``bench_state``'s own ``merge`` step (``merge_state`` in a fresh
 process): to the end of day 0, then straight to each W the days need (a merge rewrites

@@ -138,6 +138,8 @@ def show_report(report: ReconciliationReport | None) -> ReconciliationReport:
             f"the current state at {cost['watermark']} (snapshot {cost['snapshot_id']}) and "
             f"the {cost['rows_read']} lake rows since"
         )
+        if cost.get("bucket_tasks"):
+            read += f", split into {cost['buckets']} bucket(s) and compared by mapped tasks"
     else:
         read = "the whole log (no current-state snapshot before T yet)"
     if cost:
