@@ -263,11 +263,13 @@ def test_bucket_tasks_gather_the_findings_of_one_whole_check(tmp_path: Path, met
     changed += [item(pk, n, "late") for pk, n in keys[15:18]]
     changed += [item(pk, n) for pk, n in keys[18:20]] + [item("new", 99)]
     if method == "export":
-        write(
-            export, [row("I", T, data) for data in changed + [item(pk, n) for pk, n in keys[20:39]]]
-        )
+        table_rows = [
+            row("I", T, data) for data in changed + [item(pk, n) for pk, n in keys[20:39]]
+        ]
     else:
-        write(export, [row("U", T - 10 * MINUTE, data) for data in changed])
+        table_rows = [row("U", T - 10 * MINUTE, data) for data in changed]
+    write(export, table_rows[:10])  # two files: two parts when split by the file
+    write(export, table_rows[10:])
     plan = replace(plan_for(lake, export, f"b-{method}"), method=method)
     if method == "changes":
         plan = replace(plan, window_start=start)
@@ -306,6 +308,17 @@ def test_bucket_tasks_gather_the_findings_of_one_whole_check(tmp_path: Path, met
     )
     assert len(keys_found) == len(set(keys_found)) == from_log.findings["rows"]
     assert FindingsFile.SCHEMA.names == pq.read_schema(files[0]).names
+
+    # Planned again (a retried plan: other parts), the first plan's split rows are not read.
+    again = buckets.plan_split(plan, basis, None)
+    assert len(again["parts"]) == 1
+    buckets.split_part(plan, again, again["parts"][0], None)
+    light = {key: value for key, value in again.items() if key != "parts"}
+    compared = [buckets.compare_buckets(plan, light, task, s3=None) for task in range(4)]
+    regathered = reconcile_table(
+        plan, s3=None, write=False, by_bucket={"split": light, "compared": compared}
+    )
+    assert verdict(regathered) == verdict(from_log)
 
 
 def test_a_bucket_check_missing_a_task_is_refused(tmp_path: Path) -> None:

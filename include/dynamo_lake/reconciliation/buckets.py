@@ -88,7 +88,10 @@ def plan_split(
 ) -> dict[str, Any]:
     """What the split and compare tasks of one table do, as JSON: the snapshot, the bucket
     count, the parts (files of each side: ``table``, ``whole``, ``after``), each compare
-    task's buckets, and what the check read (the report's ``cost``)."""
+    task's buckets, and what the check read (the report's ``cost``). An earlier attempt's
+    split rows are removed first: this plan's parts may differ (new lake files since), and a
+    part's files left from another plan would be read twice."""
+    resolve(split_uri(plan.work_uri), s3).delete_tree()
     work_sizes = resolve(plan.work_uri, s3).file_sizes()
     lake_sizes = resolve(plan.lake_uri, s3).file_sizes()
     files = [("table", path, size) for path, size in sorted(work_sizes.items())]
