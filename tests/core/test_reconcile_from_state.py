@@ -340,3 +340,28 @@ def test_a_bucket_check_missing_a_task_is_refused(tmp_path: Path) -> None:
         reconcile_table(
             plan, s3=None, write=False, by_bucket={"split": light, "compared": only_one}
         )
+
+
+def test_bucket_tasks_refuse_a_lake_row_without_a_key(tmp_path: Path) -> None:
+    """A row without a key has no bucket: the split sends it to bucket 0, whose compare task
+    refuses it as a whole check does (naming its uuid), rather than leave it out."""
+    from dynamo_lake.codec import item_to_data
+    from dynamo_lake.errors import LakeReadError
+    from dynamo_lake.reconciliation import buckets
+
+    lake, export = tmp_path / "lake", tmp_path / "export"
+    history(lake)
+    merge_state(target(lake), T - HOUR)
+    write(lake, [row("U", T - 30 * MINUTE, item_to_data({"pk": {"S": "x"}}))])  # no sk
+    write(export, [row("I", T, item(pk, n)) for n, pk in enumerate("abc", 1)])
+    plan = plan_for(lake, export, "b-keyless")
+    basis = choose_basis(str(lake), "shop", "orders", bound=T - SECOND, s3=None)
+    assert basis is not None
+    split = buckets.plan_split(plan, basis, None)
+    buckets.split_part(plan, split, split["parts"][0], None)
+    light = {key: value for key, value in split.items() if key != "parts"}
+    with pytest.raises(LakeReadError, match="the lake holds 1 row without a key .*uuid"):
+        for task in range(len(split["tasks"])):
+            buckets.compare_buckets(plan, light, task, s3=None)
+    with pytest.raises(LakeReadError, match="the lake holds 1 row without a key"):
+        reconcile_table(plan, s3=None, write=False, from_state=False)
