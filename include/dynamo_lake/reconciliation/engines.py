@@ -154,6 +154,10 @@ class DuckDBEngine:
                     only_keys_of="snapshot" if changed_keys_only else None,
                     bucket=None if bucket is None else bucket[0],
                     events=None if prepared is None else prepared[1],
+                    # one bucket's table keys: few enough to choose the tombstones by
+                    tombstones_of=(
+                        "snapshot" if prepared is not None and not changed_keys_only else None
+                    ),
                 )
         except duckdb.Error as exc:
             self.database.close()

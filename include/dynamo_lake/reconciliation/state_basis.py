@@ -120,6 +120,7 @@ class StateBasis:
         only_keys_of: str | None = None,
         bucket: int | None = None,
         events: Iterator[pa.RecordBatch] | None = None,
+        tombstones_of: str | None = None,
     ) -> int:
         """Copy the basis into DuckDB in the keyed form: the snapshot's rows into ``base``
         (not the stream's; a tombstone's data is empty text, never NULL, so that the
@@ -128,7 +129,11 @@ class StateBasis:
         snapshot, only its keys and the keys of the rows read are taken. ``bucket``: only
         that bucket's keys (and rows without a key in bucket 0, which counts them).
         ``events``: those lake rows already read, in the keyed form (one bucket's, split by
-        :mod:`~dynamo_lake.reconciliation.buckets`), instead of the basis's files."""
+        :mod:`~dynamo_lake.reconciliation.buckets`), instead of the basis's files.
+        ``tombstones_of``: a table with column ``k``; of the snapshot's tombstones, only
+        those of its keys and of the rows read are taken (any other makes no finding and no
+        count: its key is absent on both sides at every cut), so that the deleted keys a
+        table has gathered over its history do not weigh on each check."""
         in_bucket = "TRUE" if bucket is None else bucket_filter(bucket, self.buckets)
         if events is not None:
             rows = database.add_keyed("lake", events)
@@ -142,18 +147,23 @@ class StateBasis:
                 replace=False,
             )
         self.rows_read = rows
-        if only_keys_of is None:
+        if only_keys_of is None and tombstones_of is None:
             database.add_keyed("base", self._snapshot_rows(bucket))
             return rows
         connection = database.connection
         connection.execute(
             "CREATE OR REPLACE TEMP TABLE basis_keys AS SELECT DISTINCT k FROM lake "
-            f"WHERE k IS NOT NULL UNION SELECT k FROM {only_keys_of} WHERE k IS NOT NULL"
+            f"WHERE k IS NOT NULL UNION SELECT k FROM {only_keys_of or tombstones_of} "
+            "WHERE k IS NOT NULL"
         )
         wanted = connection.sql(
             f"SELECT {bucket_sql('k', self.buckets)} AS b, k FROM basis_keys"
         ).to_arrow_table()
         connection.execute("DROP TABLE basis_keys")
+        if only_keys_of is None:
+            rows_of = self._snapshot_rows(bucket, only=_by_bucket(wanted), live_too=True)
+            database.add_keyed("base", rows_of)
+            return rows
         database.add_keyed("base", self._snapshot_rows(bucket, only=_by_bucket(wanted)))
         ((live_taken,),) = connection.execute(
             "SELECT count(*) FROM base WHERE op <> 'D'"
@@ -180,7 +190,11 @@ class StateBasis:
         )
 
     def _snapshot_rows(
-        self, bucket: int | None = None, *, only: dict[int, pa.Array] | None = None
+        self,
+        bucket: int | None = None,
+        *,
+        only: dict[int, pa.Array] | None = None,
+        live_too: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         """The snapshot's rows (of one bucket; of the keys ``only``, when given) in the keyed
         form, a batch at a time. Its data files are read straight with pyarrow, one at a
@@ -189,7 +203,8 @@ class StateBasis:
         pyiceberg, which applies them. ``only`` (the keys wanted, by bucket) is applied to
         each file as it is read, so that the rows of other keys never reach DuckDB; a data
         file holds one bucket (the state is partitioned by it), matched against that
-        bucket's keys only, and skipped when it has none."""
+        bucket's keys only, and skipped when it has none. ``live_too``: the live rows of
+        every key are taken too (``only`` then chooses the tombstones)."""
         from pyiceberg.expressions import AlwaysTrue
 
         columns = ["key", "op", "time_stamp", "uuid", "data"]
@@ -203,10 +218,13 @@ class StateBasis:
         if any(task.delete_files for task in tasks):
             batches = iter(scan.to_arrow_batch_reader())
             if only is not None:
-                every = pa.concat_arrays(list(only.values())) if only else pa.array([], pa.string())
-                batches = (batch.filter(_among(batch.column("key"), every)) for batch in batches)
+                every = _every(only)
+                batches = (
+                    batch.filter(_keep(batch.column("key"), every, batch, live_too))
+                    for batch in batches
+                )
         else:
-            files = []
+            files: list[tuple[str, pa.Array | None]] = []
             for task in tasks:
                 path = plain_path(task.file.file_path)
                 if only is None:
@@ -214,10 +232,10 @@ class StateBasis:
                     continue
                 held = _file_bucket(task)
                 if held is None:  # not ours to know: match against every key wanted
-                    files.append((path, pa.concat_arrays(list(only.values())) if only else None))
-                elif held in only:
-                    files.append((path, only[held]))
-            batches = self._file_batches(files)
+                    files.append((path, _every(only)))
+                elif held in only or live_too:
+                    files.append((path, only.get(held, _every({}))))
+            batches = self._file_batches(files, live_too)
         for batch in batches:
             if not batch.num_rows:
                 continue
@@ -233,9 +251,12 @@ class StateBasis:
                 schema=KEYED_SCHEMA,
             )
 
-    def _file_batches(self, files: list[tuple[str, pa.Array | None]]) -> Iterator[pa.RecordBatch]:
+    def _file_batches(
+        self, files: list[tuple[str, pa.Array | None]], live_too: bool = False
+    ) -> Iterator[pa.RecordBatch]:
         """Each file's rows; with keys ``only``, a file's keys are read first and matched at
-        once (one lookup set per file, not per batch), and a file without one is skipped."""
+        once (one lookup set per file, not per batch), and a file without one is skipped
+        (``live_too``: its live rows are kept whatever their key)."""
         columns = ["key", "op", "time_stamp", "uuid", "data"]
         for path, only in files:
             with self.filesystem.open_input_file(path) as handle:
@@ -245,12 +266,14 @@ class StateBasis:
                     continue
                 keys = file.read(columns=["key"]).column("key").combine_chunks()
                 keep = _among(keys, only)
-                if not pc.any(keep).as_py():
+                if not live_too and not pc.any(keep).as_py():
                     continue
                 offset = 0
                 for batch in file.iter_batches(batch_size=65_536, columns=columns[1:]):
                     rows = batch.num_rows
                     mask = keep.slice(offset, rows)
+                    if live_too:
+                        mask = pc.or_(mask, pc.not_equal(batch.column("op"), "D"))
                     yield pa.RecordBatch.from_arrays(
                         [keys.slice(offset, rows).filter(mask), *batch.filter(mask).columns],
                         names=columns,
@@ -275,6 +298,17 @@ def _file_bucket(task: Any) -> int | None:
     except (IndexError, KeyError, TypeError, AttributeError):
         return None
     return value if isinstance(value, int) else None
+
+
+def _every(only: dict[int, pa.Array]) -> pa.Array:
+    """All the keys wanted, of every bucket."""
+    return pa.concat_arrays(list(only.values())) if only else pa.array([], pa.string())
+
+
+def _keep(keys: pa.Array, only: pa.Array, batch: pa.RecordBatch, live_too: bool) -> pa.Array:
+    """A batch's rows to keep: its keys among ``only`` (or, with ``live_too``, live)."""
+    mask = _among(keys, only)
+    return pc.or_(mask, pc.not_equal(batch.column("op"), "D")) if live_too else mask
 
 
 def _among(keys: pa.Array, only: pa.Array) -> pa.Array:
