@@ -388,6 +388,7 @@ class LocalAirflow:
             # Children (task runners, the api-server's workers) go with the group.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+            _wait_group_gone(process.pid, seconds=10)
         self.processes.clear()
         if self._relay_thread is not None:
             self._relay_thread.join(timeout=10)
@@ -404,6 +405,18 @@ class LocalAirflow:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _wait_group_gone(group: int, seconds: float) -> None:
+    """Until no process of ``group`` is left, at most ``seconds``: a process killed with
+    SIGKILL lingers a moment (until it is reaped), and stop() returns with none left."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
 
 
 def main() -> int:
