@@ -654,12 +654,13 @@ def main(argv: list[str] | None = None) -> int:
             entry["lake_rows_generated"] = run.items + day * run.changes
             report["export"][str(day)] = entry
             check(f"export day {day} (as_of {as_of}, lake {run.lake})", state, log)
+            # The DAG's path every day: its spill and memory must not grow with history.
+            entry["bucket_tasks"] = _bucket_tasks(run, export, as_of, state)
+            check_tasks(entry["bucket_tasks"])
             if day == last:
                 if has_bucket:
                     entry["bucket"] = run.compare("state", "export", export, as_of=as_of, bucket=0)
                     report["bucket"] = {"day": day, **entry["bucket"]}
-                    report["bucket_tasks"] = _bucket_tasks(run, export, as_of, state)
-                    check_tasks(report["bucket_tasks"])
                 else:
                     print("  per-bucket comparison: DuckDBEngine takes no bucket=; not measured")
             save()
@@ -760,6 +761,36 @@ def _print_bucket_tasks(
         )
 
 
+TASKS_HEADER = (
+    f"{'':<8}{'split cpu s':>12}{'RSS MB':>8}{'spill MB':>9}{'compare cpu s':>15}{'RSS MB':>8}"
+    f"{'spill MB':>9}{'all cpu s':>10}{'all wall s':>11}  counts equal"
+)
+
+
+def _most(tasks: list[dict[str, Any]], key: str) -> float:
+    return max(float(task[key]) for task in tasks)
+
+
+def _tasks_total(found: dict[str, Any]) -> dict[str, float]:
+    every = found["split"] + found["compare"]
+    return {
+        "seconds": sum(task["seconds"] for task in every),
+        "cpu_seconds": sum(task["cpu_seconds"] for task in every),
+    }
+
+
+def _tasks_row(day: int, found: dict[str, Any]) -> str:
+    """One day's bucket tasks: the costliest split and compare task, and all of them."""
+    split, compare, total = found["split"], found["compare"], _tasks_total(found)
+    return (
+        f"day {day:>2}  {_most(split, 'cpu_seconds'):>12.1f}{_most(split, 'peak_mb'):>8.0f}"
+        f"{_most(split, 'spill_mb'):>9.0f}{_most(compare, 'cpu_seconds'):>15.1f}"
+        f"{_most(compare, 'peak_mb'):>8.0f}{_most(compare, 'spill_mb'):>9.0f}"
+        f"{total['cpu_seconds']:>10.1f}{total['seconds']:>11.1f}  "
+        f"{'yes' if found['same_as_whole'] else 'NO'}"
+    )
+
+
 def _changes(run: Run, args: argparse.Namespace, check: Any) -> dict[str, Any]:
     as_of = START + (CHANGES_DAY + 1) * DAY
     window_start = as_of - LEAD
@@ -846,9 +877,25 @@ def _summary(
             same = _same(small["state"], small["log"]) and _same(large["state"], large["log"])
             print(f"state-based counts equal the log-based ones: {'yes' if same else 'NO'}")
 
-    if report.get("bucket_tasks"):
-        print("\n3. bucket tasks, as the DAG maps them (each task its own process)")
-        _print_bucket_tasks(report["bucket_tasks"], exports[last]["state"], exports[last]["log"])
+    tasked = [day for day in days_list if exports.get(str(day), {}).get("bucket_tasks")]
+    if tasked:
+        print("\n3. bucket tasks, as the DAG maps them (each task its own process), every day")
+        print(TASKS_HEADER)
+        for day in tasked:
+            print(_tasks_row(day, exports[str(day)]["bucket_tasks"]))
+        top, bottom = (
+            exports[str(tasked[-1])]["bucket_tasks"],
+            exports[str(tasked[0])]["bucket_tasks"],
+        )
+        print(
+            f"all bucket tasks, day {tasked[-1]} / day {tasked[0]}: "
+            + _ratio(_tasks_total(top), _tasks_total(bottom), 1.3, at_most=True)
+            + f"; compare-task spill {_most(top['compare'], 'spill_mb'):.0f} / "
+            f"{_most(bottom['compare'], 'spill_mb'):.0f} MB, split-task spill "
+            f"{_most(top['split'], 'spill_mb'):.0f} / {_most(bottom['split'], 'spill_mb'):.0f} MB"
+        )
+        print(f"day {tasked[-1]}:")
+        _print_bucket_tasks(top, exports[str(tasked[-1])]["state"], exports[str(tasked[-1])]["log"])
     bucket = report["bucket"]
     print("\n   one bucket filtered while copied (DuckDBEngine(bucket=...))")
     if bucket is None:
