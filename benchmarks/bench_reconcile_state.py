@@ -316,7 +316,7 @@ def _bucket_task(mode: str, params: dict[str, Any], peak_spill: list[int]) -> di
             rows = {side: rows[side] + written[side] for side in rows}
         found["rows"] = rows
     else:
-        light = {key: value for key, value in split.items() if key != "parts"}
+        light = buckets.without_parts(split)
         compared = buckets.compare_buckets(plan, light, params["task"], s3=None)
         out = Path(params["out"])
         out.write_text(json.dumps(compared))

@@ -185,7 +185,7 @@ def dynamodb_reconciliation() -> None:
     def split_units(plans: list[dict[str, Any]], splits: list[dict[str, Any]]) -> Any:
         from dynamo_lake.airflow import reconciliation_tasks
 
-        return reconciliation_tasks.split_units(plans, splits)
+        return reconciliation_tasks.bucket_units(plans, splits, "part")
 
     @task(max_active_tis_per_dagrun=8, map_index_template="{{ part_name }}")
     def split(
@@ -201,7 +201,7 @@ def dynamodb_reconciliation() -> None:
     def compare_units(plans: list[dict[str, Any]], splits: list[dict[str, Any]]) -> Any:
         from dynamo_lake.airflow import reconciliation_tasks
 
-        return reconciliation_tasks.compare_units(plans, splits)
+        return reconciliation_tasks.bucket_units(plans, splits, "task")
 
     @task(max_active_tis_per_dagrun=8, map_index_template="{{ buckets_name }}")
     def compare(plan_json: dict[str, Any], split: dict[str, Any], task: int) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def test_bucket_tasks_gather_the_findings_of_one_whole_check(tmp_path: Path, met
     assert len(split["parts"]) > 3 and split["tasks"] == [[0, 3], [1], [2]]
     for part in split["parts"]:
         buckets.split_part(plan, split, part, None)
-    light = {key: value for key, value in split.items() if key != "parts"}
+    light = buckets.without_parts(split)
     compared = [buckets.compare_buckets(plan, light, task, s3=None) for task in (2, 0, 1)]
 
     gathered = reconcile_table(
@@ -313,7 +313,7 @@ def test_bucket_tasks_gather_the_findings_of_one_whole_check(tmp_path: Path, met
     again = buckets.plan_split(plan, basis, None)
     assert len(again["parts"]) == 1
     buckets.split_part(plan, again, again["parts"][0], None)
-    light = {key: value for key, value in again.items() if key != "parts"}
+    light = buckets.without_parts(again)
     compared = [buckets.compare_buckets(plan, light, task, s3=None) for task in range(4)]
     regathered = reconcile_table(
         plan, s3=None, write=False, by_bucket={"split": light, "compared": compared}
@@ -334,7 +334,7 @@ def test_a_bucket_check_missing_a_task_is_refused(tmp_path: Path) -> None:
     split = buckets.plan_split(plan, basis, None, max_tasks=2)
     for part in split["parts"]:
         buckets.split_part(plan, split, part, None)
-    light = {key: value for key, value in split.items() if key != "parts"}
+    light = buckets.without_parts(split)
     only_one = [buckets.compare_buckets(plan, light, 1, s3=None)]
     with pytest.raises(StateError, match=r"bucket comparisons \[1\] are not the whole table"):
         reconcile_table(
@@ -359,7 +359,7 @@ def test_bucket_tasks_refuse_a_lake_row_without_a_key(tmp_path: Path) -> None:
     assert basis is not None
     split = buckets.plan_split(plan, basis, None)
     buckets.split_part(plan, split, split["parts"][0], None)
-    light = {key: value for key, value in split.items() if key != "parts"}
+    light = buckets.without_parts(split)
     with pytest.raises(LakeReadError, match="the lake holds 1 row without a key .*uuid"):
         for task in range(len(split["tasks"])):
             buckets.compare_buckets(plan, light, task, s3=None)

@@ -411,7 +411,7 @@ class Scenario:
         split = buckets.plan_split(plan, basis, None, part_bytes=16 << 10, max_tasks=3)
         for part in split["parts"]:
             buckets.split_part(plan, split, part, None)
-        light = {key: value for key, value in split.items() if key != "parts"}
+        light = buckets.without_parts(split)
         compared = [
             buckets.compare_buckets(plan, light, task, s3=None, catalog=self.catalog)
             for task in range(len(split["tasks"]))

@@ -28,11 +28,11 @@ from dynamo_lake.reconciliation.run import cleanup_work, reconcile_table, sweep_
 from dynamo_lake.records import ConversionBatch, ExportResult, ReconciliationPlan
 
 __all__ = [
+    "bucket_units",
     "check",
     "check_inputs",
     "clean_work",
     "compare",
-    "compare_units",
     "exports_to_start",
     "judge",
     "plan",
@@ -42,7 +42,6 @@ __all__ = [
     "scan",
     "settle_until",
     "split",
-    "split_units",
 ]
 
 log = logging.getLogger(__name__)
@@ -270,8 +269,9 @@ def plan_split(plans_json: list[dict[str, Any]], published: Any) -> list[dict[st
 
 
 def _light(split: dict[str, Any]) -> dict[str, Any]:
-    """A split without its file lists (what each compare task and the check need)."""
-    return {key: value for key, value in split.items() if key != "parts"}
+    from dynamo_lake.reconciliation.buckets import without_parts
+
+    return without_parts(split)
 
 
 def _plan_json(plans_json: list[dict[str, Any]], table: str) -> dict[str, Any]:
@@ -279,14 +279,15 @@ def _plan_json(plans_json: list[dict[str, Any]], table: str) -> dict[str, Any]:
     return found
 
 
-def split_units(
-    plans_json: list[dict[str, Any]], splits: list[dict[str, Any]]
+def bucket_units(
+    plans_json: list[dict[str, Any]], splits: list[dict[str, Any]], kind: str
 ) -> list[dict[str, Any]]:
-    """The split tasks to map: one per part of each table's rows."""
+    """The tasks to map of each table's split: ``kind`` ``part`` (a split task per part of
+    its rows) or ``task`` (a compare task per group of its buckets)."""
     return [
-        {"plan_json": _plan_json(plans_json, split["table"]), "split": _light(split), "part": part}
+        {"plan_json": _plan_json(plans_json, split["table"]), "split": _light(split), kind: unit}
         for split in splits
-        for part in split["parts"]
+        for unit in (split["parts"] if kind == "part" else range(len(split["tasks"])))
     ]
 
 
@@ -300,17 +301,6 @@ def split(plan_json: dict[str, Any], split: dict[str, Any], part: dict[str, Any]
     written = split_part(planned, split, part, s3_options(planned.aws_conn_id, planned.region))
     log.info("%s part %d: %s rows split", planned.table, part["part"], written)
     return {"table": planned.table, "part": part["part"], **written}
-
-
-def compare_units(
-    plans_json: list[dict[str, Any]], splits: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The compare tasks to map: each some buckets of one table."""
-    return [
-        {"plan_json": _plan_json(plans_json, split["table"]), "split": _light(split), "task": task}
-        for split in splits
-        for task in range(len(split["tasks"]))
-    ]
 
 
 @fails_fast

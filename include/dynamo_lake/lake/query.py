@@ -199,6 +199,26 @@ class LakeDatabase:
         replace: bool = True,
     ) -> int:
         """Copy batches already in :data:`KEYED_SCHEMA` into ``name`` (see :meth:`add`)."""
+        columns = [
+            *(f"{c.name} {_DUCKDB_TYPES[c.kind]}" for c in contract.COLUMNS),
+            "k VARCHAR",
+            "stream BOOLEAN",
+        ]
+        verb = "CREATE OR REPLACE TEMP TABLE" if replace else "CREATE TEMP TABLE IF NOT EXISTS"
+        self.connection.execute(f"{verb} {name} ({', '.join(columns)})")
+        return self._pull(
+            batches, f"INSERT INTO {name} SELECT * FROM {{rows}} WHERE {where or 'TRUE'}"
+        )
+
+    def copy_keyed(self, batches: Iterator[pa.RecordBatch], select: str, target: str) -> int:
+        """``COPY (select) TO target`` over batches in :data:`KEYED_SCHEMA` (``{rows}`` in
+        ``select`` names them), streamed: no table holds them; returns the rows written."""
+        return self._pull(batches, f"COPY ({select}) TO {target}")
+
+    def _pull(self, batches: Iterator[pa.RecordBatch], statement: str) -> int:
+        """Run ``statement``, whose ``{rows}`` DuckDB reads as one Arrow stream of
+        ``batches``; an error raised while reading them is re-raised as itself once DuckDB
+        has stopped."""
         failure: list[BaseException] = []
 
         def guarded() -> Iterator[pa.RecordBatch]:
@@ -208,18 +228,11 @@ class LakeDatabase:
                 failure.append(exc)
                 raise
 
-        columns = [
-            *(f"{c.name} {_DUCKDB_TYPES[c.kind]}" for c in contract.COLUMNS),
-            "k VARCHAR",
-            "stream BOOLEAN",
-        ]
-        verb = "CREATE OR REPLACE TEMP TABLE" if replace else "CREATE TEMP TABLE IF NOT EXISTS"
-        self.connection.execute(f"{verb} {name} ({', '.join(columns)})")
         reader = pa.RecordBatchReader.from_batches(KEYED_SCHEMA, guarded())
         self.connection.register("incoming_rows", reader)
         try:
             ((rows,),) = self.connection.execute(
-                f"INSERT INTO {name} SELECT * FROM incoming_rows WHERE {where or 'TRUE'}"
+                statement.replace("{rows}", "incoming_rows")
             ).fetchall()
         except duckdb.Error:
             if failure:

@@ -39,16 +39,11 @@ import pyarrow.parquet as pq
 from dynamo_lake.errors import StateError
 from dynamo_lake.lake.conversion import peak_memory_mb
 from dynamo_lake.lake.keys import KeyAttribute
-from dynamo_lake.lake.query import KEYED_SCHEMA, LakeDatabase, time_literal
+from dynamo_lake.lake.query import KEYED_SCHEMA, LakeDatabase, keyed_batches, time_literal
 from dynamo_lake.lake.writer import CDC_SCHEMA
-from dynamo_lake.reconciliation.compare import (
-    SAMPLES,
-    Comparison,
-    FindingsFile,
-    compare_changes,
-    compare_export,
-)
+from dynamo_lake.reconciliation.compare import SAMPLES, Comparison, FindingsFile
 from dynamo_lake.reconciliation.engines import DuckDBEngine
+from dynamo_lake.reconciliation.run import compare_with_export
 from dynamo_lake.reconciliation.state_basis import StateBasis, open_snapshot
 from dynamo_lake.records import ReconciliationPlan
 from dynamo_lake.state.merge import bucket_sql, deal_buckets
@@ -62,6 +57,7 @@ __all__ = [
     "plan_split",
     "split_part",
     "split_uri",
+    "without_parts",
 ]
 
 #: About this many bytes of Parquet (the export's and the lake's) per split task.
@@ -76,6 +72,12 @@ SIDES = ("table", "lake")
 def split_uri(work_uri: str) -> str:
     """Where a run's rows split into buckets live: beside its work location."""
     return f"{work_uri}-buckets"
+
+
+def without_parts(split: dict[str, Any]) -> dict[str, Any]:
+    """A split without its file lists: what each compare task and the check need (a
+    table's parts can list thousands of files, which the tasks' arguments need not carry)."""
+    return {key: value for key, value in split.items() if key != "parts"}
 
 
 def plan_split(
@@ -156,12 +158,13 @@ def split_part(
                     filesystem=location.filesystem,
                 )
                 side = "table" if source == "table" else "lake"
-                written[side] += database.add("part_rows", dataset, key_names, where=where)
                 local = Path(scratch, source)
-                database.connection.execute(
-                    f"COPY (SELECT *, coalesce({bucket_sql('k', buckets)}, 0) AS bucket "
-                    f"FROM part_rows) TO '{local}' "
-                    "(FORMAT parquet, PARTITION_BY (bucket), COMPRESSION zstd)"
+                # Streamed from the files into the buckets' files: no table in between.
+                written[side] += database.copy_keyed(
+                    keyed_batches(dataset, key_names),
+                    f"SELECT *, coalesce({bucket_sql('k', buckets)}, 0) AS bucket "
+                    f"FROM {{rows}} WHERE {where}",
+                    f"'{local}' (FORMAT parquet, PARTITION_BY (bucket), COMPRESSION zstd)",
                 )
                 _upload(local, target.child(side), f"{int(part['part']):05d}-{source}")
         finally:
@@ -241,7 +244,7 @@ def compare_buckets(
                 ),
             )
             try:
-                found.append(_compare(plan, engine, keys, findings))
+                found.append(compare_with_export(plan, engine, keys, findings))
             finally:
                 engine.close()
             rows_read += basis.rows_read
@@ -259,19 +262,6 @@ def compare_buckets(
         "rows_read": rows_read,
         "peak_memory_mb": round(peak_memory_mb(), 1),
     }
-
-
-def _compare(
-    plan: ReconciliationPlan,
-    engine: DuckDBEngine,
-    keys: Sequence[KeyAttribute],
-    findings: FindingsFile,
-) -> Comparison:
-    epsilon = plan.epsilon_ms * 1000
-    if plan.method == "changes":
-        assert plan.window_start is not None
-        return compare_changes(engine, keys, plan.as_of, epsilon, plan.window_start, findings)
-    return compare_export(engine, keys, plan.as_of, epsilon, findings)
 
 
 def merge_comparisons(method: str, parts: Sequence[Comparison]) -> Comparison:

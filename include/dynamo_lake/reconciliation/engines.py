@@ -151,13 +151,12 @@ class DuckDBEngine:
                 basis.load(
                     self.database,
                     key_names,
-                    only_keys_of="snapshot" if changed_keys_only else None,
+                    # of one bucket's table keys (prepared), few enough to choose the
+                    # snapshot's tombstones by
+                    keys_of="snapshot" if changed_keys_only or prepared is not None else None,
+                    tombstones_only=not changed_keys_only,
                     bucket=None if bucket is None else bucket[0],
                     events=None if prepared is None else prepared[1],
-                    # one bucket's table keys: few enough to choose the tombstones by
-                    tombstones_of=(
-                        "snapshot" if prepared is not None and not changed_keys_only else None
-                    ),
                 )
         except duckdb.Error as exc:
             self.database.close()

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ from dynamo_lake.storage import Location, S3Options, acquire_lease, resolve
 __all__ = [
     "WORK_TTL",
     "cleanup_work",
+    "compare_with_export",
     "open_engine",
     "plan_buckets",
     "reconcile_export",
@@ -191,6 +192,21 @@ def _iso(micros: int) -> str:
     return f"{micros_to_datetime(micros):%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
+def compare_with_export(
+    plan: ReconciliationPlan,
+    engine: Engine,
+    keys: Sequence[KeyAttribute],
+    findings: FindingsFile | None = None,
+) -> Comparison:
+    """The ``export`` or ``changes`` comparison of ``plan`` over the rows ``engine`` holds
+    (the whole table's, or some buckets')."""
+    epsilon = plan.epsilon_ms * 1000
+    if plan.method == "changes":
+        assert plan.window_start is not None
+        return compare_changes(engine, keys, plan.as_of, epsilon, plan.window_start, findings)
+    return compare_export(engine, keys, plan.as_of, epsilon, findings)
+
+
 def _compare(
     plan: ReconciliationPlan,
     engine: Engine,
@@ -201,12 +217,8 @@ def _compare(
     now: datetime,
     findings: FindingsFile | None = None,
 ) -> Comparison:
-    epsilon = plan.epsilon_ms * 1000
-    if plan.method == "export":
-        return compare_export(engine, keys, plan.as_of, epsilon, findings)
-    if plan.method == "changes":
-        assert plan.window_start is not None
-        return compare_changes(engine, keys, plan.as_of, epsilon, plan.window_start, findings)
+    if plan.method in ("export", "changes"):
+        return compare_with_export(plan, engine, keys, findings)
     if plan.method == "scan":
         assert scan is not None
         return compare_count(

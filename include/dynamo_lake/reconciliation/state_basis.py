@@ -117,23 +117,26 @@ class StateBasis:
         database: LakeDatabase,
         key_names: Sequence[str],
         *,
-        only_keys_of: str | None = None,
+        keys_of: str | None = None,
+        tombstones_only: bool = False,
         bucket: int | None = None,
         events: Iterator[pa.RecordBatch] | None = None,
-        tombstones_of: str | None = None,
     ) -> int:
         """Copy the basis into DuckDB in the keyed form: the snapshot's rows into ``base``
         (not the stream's; a tombstone's data is empty text, never NULL, so that the
         latest-row aggregation keeps it) and the lake rows read beside it into ``lake``;
-        returns the latter's count. ``only_keys_of``: a table with column ``k``; of the
-        snapshot, only its keys and the keys of the rows read are taken. ``bucket``: only
-        that bucket's keys (and rows without a key in bucket 0, which counts them).
-        ``events``: those lake rows already read, in the keyed form (one bucket's, split by
-        :mod:`~dynamo_lake.reconciliation.buckets`), instead of the basis's files.
-        ``tombstones_of``: a table with column ``k``; of the snapshot's tombstones, only
-        those of its keys and of the rows read are taken (any other makes no finding and no
-        count: its key is absent on both sides at every cut), so that the deleted keys a
-        table has gathered over its history do not weigh on each check."""
+        returns the latter's count.
+
+        ``keys_of``: a table with column ``k``; of the snapshot, only the rows of its keys
+        and of the keys of the rows read are taken (a key with neither has no finding), and
+        the live count of the others is kept aside (:attr:`lake_count_offset`).
+        ``tombstones_only``: with ``keys_of``, every live row is taken and only the
+        tombstones are chosen so (any other makes no finding and no count: its key is absent
+        on both sides at every cut), so that the deleted keys a table has gathered over its
+        history do not weigh on each check. ``bucket``: only that bucket's keys (and rows
+        without a key in bucket 0, which counts them). ``events``: those lake rows already
+        read, in the keyed form (one bucket's, split by
+        :mod:`~dynamo_lake.reconciliation.buckets`), instead of the basis's files."""
         in_bucket = "TRUE" if bucket is None else bucket_filter(bucket, self.buckets)
         if events is not None:
             rows = database.add_keyed("lake", events)
@@ -147,24 +150,22 @@ class StateBasis:
                 replace=False,
             )
         self.rows_read = rows
-        if only_keys_of is None and tombstones_of is None:
+        if keys_of is None:
             database.add_keyed("base", self._snapshot_rows(bucket))
             return rows
         connection = database.connection
         connection.execute(
             "CREATE OR REPLACE TEMP TABLE basis_keys AS SELECT DISTINCT k FROM lake "
-            f"WHERE k IS NOT NULL UNION SELECT k FROM {only_keys_of or tombstones_of} "
-            "WHERE k IS NOT NULL"
+            f"WHERE k IS NOT NULL UNION SELECT k FROM {keys_of} WHERE k IS NOT NULL"
         )
         wanted = connection.sql(
             f"SELECT {bucket_sql('k', self.buckets)} AS b, k FROM basis_keys"
         ).to_arrow_table()
         connection.execute("DROP TABLE basis_keys")
-        if only_keys_of is None:
-            rows_of = self._snapshot_rows(bucket, only=_by_bucket(wanted), live_too=True)
-            database.add_keyed("base", rows_of)
+        only = _by_bucket(wanted)
+        database.add_keyed("base", self._snapshot_rows(bucket, only=only, live_too=tombstones_only))
+        if tombstones_only:
             return rows
-        database.add_keyed("base", self._snapshot_rows(bucket, only=_by_bucket(wanted)))
         ((live_taken,),) = connection.execute(
             "SELECT count(*) FROM base WHERE op <> 'D'"
         ).fetchall()
@@ -218,13 +219,14 @@ class StateBasis:
         if any(task.delete_files for task in tasks):
             batches = iter(scan.to_arrow_batch_reader())
             if only is not None:
-                every = _every(only)
+                wanted = _every(only)
                 batches = (
-                    batch.filter(_keep(batch.column("key"), every, batch, live_too))
+                    batch.filter(_keep(batch.column("key"), wanted, batch, live_too))
                     for batch in batches
                 )
         else:
             files: list[tuple[str, pa.Array | None]] = []
+            every: pa.Array | None = None
             for task in tasks:
                 path = plain_path(task.file.file_path)
                 if only is None:
@@ -232,7 +234,8 @@ class StateBasis:
                     continue
                 held = _file_bucket(task)
                 if held is None:  # not ours to know: match against every key wanted
-                    files.append((path, _every(only)))
+                    every = _every(only) if every is None else every
+                    files.append((path, every))
                 elif held in only or live_too:
                     files.append((path, only.get(held, _every({}))))
             batches = self._file_batches(files, live_too)
