@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import sqlglot
 from test_reconciliation import BASE, HOUR, T, engine, item, row, write
 
 from dynamo_lake.reconciliation import sql
-from dynamo_lake.reconciliation.compare import KeyAttribute, compare_export
+from dynamo_lake.reconciliation.compare import Comparison, KeyAttribute, compare_export
 from dynamo_lake.reconciliation.engines import AthenaEngine, Finding
 from local_aws.server import LocalAwsControl
 
@@ -76,29 +77,54 @@ def world(tmp_path: Path) -> tuple[Path, Path]:
     return lake, snapshot
 
 
-def test_the_athena_engine_runs_the_comparison_through_glue_and_athena(
-    local_aws: LocalAwsControl, world: tuple[Path, Path]
-) -> None:
-    lake, snapshot = world
-    local = engine(lake, snapshot)
+@dataclass
+class AthenaWorld:
+    """A Glue database of its own and Athena's next result queued: the rows DuckDB finds
+    for ``world``'s export comparison at T (``reference``: that comparison)."""
+
+    glue: Any
+    athena: Any
+    database: str
+    reference: Comparison
+
+    def sent(self, naming: str) -> list[str]:
+        """The queries Athena was sent that name ``naming``."""
+        executions = self.athena.list_query_executions(WorkGroup="primary")["QueryExecutionIds"]
+        texts = [
+            self.athena.get_query_execution(QueryExecutionId=execution)["QueryExecution"]["Query"]
+            for execution in executions
+        ]
+        return [text for text in texts if naming in text]
+
+    def tables(self) -> list[str]:
+        listed = self.glue.get_tables(DatabaseName=self.database)["TableList"]
+        return [table["Name"] for table in listed]
+
+
+@pytest.fixture
+def athena_world(local_aws: LocalAwsControl, world: tuple[Path, Path]) -> AthenaWorld:
+    local = engine(*world)
     try:
-        query = sql.snapshot_diff_sql(T, 1_000_000)
-        expected = list(local.findings(query))
+        expected = list(local.findings(sql.snapshot_diff_sql(T, 1_000_000)))
         reference = compare_export(local, KEYS, T, 1_000_000)
     finally:
         local.close()
     assert reference.drifted  # the world has every kind of drift
-
     glue = local_aws.client("glue", max_attempts=3)
-    athena = local_aws.client("athena", max_attempts=3)
-    s3 = local_aws.client("s3", max_attempts=3)
     database = f"it_athena_{uuid.uuid4().hex[:8]}"
     glue.create_database(DatabaseInput={"Name": database})
-    results = f"athena-results-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=results)
     _queue_result(local_aws, _as_athena_rows(expected))
+    return AthenaWorld(glue, local_aws.client("athena", max_attempts=3), database, reference)
+
+
+def test_the_athena_engine_runs_the_comparison_through_glue_and_athena(
+    local_aws: LocalAwsControl, athena_world: AthenaWorld
+) -> None:
+    glue, database, reference = athena_world.glue, athena_world.database, athena_world.reference
+    results = f"athena-results-{uuid.uuid4().hex[:8]}"
+    local_aws.client("s3", max_attempts=3).create_bucket(Bucket=results)
     athena_engine = AthenaEngine(
-        athena,
+        athena_world.athena,
         glue,
         database=database,
         lake_table="orders",
@@ -120,14 +146,8 @@ def test_the_athena_engine_runs_the_comparison_through_glue_and_athena(
     assert (found.counts, found.samples) == (reference.counts, reference.samples)
     assert (found.table_count, found.lake_count) == (reference.table_count, reference.lake_count)
     # The temporary table is gone; the query sent was Trino naming the Glue tables.
-    tables = [table["Name"] for table in glue.get_tables(DatabaseName=database)["TableList"]]
-    assert athena_engine.snapshot_table not in tables
-    executions = athena.list_query_executions(WorkGroup="primary")["QueryExecutionIds"]
-    sent = [
-        athena.get_query_execution(QueryExecutionId=execution)["QueryExecution"]["Query"]
-        for execution in executions
-    ]
-    ours = [text for text in sent if athena_engine.snapshot_table in text]
+    assert athena_engine.snapshot_table not in athena_world.tables()
+    ours = athena_world.sent(athena_engine.snapshot_table)
     assert len(ours) == 1
     parsed = sqlglot.parse_one(ours[0], read="trino")
     names = {table.name for table in parsed.find_all(sqlglot.exp.Table)}
@@ -136,7 +156,7 @@ def test_the_athena_engine_runs_the_comparison_through_glue_and_athena(
 
 
 def test_a_failed_athena_query_is_one_error_naming_it(
-    local_aws: LocalAwsControl, world: tuple[Path, Path]
+    local_aws: LocalAwsControl,
 ) -> None:
     from dynamo_lake.reconciliation.engines import ReconciliationEngineError
 
@@ -159,24 +179,14 @@ def test_a_failed_athena_query_is_one_error_naming_it(
 
 
 def test_from_the_current_state_athena_reads_the_snapshot_and_the_staged_rows(
-    local_aws: LocalAwsControl, world: tuple[Path, Path]
+    athena_world: AthenaWorld,
 ) -> None:
     """With a current state, the query reads the Iceberg table at the chosen snapshot and a
     second temporary table over the staged rows since it (both dropped afterwards), never
     the Hive-format log table, and asks for exact times (no ambiguity guard)."""
-    lake, snapshot = world
-    local = engine(lake, snapshot)
-    try:
-        expected = list(local.findings(sql.snapshot_diff_sql(T, 1_000_000)))
-    finally:
-        local.close()
-    glue = local_aws.client("glue", max_attempts=3)
-    athena = local_aws.client("athena", max_attempts=3)
-    database = f"it_state_{uuid.uuid4().hex[:8]}"
-    glue.create_database(DatabaseInput={"Name": database})
-    _queue_result(local_aws, _as_athena_rows(expected))
+    glue, database = athena_world.glue, athena_world.database
     athena_engine = AthenaEngine(
-        athena,
+        athena_world.athena,
         glue,
         database=database,
         lake_table="orders",
@@ -197,14 +207,9 @@ def test_from_the_current_state_athena_reads_the_snapshot_and_the_staged_rows(
     finally:
         athena_engine.close()
     assert found.counts and "ambiguous" not in found.counts
-    tables = [table["Name"] for table in glue.get_tables(DatabaseName=database)["TableList"]]
+    tables = athena_world.tables()
     assert athena_engine.events_table not in tables and athena_engine.snapshot_table not in tables
-    executions = athena.list_query_executions(WorkGroup="primary")["QueryExecutionIds"]
-    sent = [
-        athena.get_query_execution(QueryExecutionId=execution)["QueryExecution"]["Query"]
-        for execution in executions
-    ]
-    ours = [text for text in sent if athena_engine.events_table in text]
+    ours = athena_world.sent(athena_engine.events_table)
     assert len(ours) == 1
     assert "FOR VERSION AS OF 7000000000000000001" in ours[0]  # every digit of the id
     names = {
