@@ -167,6 +167,8 @@ def _make_changes(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compare(params: dict[str, Any], spill: Path, peak_spill: list[int]) -> dict[str, Any]:
+    if params["basis"] == "buckets":
+        return _compare_by_bucket(params, peak_spill)
     import duckdb  # noqa: F401
     import pyarrow.dataset  # noqa: F401
     import pyiceberg.catalog.sql
@@ -245,6 +247,52 @@ def _compare(params: dict[str, Any], spill: Path, peak_spill: list[int]) -> dict
     }
 
 
+def _compare_by_bucket(params: dict[str, Any], peak_spill: list[int]) -> dict[str, Any]:
+    """The check as ``reconcile_table`` runs it in one process (CLI, a repair's re-check):
+    every part split, then every bucket compared, one at a time."""
+    import duckdb  # noqa: F401
+    import pyiceberg.catalog.sql  # noqa: F401
+
+    from dynamo_lake.reconciliation import buckets
+    from dynamo_lake.reconciliation.run import check_by_bucket
+
+    export = params["export"]
+    plan = _bucket_plan(
+        params["lake"],
+        export,
+        params["as_of"],
+        params["memory_limit_mb"],
+        method=params["method"],
+        window_start=params.get("window_start"),
+    )
+    base = bench_state._status("VmRSS")
+    peak_spill[0] = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    by_bucket = check_by_bucket(plan, None, None)
+    if by_bucket is None:
+        raise SystemExit(f"no current-state snapshot for {plan.as_of} in {params['lake']}")
+    found = buckets.gather(plan, by_bucket["compared"], None, None)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    shutil.rmtree(buckets.split_uri(export), ignore_errors=True)
+    read = sum(int(item["rows_read"]) for item in by_bucket["compared"])
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "load_seconds": 0.0,
+        "peak_mb": bench_state._status("VmHWM"),
+        "base_mb": base,
+        "spill_mb": peak_spill[0] / (1 << 20),
+        "duckdb_lake_rows": read,
+        "duckdb_table_rows": None,
+        "table_count": found.table_count,
+        "lake_count": found.lake_count,
+        "counts": dict(sorted(found.counts.items())),
+        "samples": {kind: sample[:3] for kind, sample in found.samples.items()},
+        "basis": {"rows_read": read},
+        "buckets": by_bucket["split"]["buckets"],
+    }
+
+
 def _child(mode: str, params: dict[str, Any]) -> dict[str, Any]:
     spill = Path(os.environ["TMPDIR"])
     peak_spill = [0]
@@ -270,7 +318,15 @@ def _child(mode: str, params: dict[str, Any]) -> dict[str, Any]:
     raise SystemExit(f"unknown mode {mode}")
 
 
-def _bucket_plan(lake: str, work_uri: str, as_of: int, memory_limit_mb: int) -> Any:
+def _bucket_plan(
+    lake: str,
+    work_uri: str,
+    as_of: int,
+    memory_limit_mb: int,
+    *,
+    method: str = "export",
+    window_start: int | None = None,
+) -> Any:
     from dynamo_lake.records import ReconciliationPlan
 
     return ReconciliationPlan(
@@ -279,7 +335,8 @@ def _bucket_plan(lake: str, work_uri: str, as_of: int, memory_limit_mb: int) -> 
         table_arn="",
         lake_uri=lake,
         work_uri=work_uri,
-        method="export",
+        method=method,
+        window_start=window_start,
         as_of=as_of,
         epsilon_ms=EPSILON // 1000,
         repair=False,
@@ -648,12 +705,14 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             export = run.export("export", f"full-day{day}", as_of=as_of)
+            by_bucket = run.compare("buckets", "export", export, as_of=as_of)
             state = run.compare("state", "export", export, as_of=as_of)
             log = run.compare("log", "export", export, as_of=as_of)
-            entry = {"as_of": as_of, "state": state, "log": log, "lake_rows_generated": None}
+            entry = {"as_of": as_of, "buckets": by_bucket, "state": state, "log": log}
             entry["lake_rows_generated"] = run.items + day * run.changes
             report["export"][str(day)] = entry
             check(f"export day {day} (as_of {as_of}, lake {run.lake})", state, log)
+            check(f"export day {day} by bucket (as_of {as_of}, lake {run.lake})", by_bucket, log)
             # The DAG's path every day: its spill and memory must not grow with history.
             entry["bucket_tasks"] = _bucket_tasks(run, export, as_of, state)
             check_tasks(entry["bucket_tasks"])
@@ -706,10 +765,18 @@ def _bucket_tasks_only(args: argparse.Namespace, day: int, check_tasks: Any) -> 
     print(f"bucket tasks on {run.lake}, export day {day} at {_moment(as_of)}", flush=True)
     log = run.compare("log", "export", export, as_of=as_of)
     whole = run.compare("state", "export", export, as_of=as_of)
+    by_bucket = run.compare("buckets", "export", export, as_of=as_of)
     found = _bucket_tasks(run, export, as_of, whole)
     check_tasks(found)
     _print_bucket_tasks(found, whole, log)
-    return 0 if found["same_as_whole"] and _same(whole, log) else 1
+    print(
+        f"  by bucket in one process (as reconcile_table runs it): {by_bucket['seconds']:.1f} s "
+        f"(cpu {by_bucket['cpu_seconds']:.1f} s), peak RSS {by_bucket['peak_mb']} MB, spill "
+        f"{by_bucket['spill_mb']:.0f} MB; log-based / by bucket: "
+        + _ratio(log, by_bucket, 2, at_most=False)
+    )
+    same = found["same_as_whole"] and _same(whole, log) and _same(by_bucket, log)
+    return 0 if same else 1
 
 
 def _changes_only(args: argparse.Namespace, check: Any) -> int:
@@ -803,14 +870,15 @@ def _changes(run: Run, args: argparse.Namespace, check: Any) -> dict[str, Any]:
         "changes", f"changes-day{CHANGES_DAY}", as_of=as_of, window_start=window_start
     )
     found: dict[str, Any] = {"as_of": as_of, "window_start": window_start}
-    found["state"] = run.compare("state", "changes", export, as_of=as_of, window_start=window_start)
+    for basis in ("buckets", "state") + (() if args.no_changes_log else ("log",)):
+        found[basis] = run.compare(basis, "changes", export, as_of=as_of, window_start=window_start)
     if not args.no_changes_log:
-        found["log"] = run.compare("log", "changes", export, as_of=as_of, window_start=window_start)
-        check(
-            f"changes on {run.items} items (as_of {as_of}, lake {run.lake})",
-            found["state"],
-            found["log"],
-        )
+        for basis in ("buckets", "state"):
+            check(
+                f"changes on {run.items} items, {basis} (as_of {as_of}, lake {run.lake})",
+                found[basis],
+                found["log"],
+            )
     return found
 
 
@@ -826,28 +894,36 @@ def _summary(
         "peak RSS (VmHWM), peak spill folder"
     )
     print(HEADER)
+    labels = {"buckets": "by bucket", "state": "state, whole", "log": "log-based"}
     for day in days_list:
         entry = exports[str(day)]
-        for basis in ("state", "log"):
-            print(_row(f"day {day:>2} {basis}-based", entry[basis]))
+        for basis, label in labels.items():
+            if basis in entry:
+                print(_row(f"day {day:>2} {label}", entry[basis]))
     if last in exports and first in exports:
-        state_first, state_last = exports[first]["state"], exports[last]["state"]
-        print(
-            f"state-based day {last} / day {first}: "
-            + _ratio(state_last, state_first, 1.3, at_most=True)
+        for basis in ("buckets", "state"):
+            if basis not in exports[first] or basis not in exports[last]:
+                continue
+            top, bottom = exports[last][basis], exports[first][basis]
+            print(
+                f"{labels[basis]}: day {last} / day {first}: "
+                + _ratio(top, bottom, 1.3, at_most=True)
+                + f"; log-based / {labels[basis]} at day {last}: "
+                + _ratio(exports[last]["log"], top, 2, at_most=False)
+            )
+        for basis in labels:
+            spills = ", ".join(
+                f"day {day} {exports[str(day)][basis]['spill_mb']:.0f} MB"
+                for day in days_list
+                if basis in exports[str(day)]
+            )
+            print(f"spill, {labels[basis]}: {spills}")
+        same = all(
+            _same(entry[basis], entry["log"])
+            for entry in (exports[str(day)] for day in days_list)
+            for basis in ("buckets", "state")
+            if basis in entry
         )
-        print(
-            f"log-based / state-based at day {last}: "
-            + _ratio(exports[last]["log"], state_last, 2, at_most=False)
-        )
-        spills = ", ".join(
-            f"day {day} {exports[str(day)]['state']['spill_mb']:.0f} MB" for day in days_list
-        )
-        logs = ", ".join(
-            f"day {day} {exports[str(day)]['log']['spill_mb']:.0f} MB" for day in days_list
-        )
-        print(f"spill, state-based: {spills} (must not grow with history); log-based: {logs}")
-        same = all(_same(exports[str(day)]["state"], exports[str(day)]["log"]) for day in days_list)
         print(
             f"state-based counts equal the log-based ones on every day: {'yes' if same else 'NO'}"
         )
@@ -862,19 +938,27 @@ def _summary(
         entry = changes.get(str(items))
         if entry is None:
             continue
-        print(_row(f"{items:>11,} items state-based", entry["state"]))
-        if "log" in entry:
-            print(_row(f"{items:>11,} items log-based", entry["log"]))
+        for basis, label in labels.items():
+            if basis in entry:
+                print(_row(f"{items:>11,} items {label}", entry[basis]))
     small, large = changes.get(str(run.items)), changes.get(str(big.items))
     if small and large:
-        print(
-            f"state-based, {big.items:,} / {run.items:,} items: "
-            + _ratio(large["state"], small["state"], 1.3, at_most=True)
-            + f"; peak RSS {large['state']['peak_mb']} / {small['state']['peak_mb']} MB, spill "
-            f"{large['state']['spill_mb']:.0f} / {small['state']['spill_mb']:.0f} MB"
-        )
+        for basis in ("buckets", "state"):
+            if basis not in small or basis not in large:
+                continue
+            print(
+                f"{labels[basis]}, {big.items:,} / {run.items:,} items: "
+                + _ratio(large[basis], small[basis], 1.3, at_most=True)
+                + f"; peak RSS {large[basis]['peak_mb']} / {small[basis]['peak_mb']} MB, spill "
+                f"{large[basis]['spill_mb']:.0f} / {small[basis]['spill_mb']:.0f} MB"
+            )
         if "log" in small and "log" in large:
-            same = _same(small["state"], small["log"]) and _same(large["state"], large["log"])
+            same = all(
+                _same(entry[basis], entry["log"])
+                for entry in (small, large)
+                for basis in ("buckets", "state")
+                if basis in entry
+            )
             print(f"state-based counts equal the log-based ones: {'yes' if same else 'NO'}")
 
     tasked = [day for day in days_list if exports.get(str(day), {}).get("bucket_tasks")]

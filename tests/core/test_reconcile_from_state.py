@@ -292,6 +292,14 @@ def test_bucket_tasks_gather_the_findings_of_one_whole_check(tmp_path: Path, met
     gathered = reconcile_table(
         plan, s3=None, write=False, by_bucket={"split": light, "compared": compared}
     )
+    files = [item["findings"] for item in compared if item["findings"]]
+    keys_found = sorted(
+        key
+        for path in files
+        for key in pq.read_table(path, columns=["key"]).column("key").to_pylist()
+    )
+    assert FindingsFile.SCHEMA.names == pq.read_schema(files[0]).names
+    # In one process (the split folder is the run's: these tasks' files are replaced).
     from_state, from_log = both(plan)
 
     assert verdict(gathered) == verdict(from_state) == verdict(from_log)
@@ -300,14 +308,7 @@ def test_bucket_tasks_gather_the_findings_of_one_whole_check(tmp_path: Path, met
     assert gathered.cost["buckets"] == 4 and gathered.cost["bucket_tasks"] == 3
     assert gathered.cost["basis"] == "current state"
     # Every finding, once: the tasks' files hold the whole table's findings.
-    files = [item["findings"] for item in compared if item["findings"]]
-    keys_found = sorted(
-        key
-        for path in files
-        for key in pq.read_table(path, columns=["key"]).column("key").to_pylist()
-    )
     assert len(keys_found) == len(set(keys_found)) == from_log.findings["rows"]
-    assert FindingsFile.SCHEMA.names == pq.read_schema(files[0]).names
 
     # Planned again (a retried plan: other parts), the first plan's split rows are not read.
     again = buckets.plan_split(plan, basis, None)

@@ -288,11 +288,11 @@ def merge_comparisons(method: str, parts: Sequence[Comparison]) -> Comparison:
 def gather(
     plan: ReconciliationPlan,
     compared: Sequence[dict[str, Any]],
-    findings: FindingsFile,
+    findings: FindingsFile | None,
     s3: S3Options | None,
 ) -> Comparison:
     """The compare tasks' results as the table's comparison; their findings appended to
-    ``findings`` (in task order). Every task of the split must be there."""
+    ``findings`` (in task order; None: not read). Every task of the split must be there."""
     tasks = sorted(compared, key=lambda item: int(item["task"]))
     numbers = [int(item["task"]) for item in tasks]
     expected = int(tasks[0]["of"]) if tasks else 1
@@ -302,7 +302,7 @@ def gather(
             "check again"
         )
     for item in tasks:
-        if item.get("findings"):
+        if findings is not None and item.get("findings"):
             location = resolve(item["findings"], s3)
             with location.filesystem.open_input_file(location.path) as handle:
                 findings.append(pq.ParquetFile(handle))

@@ -46,6 +46,7 @@ from dynamo_lake.storage import Location, S3Options, acquire_lease, resolve
 
 __all__ = [
     "WORK_TTL",
+    "check_by_bucket",
     "cleanup_work",
     "compare_with_export",
     "open_engine",
@@ -73,14 +74,22 @@ def open_engine(
     from_state: bool = True,
     catalog: Any = None,
 ) -> Engine:
-    """The engine the table is configured for, over the lake (and the work location).
+    """The engine the table is configured for, over the lake (and the work location), to
+    compare the whole table in one go.
 
-    DuckDB compares an ``export`` or ``changes`` check with the lake's current state (a
-    snapshot and the log since it: :mod:`~dynamo_lake.reconciliation.state_basis`) when the
-    table has one early enough and ``from_state``; with the whole log otherwise."""
+    Athena compares an ``export`` or ``changes`` check with the lake's current state (the
+    Iceberg table at a snapshot and the log since it, staged:
+    :mod:`~dynamo_lake.reconciliation.state_basis`) when the table has one early enough and
+    ``from_state``. DuckDB reads the whole log: its checks from the state run bucket by
+    bucket instead (:func:`plan_buckets`), never as one comparison of the whole table."""
     key_names = [name for name, _ in plan.keys]
     basis = None
-    if from_state and with_snapshot and plan.method in ("export", "changes"):
+    if (
+        plan.engine == "athena"
+        and from_state
+        and with_snapshot
+        and plan.method in ("export", "changes")
+    ):
         basis = _state_basis(plan, s3, catalog, glue)
     if plan.engine == "athena":
         state = events = None
@@ -110,13 +119,16 @@ def open_engine(
         lake_dataset(plan.work_uri, s3) if with_snapshot else None,
         key_names=key_names,
         memory_limit_mb=plan.duckdb_memory_limit_mb,
-        basis=basis,
-        changed_keys_only=plan.method == "changes",
     )
 
 
 def plan_buckets(
-    plan: ReconciliationPlan, s3: S3Options | None, *, glue: Any = None, catalog: Any = None
+    plan: ReconciliationPlan,
+    s3: S3Options | None,
+    *,
+    glue: Any = None,
+    catalog: Any = None,
+    max_tasks: int | None = None,
 ) -> dict[str, Any] | None:
     """How a check from the current state is split into buckets across workers
     (:func:`~dynamo_lake.reconciliation.buckets.plan_split`), or None when the check compares
@@ -126,9 +138,27 @@ def plan_buckets(
     basis = _state_basis(plan, s3, catalog, glue)
     if basis is None:
         return None
-    from dynamo_lake.reconciliation.buckets import plan_split
+    from dynamo_lake.reconciliation.buckets import MAX_COMPARE_TASKS, plan_split
 
-    return plan_split(plan, basis, s3)
+    return plan_split(plan, basis, s3, max_tasks=max_tasks or MAX_COMPARE_TASKS)
+
+
+def check_by_bucket(
+    plan: ReconciliationPlan, s3: S3Options | None, glue: Any
+) -> dict[str, Any] | None:
+    """The bucket check run in this process (the DAG maps it across workers): every part
+    split, then every bucket compared, one at a time, so that memory and spill stay one
+    part's and one bucket's whatever the table's size; None when the check compares whole
+    (see :func:`plan_buckets`)."""
+    from dynamo_lake.reconciliation.buckets import compare_buckets, split_part, without_parts
+
+    split = plan_buckets(plan, s3, glue=glue, max_tasks=1)
+    if split is None:
+        return None
+    for part in split["parts"]:
+        split_part(plan, split, part, s3)
+    light = without_parts(split)
+    return {"split": light, "compared": [compare_buckets(plan, light, 0, s3=s3, glue=glue)]}
 
 
 def _state_basis(plan: ReconciliationPlan, s3: S3Options | None, catalog: Any, glue: Any) -> Any:
@@ -378,6 +408,8 @@ def _reconcile(
     by_key = plan.method in ("export", "changes")
     findings = FindingsFile(scratch / "findings.parquet") if by_key else None
     cost: dict[str, Any] | None
+    if by_bucket is None and findings is not None and from_state:
+        by_bucket = check_by_bucket(plan, s3, glue)
     if by_bucket is not None and findings is not None:
         from dynamo_lake.reconciliation.buckets import gather
 
@@ -392,7 +424,12 @@ def _reconcile(
         }
     else:
         engine = open_engine(
-            plan, s3, athena=athena, glue=glue, with_snapshot=by_key, from_state=from_state
+            plan,
+            s3,
+            athena=athena,
+            glue=glue,
+            with_snapshot=by_key,
+            from_state=from_state,
         )
         try:
             comparison = _compare(
@@ -488,13 +525,35 @@ def _repair(
         "recheck": None,
     }
     if paths:
-        again = open_engine(plan, s3, athena=athena, glue=glue, from_state=from_state)
-        try:
-            recheck = _compare(plan, again, keys, dynamodb=dynamodb, scan=scan, now=now)
-        finally:
-            again.close()
-        repair["recheck"] = _summary(recheck)
+        repair["recheck"] = _summary(
+            _recheck(plan, s3, keys, dynamodb, athena, glue, scan, now, from_state)
+        )
     return repair
+
+
+def _recheck(
+    plan: ReconciliationPlan,
+    s3: S3Options | None,
+    keys: list[KeyAttribute],
+    dynamodb: Any,
+    athena: Any,
+    glue: Any,
+    scan: ScanResult | None,
+    now: datetime,
+    from_state: bool,
+) -> Comparison:
+    """The comparison again, after a repair: bucket by bucket in this process where the
+    first one could be, whole otherwise."""
+    by_bucket = check_by_bucket(plan, s3, glue) if from_state else None
+    if by_bucket is not None:
+        from dynamo_lake.reconciliation.buckets import gather
+
+        return gather(plan, by_bucket["compared"], None, s3)
+    again = open_engine(plan, s3, athena=athena, glue=glue, from_state=from_state)
+    try:
+        return _compare(plan, again, keys, dynamodb=dynamodb, scan=scan, now=now)
+    finally:
+        again.close()
 
 
 def _events_uri(plan: ReconciliationPlan) -> str:
