@@ -21,7 +21,9 @@ compared on its own, from rows that are its own, in one DuckDB of bounded memory
 
 Together the split tasks read the export and the day's lake rows once, and the compare
 tasks read the snapshot once, whatever the number of buckets; a compare task's memory is
-one bucket's. The folder is removed with the work location.
+one bucket's. The folder is removed with the work location. The DAG maps the steps across
+workers; elsewhere (the CLI, a repair's re-check) ``run.check_by_bucket`` runs them one
+after the other in one process.
 """
 
 from __future__ import annotations
