@@ -89,7 +89,9 @@ def test_a_check_reads_the_snapshot_and_the_log_since_its_watermark(tmp_path: Pa
     assert from_state.cost["watermark"] == "2024-06-01T11:00:00.000000Z"
     assert from_state.cost["rows_read"] == 3  # the three files written after the merge
     assert from_state.cost["unmerged_files"] == 3
-    assert from_log.cost["basis"] == "log"
+    # In one process, bucket by bucket (never one DuckDB over the whole table).
+    assert from_state.cost["buckets"] >= 1 and from_state.cost["bucket_tasks"] == 1
+    assert from_log.cost["basis"] == "log" and "buckets" not in from_log.cost
     for report in (from_state, from_log):
         assert report.cost["lake_bytes"] > 0 and report.cost["export_bytes"] > 0
 
@@ -105,6 +107,9 @@ def test_the_repair_and_its_recheck_read_the_state_too(tmp_path: Path) -> None:
     assert report.status == "repaired" and report.missing == 1
     assert report.repair["recheck"]["status"] == "ok"
     assert report.cost["basis"] == "current state"
+    # The re-check went by bucket too: it split the repair's file (not merged: read whole).
+    split = tmp_path / "export-buckets" / "lake"
+    assert any("-whole-" in file.name for file in split.rglob("*.parquet"))
 
 
 def test_without_a_snapshot_early_enough_the_log_is_read(tmp_path: Path) -> None:
