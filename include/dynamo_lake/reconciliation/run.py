@@ -525,35 +525,21 @@ def _repair(
         "recheck": None,
     }
     if paths:
-        repair["recheck"] = _summary(
-            _recheck(plan, s3, keys, dynamodb, athena, glue, scan, now, from_state)
-        )
+        # The comparison again: bucket by bucket in this process where the first one could
+        # be, whole otherwise.
+        by_bucket = check_by_bucket(plan, s3, glue) if from_state else None
+        if by_bucket is not None:
+            from dynamo_lake.reconciliation.buckets import gather
+
+            recheck = gather(plan, by_bucket["compared"], None, s3)
+        else:
+            again = open_engine(plan, s3, athena=athena, glue=glue, from_state=from_state)
+            try:
+                recheck = _compare(plan, again, keys, dynamodb=dynamodb, scan=scan, now=now)
+            finally:
+                again.close()
+        repair["recheck"] = _summary(recheck)
     return repair
-
-
-def _recheck(
-    plan: ReconciliationPlan,
-    s3: S3Options | None,
-    keys: list[KeyAttribute],
-    dynamodb: Any,
-    athena: Any,
-    glue: Any,
-    scan: ScanResult | None,
-    now: datetime,
-    from_state: bool,
-) -> Comparison:
-    """The comparison again, after a repair: bucket by bucket in this process where the
-    first one could be, whole otherwise."""
-    by_bucket = check_by_bucket(plan, s3, glue) if from_state else None
-    if by_bucket is not None:
-        from dynamo_lake.reconciliation.buckets import gather
-
-        return gather(plan, by_bucket["compared"], None, s3)
-    again = open_engine(plan, s3, athena=athena, glue=glue, from_state=from_state)
-    try:
-        return _compare(plan, again, keys, dynamodb=dynamodb, scan=scan, now=now)
-    finally:
-        again.close()
 
 
 def _events_uri(plan: ReconciliationPlan) -> str:
