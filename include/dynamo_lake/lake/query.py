@@ -161,6 +161,10 @@ class LakeDatabase:
     (4.9 GB at 5M items against a 1 GB limit).
     """
 
+    #: The name under which a statement of :meth:`add_keyed` or :meth:`copy_keyed` reads the
+    #: batches it is given.
+    INCOMING = "incoming_rows"
+
     def __init__(self, *, memory_limit_mb: int = 1024, spill_folder: str | None = None) -> None:
         self._spill = None if spill_folder else tempfile.TemporaryDirectory(prefix="lake-db-")
         self.connection = duckdb.connect()
@@ -207,18 +211,18 @@ class LakeDatabase:
         verb = "CREATE OR REPLACE TEMP TABLE" if replace else "CREATE TEMP TABLE IF NOT EXISTS"
         self.connection.execute(f"{verb} {name} ({', '.join(columns)})")
         return self._pull(
-            batches, f"INSERT INTO {name} SELECT * FROM {{rows}} WHERE {where or 'TRUE'}"
+            batches, f"INSERT INTO {name} SELECT * FROM {self.INCOMING} WHERE {where or 'TRUE'}"
         )
 
     def copy_keyed(self, batches: Iterator[pa.RecordBatch], select: str, target: str) -> int:
-        """``COPY (select) TO target`` over batches in :data:`KEYED_SCHEMA` (``{rows}`` in
-        ``select`` names them), streamed: no table holds them; returns the rows written."""
+        """``COPY (select) TO target`` over batches in :data:`KEYED_SCHEMA` (``select`` reads
+        them as :attr:`INCOMING`), streamed: no table holds them; returns the rows written."""
         return self._pull(batches, f"COPY ({select}) TO {target}")
 
     def _pull(self, batches: Iterator[pa.RecordBatch], statement: str) -> int:
-        """Run ``statement``, whose ``{rows}`` DuckDB reads as one Arrow stream of
-        ``batches``; an error raised while reading them is re-raised as itself once DuckDB
-        has stopped."""
+        """Run ``statement``, which reads ``batches`` as one Arrow stream named
+        :attr:`INCOMING`; an error raised while reading them is re-raised as itself once
+        DuckDB has stopped."""
         failure: list[BaseException] = []
 
         def guarded() -> Iterator[pa.RecordBatch]:
@@ -229,17 +233,15 @@ class LakeDatabase:
                 raise
 
         reader = pa.RecordBatchReader.from_batches(KEYED_SCHEMA, guarded())
-        self.connection.register("incoming_rows", reader)
+        self.connection.register(self.INCOMING, reader)
         try:
-            ((rows,),) = self.connection.execute(
-                statement.replace("{rows}", "incoming_rows")
-            ).fetchall()
+            ((rows,),) = self.connection.execute(statement).fetchall()
         except duckdb.Error:
             if failure:
                 raise failure[0] from None
             raise
         finally:
-            self.connection.unregister("incoming_rows")
+            self.connection.unregister(self.INCOMING)
         return int(rows)
 
     def close(self) -> None:

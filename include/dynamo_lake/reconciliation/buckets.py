@@ -165,7 +165,7 @@ def split_part(
                 written[side] += database.copy_keyed(
                     keyed_batches(dataset, key_names),
                     f"SELECT *, coalesce({bucket_sql('k', buckets)}, 0) AS bucket "
-                    f"FROM {{rows}} WHERE {where}",
+                    f"FROM {LakeDatabase.INCOMING} WHERE {where}",
                     f"'{local}' (FORMAT parquet, PARTITION_BY (bucket), COMPRESSION zstd)",
                 )
                 _upload(local, target.child(side), f"{int(part['part']):05d}-{source}")
